@@ -1,0 +1,61 @@
+# perceptual-sweeps: every target that runs Python creates .venv first (and again when
+# pyproject.toml changes).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+SWEEP ?= depth
+PRESET ?= embedded
+LAUNCHER ?= local
+JOBS ?= 1
+RUNS ?= runs
+DATA ?= fashion_mnist
+ARGS ?=
+MODEL ?= resnet18
+BATCH ?= 256
+SIZE ?= 32
+WIDTH ?= 0.25
+BENCH_ARGS ?=
+
+.PHONY: venv test test-fast sweep eval report status bench data lint clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow and not slurm and not multiprocess" $(PYTEST_ARGS)
+
+sweep: $(STAMP)
+	$(PY) -m launch $(SWEEP) --preset $(PRESET) --launcher $(LAUNCHER) --jobs $(JOBS) --runs-dir $(RUNS) $(ARGS)
+
+eval: $(STAMP)
+	$(PY) -m evaluator --runs=$(RUNS)/$(SWEEP) $(ARGS)
+
+report: $(STAMP)
+	$(PY) -m evaluator.report $(if $(filter all,$(SWEEP)),$(RUNS) --all,$(RUNS)/$(SWEEP))
+
+status: $(STAMP)
+	$(PY) -m launch $(SWEEP) --preset $(PRESET) --runs-dir $(RUNS) --status
+
+bench: $(STAMP)
+	$(PY) -m trainer.bench --model $(MODEL) --batch $(BATCH) --size $(SIZE) --width $(WIDTH) $(BENCH_ARGS)
+
+data: $(STAMP)
+	$(PY) -m trainer.data $(DATA) $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

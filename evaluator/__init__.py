@@ -1,0 +1,1 @@
+"""perceptual-sweeps evaluator: perceptual distances, benchmarks, the checkpoint-scoring job, the report."""

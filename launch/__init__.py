@@ -1,0 +1,1 @@
+"""perceptual-sweeps launchers: a sweep file -> trials -> jobs (local, Slurm, TPU)."""

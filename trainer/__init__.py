@@ -1,0 +1,1 @@
+"""perceptual-sweeps trainer: data, models, train loop, checkpoints. See train.py."""
