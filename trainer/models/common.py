@@ -1,0 +1,72 @@
+"""Pieces every model of the zoo shares: reading ``config.model``, dtypes, channel rounding."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax.numpy as jnp
+import ml_collections
+
+from sweeps.base import DTYPES, MODEL_NAMES, ConfigError, get_config
+
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+assert set(_DTYPES) == set(DTYPES)
+
+
+def model_fields(model_cfg: Mapping[str, Any] | ml_collections.ConfigDict) -> dict[str, Any]:
+    """``config.model`` as a plain dict, missing keys filled from the schema's defaults.
+
+    Accepts the ``ConfigDict`` section or the ``model`` dict of a saved ``config.json`` (the
+    evaluator rebuilds models from that), so older or partial dicts still build.
+    """
+    if isinstance(model_cfg, ml_collections.ConfigDict):
+        model_cfg = model_cfg.to_dict()
+    if not isinstance(model_cfg, Mapping):
+        raise ConfigError(f"model config must be a mapping, got {type(model_cfg).__name__}")
+    fields = get_config().model.to_dict()
+    unknown = sorted(set(model_cfg) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown model config key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(fields))}"
+        )
+    fields.update(model_cfg)
+    if fields["name"] not in MODEL_NAMES:
+        raise ConfigError(
+            f"model.name={fields['name']!r} is not supported; allowed: {', '.join(MODEL_NAMES)}"
+        )
+    if fields["dtype"] not in _DTYPES:
+        raise ConfigError(
+            f"model.dtype={fields['dtype']!r} is not supported; allowed: {', '.join(_DTYPES)}"
+        )
+    width = fields["width"]
+    if not isinstance(width, (int, float)) or not 0.0625 <= width <= 4.0:
+        raise ConfigError(
+            f"model.width={width!r} is not supported; allowed: a number in [0.0625, 4]"
+        )
+    for key in ("dropout", "encoder_dropout", "stochastic_depth"):
+        rate = fields[key]
+        if not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+            raise ConfigError(f"model.{key}={rate!r} is not supported; allowed: a number in [0, 1)")
+    return fields
+
+
+def compute_dtype(name: str) -> Any:
+    """The jnp dtype for ``config.model.dtype`` (activations; parameters stay float32)."""
+    return _DTYPES[name]
+
+
+def scaled_channels(channels: int, width: float) -> int:
+    """``channels * width`` rounded to an int, at least 1."""
+    return max(1, int(round(channels * width)))
+
+
+def float32_taps(taps: Mapping[str, Any]) -> dict[str, Any]:
+    """Taps are handed out in float32 whatever the compute dtype."""
+    return {k: v.astype(jnp.float32) for k, v in taps.items()}
+
+
+def check_num_classes(num_classes: Any) -> int:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ConfigError(f"num_classes={num_classes!r} is not allowed; expected an integer >= 1")
+    return num_classes

@@ -1,0 +1,228 @@
+"""EfficientNet B0..B7 as in the reference tf/keras ``EfficientNet``, in Flax Linen.
+
+Compound scaling: each variant has a width and a depth coefficient (its default resolution is
+only informative: the input size comes from the data). Channels go through ``round_filters``
+(multiples of 8, never below 90% of the scaled value), block repeats through
+``ceil(depth_coefficient * repeats)``. ``model.width`` multiplies the variant's width coefficient
+(1.0 = the reference model).
+
+Blocks are MBConv: 1x1 expansion (unless the ratio is 1), depthwise conv, squeeze-excitation
+(ratio 0.25 of the block's input channels, with bias), 1x1 projection; swish activations,
+BatchNorm (momentum 0.99, epsilon 1e-3), and an identity shortcut with stochastic depth
+(drop-connect, one draw per example) where shapes allow. The drop rate of block ``b`` of ``B``
+is ``model.stochastic_depth * b / B``, as in the reference. Stride-2 convs pad like TF 'SAME'
+(the reference's ``correct_pad``). Head: 1x1 conv to round_filters(1280), BN, swish, global
+average pool, dropout (``model.dropout``; the variant's reference rate is in
+``efficientnet_defaults``), dense.
+
+Taps ``stage1``..``stage4``: the last feature map at strides 4, 8, 16 and 32 (16, 8, 4 and 2
+pixels for a 64x64 input); ``stage4`` is the head conv's output, the map that gets pooled.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from trainer.models.common import float32_taps
+
+# variant -> (width coefficient, depth coefficient, reference resolution, dropout)
+VARIANTS: dict[str, tuple[float, float, int, float]] = {
+    "b0": (1.0, 1.0, 224, 0.2),
+    "b1": (1.0, 1.1, 240, 0.2),
+    "b2": (1.1, 1.2, 260, 0.3),
+    "b3": (1.2, 1.4, 300, 0.3),
+    "b4": (1.4, 1.8, 380, 0.4),
+    "b5": (1.6, 2.2, 456, 0.4),
+    "b6": (1.8, 2.6, 528, 0.5),
+    "b7": (2.0, 3.1, 600, 0.5),
+}
+
+# (kernel, repeats, channels in, channels out, expand ratio, stride), SE ratio 0.25 everywhere.
+BLOCKS = (
+    (3, 1, 32, 16, 1, 1),
+    (3, 2, 16, 24, 6, 2),
+    (5, 2, 24, 40, 6, 2),
+    (3, 3, 40, 80, 6, 2),
+    (5, 3, 80, 112, 6, 1),
+    (5, 4, 112, 192, 6, 2),
+    (3, 1, 192, 320, 6, 1),
+)
+SE_RATIO = 0.25
+DIVISOR = 8
+BN_MOMENTUM = 0.99
+BN_EPSILON = 1e-3
+TAP_STRIDES = (4, 8, 16, 32)
+
+# The reference's initialisers. Flax's depthwise kernel is (k, k, 1, C) where keras' is
+# (k, k, C, 1), so keras' fan_out (k*k) is flax's fan_in there.
+_CONV_INIT = nn.initializers.variance_scaling(2.0, "fan_out", "truncated_normal")
+_DEPTHWISE_INIT = nn.initializers.variance_scaling(2.0, "fan_in", "truncated_normal")
+_DENSE_INIT = nn.initializers.variance_scaling(1.0 / 3.0, "fan_out", "uniform")
+
+
+def efficientnet_defaults(variant: str) -> dict[str, float | int]:
+    """The reference scaling of ``variant``: width, depth, resolution and dropout rate."""
+    width, depth, resolution, dropout = VARIANTS[variant]
+    return {"width": width, "depth": depth, "resolution": resolution, "dropout": dropout}
+
+
+def round_filters(filters: int, width: float) -> int:
+    filters *= width
+    new = max(DIVISOR, int(filters + DIVISOR / 2) // DIVISOR * DIVISOR)
+    if new < 0.9 * filters:
+        new += DIVISOR
+    return int(new)
+
+
+def round_repeats(repeats: int, depth: float) -> int:
+    return int(math.ceil(depth * repeats))
+
+
+class MBConv(nn.Module):
+    channels_in: int
+    channels_out: int
+    kernel: int
+    strides: int
+    expand_ratio: int
+    drop_rate: float
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        norm = lambda name: nn.BatchNorm(
+            use_running_average=not train,
+            momentum=BN_MOMENTUM,
+            epsilon=BN_EPSILON,
+            dtype=self.dtype,
+            name=name,
+        )
+        inputs = x
+        channels = self.channels_in * self.expand_ratio
+        if self.expand_ratio != 1:
+            x = nn.Conv(
+                channels,
+                (1, 1),
+                use_bias=False,
+                kernel_init=_CONV_INIT,
+                dtype=self.dtype,
+                name="expand_conv",
+            )(x)
+            x = nn.swish(norm("expand_bn")(x))
+        x = nn.Conv(
+            channels,
+            (self.kernel, self.kernel),
+            strides=(self.strides, self.strides),
+            padding="SAME",
+            feature_group_count=channels,
+            use_bias=False,
+            kernel_init=_DEPTHWISE_INIT,
+            dtype=self.dtype,
+            name="depthwise_conv",
+        )(x)
+        x = nn.swish(norm("depthwise_bn")(x))
+
+        se_channels = max(1, int(self.channels_in * SE_RATIO))
+        se = jnp.mean(x, axis=(1, 2), keepdims=True)
+        se = nn.Conv(
+            se_channels, (1, 1), kernel_init=_CONV_INIT, dtype=self.dtype, name="se_reduce"
+        )(se)
+        se = nn.Conv(channels, (1, 1), kernel_init=_CONV_INIT, dtype=self.dtype, name="se_expand")(
+            nn.swish(se)
+        )
+        x = x * nn.sigmoid(se)
+
+        x = nn.Conv(
+            self.channels_out,
+            (1, 1),
+            use_bias=False,
+            kernel_init=_CONV_INIT,
+            dtype=self.dtype,
+            name="project_conv",
+        )(x)
+        x = norm("project_bn")(x)
+        if self.strides == 1 and self.channels_in == self.channels_out:
+            # Drop-connect: the whole residual branch of an example, rescaled by 1/(1-rate).
+            x = nn.Dropout(self.drop_rate, broadcast_dims=(1, 2, 3), deterministic=not train)(x)
+            x = x + inputs
+        return x
+
+
+class EfficientNet(nn.Module):
+    variant: str
+    num_classes: int
+    width: float = 1.0  # multiplies the variant's width coefficient
+    dropout: float = 0.0
+    stochastic_depth: float = 0.0
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool = False, taps: bool = False):
+        width_coef, depth_coef, _, _ = VARIANTS[self.variant]
+        width_coef *= self.width
+        norm = lambda name: nn.BatchNorm(
+            use_running_average=not train,
+            momentum=BN_MOMENTUM,
+            epsilon=BN_EPSILON,
+            dtype=self.dtype,
+            name=name,
+        )
+        x = jnp.asarray(x, self.dtype)
+        x = nn.Conv(
+            round_filters(32, width_coef),
+            (3, 3),
+            strides=(2, 2),
+            padding="SAME",
+            use_bias=False,
+            kernel_init=_CONV_INIT,
+            dtype=self.dtype,
+            name="stem_conv",
+        )(x)
+        x = nn.swish(norm("stem_bn")(x))
+        stride = 2
+
+        last_at: dict[int, Any] = {}
+        total = sum(round_repeats(r, depth_coef) for _, r, *_ in BLOCKS)
+        index = 0
+        for g, (kernel, repeats, c_in, c_out, expand, first_stride) in enumerate(BLOCKS):
+            c_in, c_out = round_filters(c_in, width_coef), round_filters(c_out, width_coef)
+            for j in range(round_repeats(repeats, depth_coef)):
+                strides = first_stride if j == 0 else 1
+                x = MBConv(
+                    channels_in=c_in if j == 0 else c_out,
+                    channels_out=c_out,
+                    kernel=kernel,
+                    strides=strides,
+                    expand_ratio=expand,
+                    drop_rate=self.stochastic_depth * index / total,
+                    dtype=self.dtype,
+                    name=f"group{g + 1}_block{j + 1}",
+                )(x, train)
+                stride *= strides
+                last_at[stride] = x
+                index += 1
+
+        x = nn.Conv(
+            round_filters(1280, width_coef),
+            (1, 1),
+            use_bias=False,
+            kernel_init=_CONV_INIT,
+            dtype=self.dtype,
+            name="head_conv",
+        )(x)
+        x = nn.swish(norm("head_bn")(x))
+        last_at[stride] = x
+        features = {f"stage{i + 1}": last_at[s] for i, s in enumerate(TAP_STRIDES)}
+
+        x = jnp.mean(x, axis=(1, 2))
+        x = nn.Dropout(self.dropout, deterministic=not train)(x)
+        logits = nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=_DENSE_INIT, name="head")(
+            x
+        )
+        logits = logits.astype(jnp.float32)
+        if taps:
+            return logits, float32_taps(features)
+        return logits
