@@ -1,0 +1,124 @@
+"""``python -m launch <sweep> [options] [--config.k=v ...]``: run a sweep (``make sweep``).
+
+    python -m launch depth                      # embedded preset, local, one trial at a time
+    python -m launch depth --preset paper,seeds=3 --jobs 4
+    python -m launch depth --dry-run            # the trials and their trainer commands; no files
+    python -m launch depth --status             # the status table
+    python -m launch my_sweep.py --config.train.epochs=1
+
+``<sweep>`` is a file in sweeps/ (depth, width, epochs, weight_decay, label_smoothing, dropout,
+archs, smoke) or a path to a sweep .py file. Trials go to ``<runs-dir>/<sweep>/<trial>``.
+Exit codes: 0 all trials done (and scored), 1 a trial (or the evaluator/report) failed, 2 bad
+input or a trial directory holding another config (nothing started), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import shlex
+import sys
+from collections.abc import Sequence
+
+from launch import table
+from launch.trials import (
+    LaunchOptions,
+    Trial,
+    check_drift,
+    load_trials,
+    parse_cli_overrides,
+    prepare,
+    todo,
+)
+from sweeps.base import ConfigError
+
+LAUNCHERS = ("local", "slurm", "tpu")  # each a module launch.<name> with launch(trials, options)
+EXIT_BAD_INPUT = 2
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m launch",
+        description="Run a sweep's trials, then score and report them.",
+        epilog="Any --config.<key>=<value> applies to every trial.",
+    )
+    p.add_argument("sweep", help="a sweep in sweeps/ or a path to a sweep .py file")
+    p.add_argument(
+        "--preset", default="embedded", help="the sweep's arg: embedded | paper, e.g. paper,seeds=3"
+    )
+    p.add_argument("--launcher", default="local", help="local | slurm | tpu")
+    p.add_argument("--jobs", type=int, default=1, help="trials at once (local: processes)")
+    p.add_argument("--runs-dir", default="runs", help="trials go to <runs-dir>/<sweep>/<trial>")
+    p.add_argument("--dry-run", action="store_true", help="list trials and commands; write nothing")
+    p.add_argument("--status", action="store_true", help="print the status table and exit")
+    p.add_argument("--no-eval", action="store_true", help="train only; skip evaluator and report")
+    p.add_argument("--python", default=sys.executable, help="the interpreter for the trainer")
+    p.add_argument(
+        "--launcher-opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option for the launcher (e.g. Slurm partition); repeatable",
+    )
+    return p
+
+
+def dry_run(trials: Sequence[Trial], python: str) -> None:
+    try:
+        check_drift(trials)
+    except ConfigError as e:
+        print(f"launch: warning: {e}")
+    left = {t.name for t in todo(trials)}
+    print(
+        f"{len(trials)} trials of {trials[0].sweep} ({trials[0].config_arg}) in {trials[0].workdir.parent}:"
+    )
+    for t in trials:
+        state = t.status().get("state")
+        note = "" if t.name in left else f"  # {state}, skipped"
+        print(f"{t.name}{note}\n  {shlex.join(t.command(python))}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, rest = parser().parse_known_args(argv)
+    try:
+        if args.launcher not in LAUNCHERS:
+            raise ConfigError(
+                f"--launcher {args.launcher!r} is unknown; allowed: {', '.join(LAUNCHERS)}"
+            )
+        if args.jobs < 1:
+            raise ConfigError(f"--jobs {args.jobs} is not allowed; expected an integer >= 1")
+        opts = {}
+        for item in args.launcher_opt:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise ConfigError(f"--launcher-opt {item!r} is not allowed; expected KEY=VALUE")
+            opts[key] = value
+        extra = parse_cli_overrides(rest)
+        trials = load_trials(args.sweep, args.preset, extra, args.runs_dir)
+        if args.status:
+            print(table.status_table(trials))
+            return 0
+        if args.dry_run:
+            dry_run(trials, args.python)
+            return 0
+        module = importlib.import_module(f"launch.{args.launcher}")
+        prepare(trials, args.python)
+    except ConfigError as e:
+        print(f"launch: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ModuleNotFoundError as e:
+        print(
+            f"launch: error: the {args.launcher} launcher is not available ({e})", file=sys.stderr
+        )
+        return EXIT_BAD_INPUT
+    options = LaunchOptions(
+        jobs=args.jobs, python=args.python, no_eval=args.no_eval, launcher_opts=opts
+    )
+    return module.launch(trials, options)
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,75 @@
+"""After training: score the sweep's checkpoints and write its report, through their CLIs.
+
+``python -m evaluator --runs=<sweep_dir>`` (output to ``<sweep_dir>/evaluator.log``, a short
+line on the console) and then ``python -m evaluator.report <sweep_dir>`` (output on the console:
+the results table and the paths of the plots). Separate processes, so a crash in either leaves
+the launcher's state and the trained checkpoints as they are; a stage that is not installed is
+reported and skipped.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from launch.trials import last_line
+
+
+def _available(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def evaluate(sweep_dir: Path, python: str) -> int:
+    """Score every checkpoint of the sweep not scored yet; the exit code (0 when skipped)."""
+    if not _available("evaluator.__main__"):
+        print("launch: the evaluator (python -m evaluator) is not available; scoring skipped")
+        return 0
+    log = sweep_dir / "evaluator.log"
+    cmd = [python, "-m", "evaluator", f"--runs={sweep_dir}"]
+    print(f"[evaluator] scoring checkpoints of {sweep_dir}; log {log}", flush=True)
+    t0 = time.time()
+    with open(log, "ab") as f:
+        f.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
+        f.flush()
+        rc = subprocess.run(
+            cmd,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=_env(),
+            check=False,
+        ).returncode
+    if rc == 0:
+        print(f"[evaluator] done in {time.time() - t0:.0f}s", flush=True)
+    else:
+        print(f"[evaluator] FAILED (exit {rc}): {last_line(log)}; log {log}", flush=True)
+    return rc
+
+
+def report(sweep_dir: Path, python: str) -> int:
+    """Write results.csv, report.md and the plots; its output goes to the console."""
+    if not _available("evaluator.report"):
+        print("launch: the report (python -m evaluator.report) is not available; report skipped")
+        return 0
+    cmd = [python, "-m", "evaluator.report", str(sweep_dir)]
+    rc = subprocess.run(cmd, stdin=subprocess.DEVNULL, env=_env(), check=False).returncode
+    if rc != 0:
+        print(f"[report] FAILED (exit {rc})", flush=True)
+    return rc
+
+
+def evaluate_and_report(sweep_dir: Path, python: str) -> int:
+    """Both stages, the report even when scoring failed (it shows what there is)."""
+    rc_eval = evaluate(Path(sweep_dir), python)
+    rc_report = report(Path(sweep_dir), python)
+    return rc_eval or rc_report
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -1,0 +1,71 @@
+"""The sweep status table (``python -m launch <sweep> --status`` and the end of every run).
+
+One row per trial from its status.json: trial, state, step/total, top-1 of the last eval, wall
+time. A 'running' trial whose process is gone on this host shows as ``running (dead)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from launch.trials import Trial, is_dead
+
+HEADER = ("trial", "state", "step/total", "top-1", "time")
+
+
+def row(trial: Trial) -> tuple[str, ...]:
+    st = trial.status()
+    state = str(st.get("state", "?"))
+    if state == "running" and is_dead(st):
+        state = "running (dead)"
+    step, total = st.get("step"), st.get("total_steps")
+    steps = f"{step if step is not None else '-'}/{total if total is not None else '-'}"
+    top1 = (st.get("last_eval") or {}).get("top1")
+    top1_text = f"{100 * top1:.2f}%" if isinstance(top1, (int, float)) else "-"
+    return (trial.name, state, steps, top1_text, _duration(st.get("wall_time_s")))
+
+
+def _duration(seconds: Any) -> str:
+    if not isinstance(seconds, (int, float)):
+        return "-"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def format_rows(rows: Sequence[Sequence[str]], header: Sequence[str] = HEADER) -> str:
+    """A plain aligned text table (a few lines; no dependency needed)."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+        for r in [header, *rows]
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def status_table(trials: Sequence[Trial]) -> str:
+    """The table for ``trials`` plus a count per state."""
+    rows = [row(t) for t in trials]
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r[1]] = counts.get(r[1], 0) + 1
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    return f"{format_rows(rows)}\n{len(rows)} trials: {summary}"
+
+
+def best(trials: Sequence[Trial]) -> tuple[Trial, float] | None:
+    """The trial with the highest last-eval top-1, or None when none has one."""
+    scored = []
+    for t in trials:
+        top1 = (t.status().get("last_eval") or {}).get("top1")
+        if isinstance(top1, (int, float)):
+            scored.append((top1, t.name, t))
+    if not scored:
+        return None
+    top1, _, t = max(scored)
+    return t, float(top1)

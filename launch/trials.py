@@ -1,0 +1,392 @@
+"""The trial model every launcher (local, Slurm, TPU) shares.
+
+A sweep is a sweep file (``sweeps/<name>.py`` or any path to a ``.py`` file) with a config arg
+(``"embedded"``, ``"paper,seeds=3"``). Its ``get_sweep(arg)`` gives one override dict per trial;
+``load_trials`` turns each into a ``Trial``: a stable name, the overrides (the sweep's, then the
+command line's ``--config.k=v``), the full validated config and the run directory
+``<runs_dir>/<sweep>/<name>``. Every trial is built and validated before anything is written.
+
+The only state a launcher keeps is in the run directories (docs/file-contracts.md):
+
+* ``prepare(trials)`` writes ``<sweep>/sweep.json`` and, per trial, ``config.json``,
+  ``overrides.json`` and a ``pending`` ``status.json`` when there is none. A trial directory whose
+  ``config.json`` differs from the trial's config is refused (``DriftError``, listing the trial and
+  the differing keys): results are never mixed across configs.
+* The trainer owns ``status.json`` from then on (running, done, failed, diverged, preempted).
+* ``todo(trials)`` is what is left to run: pending, failed, preempted, and running trials whose
+  process is gone (a pid that is not alive on this host). ``done`` and ``diverged`` are results.
+* ``Trial.command()`` is the exact trainer argv; rerunning it by hand resumes the trial.
+
+A launcher is a module ``launch.<name>`` with ``launch(trials, options) -> exit code`` where
+``options`` is a ``LaunchOptions``; ``launch.local`` is the reference.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import os
+import shlex
+import socket
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import ml_collections
+
+from sweeps import base, grid
+from trainer import files
+
+SWEEPS_DIR = Path(__file__).resolve().parent.parent / "sweeps"
+NOT_SWEEPS = ("__init__", "base", "grid")
+DONE_STATES = ("done", "diverged")  # results: never rerun
+TODO_STATES = ("pending", "failed", "preempted")  # rerun (the trainer resumes from checkpoints)
+STATES = ("pending", "running", "done", "failed", "diverged", "preempted")
+
+
+class DriftError(base.ConfigError):
+    """Existing trial directories hold another config than the sweep now gives them."""
+
+
+@dataclass
+class LaunchOptions:
+    """What every launcher gets besides the trials (all set by ``python -m launch``)."""
+
+    jobs: int = 1  # trials at once
+    python: str = sys.executable
+    no_eval: bool = False  # skip the evaluator and the report after training
+    launcher_opts: dict[str, str] = field(default_factory=dict)  # --launcher-opt KEY=VALUE
+
+
+@dataclass
+class Trial:
+    """One trial of a sweep: a sweep file, a config arg and overrides, and a run directory."""
+
+    sweep: str  # sweep name: the sweep file's stem, and the directory under the runs dir
+    name: str  # stable, filesystem-safe, from the overrides: depth-50, wd-3e-05_seed-1
+    overrides: dict[str, Any]  # {dotted.key: value}, typed as in the schema
+    workdir: Path  # <runs_dir>/<sweep>/<name>
+    config: ml_collections.ConfigDict  # the sweep file's get_config(arg) plus overrides
+    preset: str  # the preset part of the arg: embedded | paper
+    sweep_file: Path  # the sweep file, as given or resolved under sweeps/
+    arg: str = ""  # the whole config arg passed to get_config ("paper,seeds=3"); '' = preset
+
+    @property
+    def config_arg(self) -> str:
+        return self.arg or self.preset
+
+    def command(self, python: str | None = None) -> list[str]:
+        """The trainer's argv: ``python -m trainer --config=<file>:<arg> --config.k=v ...
+        --workdir=<dir>``. Each override is one argv element, so values with spaces or quotes
+        arrive intact; ``shlex.join`` of this list is the same command for a shell."""
+        argv = [python or sys.executable, "-m", "trainer"]
+        argv.append(f"--config={_display_path(self.sweep_file)}:{self.config_arg}")
+        argv += [f"--config.{k}={render_value(v)}" for k, v in self.overrides.items()]
+        argv.append(f"--workdir={self.workdir}")
+        return argv
+
+    def command_text(self, python: str | None = None) -> str:
+        return shlex.join(self.command(python))
+
+    @property
+    def status_path(self) -> Path:
+        return self.workdir / "status.json"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "train.log"
+
+    def status(self) -> dict[str, Any]:
+        """The trial's status.json; ``{"state": "new"}`` before ``prepare``, ``{"state":
+        "unreadable"}`` for a file that does not parse."""
+        try:
+            st = files.read_json(self.status_path, default=None)
+        except (json.JSONDecodeError, OSError):
+            return {"state": "unreadable"}
+        return st if isinstance(st, dict) else {"state": "new"}
+
+    def write_status(self, **fields: Any) -> dict[str, Any]:
+        """Update status.json with ``fields`` (atomic); returns the new status."""
+        st = self.status()
+        if st.get("state") in ("new", "unreadable"):
+            st = {}
+        st.update(fields, updated=_now())
+        files.atomic_write_json(self.status_path, st)
+        return st
+
+
+# ----------------------------------------------------------------------------- overrides
+
+
+def render_value(value: Any) -> str:
+    """A schema value as ml_collections' config_flags parses it back (``--config.k=<this>``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return repr(tuple(value))
+    return str(value)
+
+
+def parse_cli_overrides(args: Iterable[str]) -> dict[str, Any]:
+    """``["--config.train.epochs=3", ...]`` -> ``{"train.epochs": 3.0}``, typed by the schema.
+
+    A string key takes the text as is; other keys parse it as a Python literal (``true``/``false``
+    for booleans). Unknown keys and wrong types raise a one-line ConfigError."""
+    config = base.get_config()
+    schema = base.flatten(config)
+    out: dict[str, Any] = {}
+    for a in args:
+        if not a.startswith("--config.") or "=" not in a:
+            raise base.ConfigError(
+                f"argument {a!r} is not allowed; expected --config.<key>=<value>"
+            )
+        key, _, text = a[len("--config.") :].partition("=")
+        if key not in schema:
+            raise base.ConfigError(f"unknown config key {key!r} in {a!r}; see sweeps/base.py")
+        old = schema[key]
+        if isinstance(old, str):
+            value: Any = text
+        elif isinstance(old, bool):
+            value = text
+        else:
+            try:
+                value = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                value = text
+        base.apply_overrides(config, {key: value})  # one-line error for a wrong type
+        out[key] = _get(config, key)
+    return out
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def available_sweeps() -> list[str]:
+    return sorted(
+        p.stem
+        for p in SWEEPS_DIR.glob("*.py")
+        if p.stem not in NOT_SWEEPS and not p.stem.startswith("_")
+    )
+
+
+def sweep_path(sweep: str) -> Path:
+    """``depth`` -> sweeps/depth.py; a path to a .py file is taken as is."""
+    if sweep.endswith(".py") or os.sep in sweep:
+        p = Path(sweep)
+        if not p.is_file():
+            raise base.ConfigError(f"sweep file {sweep!r} does not exist")
+        return p
+    if sweep not in available_sweeps():
+        raise base.ConfigError(
+            f"sweep {sweep!r} is unknown; available: {', '.join(available_sweeps())} "
+            "(or a path to a sweep .py file)"
+        )
+    return SWEEPS_DIR / f"{sweep}.py"
+
+
+def load_sweep_module(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"_sweep_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise base.ConfigError(f"sweep file {str(path)!r} cannot be imported")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for fn in ("get_config", "get_sweep"):
+        if not callable(getattr(module, fn, None)):
+            raise base.ConfigError(f"sweep file {str(path)!r} has no {fn}(arg) function")
+    return module
+
+
+def load_trials(
+    sweep: str,
+    preset: str | None = None,
+    extra_overrides: Mapping[str, Any] | None = None,
+    runs_dir: str | os.PathLike = "runs",
+) -> list[Trial]:
+    """Every trial of ``sweep`` with config arg ``preset`` (``"paper,seeds=3"``; default
+    ``embedded``), each config built and validated before this returns (ConfigError, one line,
+    naming the trial). ``extra_overrides`` apply to every trial and may not touch a swept key."""
+    path = sweep_path(sweep)
+    module = load_sweep_module(path)
+    arg = preset or "embedded"
+    preset_name, _ = grid.parse_arg(arg)
+    extra = dict(extra_overrides or {})
+    config0 = module.get_config(arg)
+    base.validate(config0)
+    grid_overrides = list(module.get_sweep(arg))
+    if not grid_overrides:
+        raise base.ConfigError(f"sweep {path.stem!r} ({arg}) has no trials")
+    swept = sorted({k for o in grid_overrides for k in o} & set(extra))
+    if swept:
+        raise base.ConfigError(
+            f"--config.{swept[0]} is swept by {path.stem!r}; it cannot be set for the whole sweep"
+        )
+    namer = getattr(module, "trial_name", None) or grid.trial_name
+    trials, seen = [], {}
+    for o in grid_overrides:
+        name = namer(o)
+        if name in seen:
+            raise base.ConfigError(
+                f"sweep {path.stem!r}: two trials are both named {name!r} ({seen[name]} and {o})"
+            )
+        seen[name] = o
+        config = ml_collections.ConfigDict(config0.to_dict())
+        merged = {**o, **extra}
+        try:
+            base.apply_overrides(config, merged)
+            base.validate(config)
+        except base.ConfigError as e:
+            raise base.ConfigError(f"trial {name!r}: {e}") from None
+        typed = {k: _get(config, k) for k in merged}
+        trials.append(
+            Trial(
+                sweep=path.stem,
+                name=name,
+                overrides=typed,
+                workdir=Path(runs_dir) / path.stem / name,
+                config=config,
+                preset=preset_name,
+                sweep_file=path,
+                arg=arg,
+            )
+        )
+    return trials
+
+
+def _get(config: ml_collections.ConfigDict, key: str) -> Any:
+    node: Any = config
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+# ----------------------------------------------------------------------------- run directories
+
+
+def config_json(trial: Trial) -> dict[str, Any]:
+    """The trial's config as config.json holds it (tuples as lists, via a JSON round trip)."""
+    return json.loads(json.dumps(trial.config.to_dict(), default=files._default))
+
+
+def drift(trial: Trial) -> dict[str, tuple[Any, Any]]:
+    """``{key: (old, new)}`` where the trial's existing config.json differs; {} if none/same."""
+    try:
+        old = files.read_json(trial.workdir / "config.json", default=None)
+    except json.JSONDecodeError:
+        return {"config.json": ("unreadable", "a config")}
+    if old is None:
+        return {}
+    a, b = base.flatten(old), base.flatten(config_json(trial))
+    keys = sorted(set(a) | set(b))
+    return {k: (a.get(k, "<absent>"), b.get(k, "<absent>")) for k in keys if a.get(k) != b.get(k)}
+
+
+def check_drift(trials: Sequence[Trial]) -> None:
+    """Raise DriftError (one line) naming every trial whose directory holds another config."""
+    bad = []
+    for t in trials:
+        d = drift(t)
+        if d:
+            diffs = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in d.items())
+            bad.append(f"{t.name} ({diffs})")
+    if bad:
+        sweep_dir = trials[0].workdir.parent
+        raise DriftError(
+            f"{sweep_dir} already holds trials with another config: {'; '.join(bad)}; "
+            "use a new --runs-dir or delete those trial directories"
+        )
+
+
+def prepare(trials: Sequence[Trial], python: str | None = None) -> None:
+    """Check drift for all trials, then write sweep.json and each trial's config.json,
+    overrides.json and (if it has none) a pending status.json, all atomically."""
+    if not trials:
+        return
+    check_drift(trials)
+    t0 = trials[0]
+    sweep_dir = t0.workdir.parent
+    files.atomic_write_json(
+        sweep_dir / "sweep.json",
+        {
+            "sweep": t0.sweep,
+            "sweep_file": str(t0.sweep_file),
+            "preset": t0.preset,
+            "arg": t0.config_arg,
+            "trials": [t.name for t in trials],
+            "updated": _now(),
+        },
+    )
+    for t in trials:
+        if not (t.workdir / "config.json").exists():
+            files.atomic_write_json(t.workdir / "config.json", config_json(t))
+        files.atomic_write_json(t.workdir / "overrides.json", t.overrides)
+        if t.status().get("state") in ("new", "unreadable"):
+            t.write_status(state="pending", command=t.command_text(python), error=None)
+
+
+def pid_alive(pid: Any) -> bool:
+    """Whether ``pid`` is a live process on this host that looks like a trainer."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if cmdline.exists():  # a reused pid is some other program
+        try:
+            return b"trainer" in cmdline.read_bytes()
+        except OSError:
+            return False
+    return True
+
+
+def is_dead(status: Mapping[str, Any]) -> bool:
+    """A 'running' status whose process is gone (only decidable for this host's processes)."""
+    return status.get("host") == socket.gethostname() and not pid_alive(status.get("pid"))
+
+
+def todo(trials: Iterable[Trial]) -> list[Trial]:
+    """The trials to run: pending, failed, preempted, unprepared, and running-but-dead."""
+    out = []
+    for t in trials:
+        st = t.status()
+        state = st.get("state")
+        if state in DONE_STATES:
+            continue
+        if state == "running" and not is_dead(st):
+            continue
+        out.append(t)
+    return out
+
+
+def last_line(path: str | os.PathLike, limit: int = 300) -> str:
+    """The last non-empty line of a log file ('' if none): the one-line reason a process died."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+            lines = [ln.strip() for ln in f.read().decode(errors="replace").splitlines()]
+    except OSError:
+        return ""
+    lines = [ln for ln in lines if ln]
+    return lines[-1][:limit] if lines else ""
+
+
+def _display_path(p: Path) -> str:
+    """``p`` relative to the working directory when it lies under it (``sweeps/depth.py``)."""
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p.resolve())
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
