@@ -1,0 +1,168 @@
+"""Perceptual distances between two images' feature taps, and the pixel reference metrics.
+
+Feature distances (jax, jitted, batched over the leading axis). A tap is an array (N, H, W, C)
+or, for a ViT's CLS vector, (N, C), treated as a 1x1 spatial map. For each tap l with C_l
+channels, ``unit(f)`` divides every spatial position's channel vector by its L2 norm + 1e-10:
+
+* ``local`` (the study's Eq. 1, LPIPS without learned weights):
+  ``mean_hw sum_c (unit(f0) - unit(f1))^2``.
+* ``meanpool``: spatial mean first, then unit-normalise over channels,
+  ``1/C_l sum_c (m0 - m1)^2``.
+* ``style``: Gram matrices ``G = 1/(HW) sum_hw unit(f) unit(f)^T`` (C_l x C_l),
+  ``1/C_l^2 ||G0 - G1||_F^2``.
+
+A distance over several taps is the sum over taps of the per-tap distances.
+
+Pixel reference metrics (numpy / scikit-image), computed the way LPIPS's ``test_dataset_model.py``
+does for its published BAPPS rows (``--colorspace Lab``, the default there): the uint8 image goes
+through torchvision's float32 ``ToTensor`` + ``Normalize(0.5, 0.5)`` and back through
+``tensor2im`` (which truncates, so values 1..63 come back one lower), then
+``skimage.color.rgb2lab`` and a float32 cast; ``l2`` is ``0.5 * mean((a/100 - b/100)^2)`` and
+``ssim`` is ``(1 - SSIM(a, b, data_range=100, channels last)) / 2`` with scikit-image's defaults
+(7x7 uniform window, sample covariance).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+EPS = 1e-10
+FEATURE_DISTANCES = ("local", "meanpool", "style")
+PIXEL_METRICS = ("l2", "ssim")
+_HIGHEST = jax.lax.Precision.HIGHEST
+
+
+def _spatial(f: jax.Array) -> jax.Array:
+    """(N, C) -> (N, 1, 1, C); (N, H, W, C) unchanged."""
+    if f.ndim == 2:
+        return f[:, None, None, :]
+    if f.ndim != 4:
+        raise ValueError(f"a tap must be (N, C) or (N, H, W, C); got shape {f.shape}")
+    return f
+
+
+def unit_normalize(f: jax.Array, eps: float = EPS) -> jax.Array:
+    """Divide each channel vector (last axis) by its L2 norm + eps, as LPIPS does."""
+    return f / (jnp.sqrt(jnp.sum(f * f, axis=-1, keepdims=True)) + eps)
+
+
+def local_tap(f0: jax.Array, f1: jax.Array) -> jax.Array:
+    """Eq. 1 on one tap: (N,) of mean over space of the summed squared unit-feature difference."""
+    n0 = unit_normalize(_spatial(f0).astype(jnp.float32))
+    n1 = unit_normalize(_spatial(f1).astype(jnp.float32))
+    return jnp.mean(jnp.sum((n0 - n1) ** 2, axis=-1), axis=(1, 2))
+
+
+def meanpool_tap(f0: jax.Array, f1: jax.Array) -> jax.Array:
+    """Spatial mean, unit-normalise over channels, 1/C-weighted squared distance: (N,)."""
+    m0 = unit_normalize(jnp.mean(_spatial(f0).astype(jnp.float32), axis=(1, 2)))
+    m1 = unit_normalize(jnp.mean(_spatial(f1).astype(jnp.float32), axis=(1, 2)))
+    return jnp.sum((m0 - m1) ** 2, axis=-1) / m0.shape[-1]
+
+
+def style_tap(f0: jax.Array, f1: jax.Array) -> jax.Array:
+    """1/C^2 ||G0 - G1||_F^2 of the unit-feature Gram matrices: (N,).
+
+    With P = H*W positions and F (P x C), ``||F0^T F0 - F1^T F1||_F^2`` equals
+    ``||F0 F0^T||^2 + ||F1 F1^T||^2 - 2 ||F0 F1^T||^2`` (P x P products), so the smaller of
+    C x C and P x P is formed; deep taps with many channels and few positions stay cheap.
+    """
+    a = unit_normalize(_spatial(f0).astype(jnp.float32))
+    b = unit_normalize(_spatial(f1).astype(jnp.float32))
+    n, h, w, c = a.shape
+    p = h * w
+    a = a.reshape(n, p, c)
+    b = b.reshape(n, p, c)
+    if c <= p:
+        g0 = jnp.einsum("npc,npd->ncd", a, a, precision=_HIGHEST) / p
+        g1 = jnp.einsum("npc,npd->ncd", b, b, precision=_HIGHEST) / p
+        sq = jnp.sum((g0 - g1) ** 2, axis=(1, 2))
+    else:
+        kaa = jnp.einsum("npc,nqc->npq", a, a, precision=_HIGHEST)
+        kbb = jnp.einsum("npc,nqc->npq", b, b, precision=_HIGHEST)
+        kab = jnp.einsum("npc,nqc->npq", a, b, precision=_HIGHEST)
+        sq = jnp.sum(kaa**2 + kbb**2 - 2.0 * kab**2, axis=(1, 2)) / (p * p)
+        sq = jnp.maximum(sq, 0.0)
+    return sq / (c * c)
+
+
+TAP_FUNCTIONS = {"local": local_tap, "meanpool": meanpool_tap, "style": style_tap}
+
+
+def tap_distances(
+    kind: str, taps0: Mapping[str, jax.Array], taps1: Mapping[str, jax.Array]
+) -> dict[str, jax.Array]:
+    """``{tap: (N,)}`` distances of ``kind`` on every tap (traceable; jit the caller)."""
+    if kind not in TAP_FUNCTIONS:
+        raise ValueError(f"distance {kind!r} is unknown; allowed: {', '.join(FEATURE_DISTANCES)}")
+    if set(taps0) != set(taps1):
+        raise ValueError(f"tap names differ: {sorted(taps0)} vs {sorted(taps1)}")
+    fn = TAP_FUNCTIONS[kind]
+    return {name: fn(taps0[name], taps1[name]) for name in taps0}
+
+
+def total_distance(per_tap: Mapping[str, jax.Array]) -> jax.Array:
+    """Sum over taps of per-tap distances."""
+    return sum(per_tap[name] for name in sorted(per_tap))
+
+
+@jax.jit
+def _all_tap_distances(taps0, taps1):
+    return {kind: tap_distances(kind, taps0, taps1) for kind in FEATURE_DISTANCES}
+
+
+def distance(kind: str, taps0: Mapping[str, jax.Array], taps1: Mapping[str, jax.Array]):
+    """Total ``kind`` distance over all taps, (N,) numpy (jitted)."""
+    return np.asarray(total_distance(_all_tap_distances(dict(taps0), dict(taps1))[kind]))
+
+
+# ----------------------------------------------------------------------------- pixel metrics
+
+
+def _lpips_roundtrip_table() -> np.ndarray:
+    # The exact float32 path of torchvision ToTensor + Normalize(0.5, 0.5) and LPIPS tensor2im.
+    v = np.arange(256, dtype=np.float32) / np.float32(255.0)
+    t = (v - np.float32(0.5)) / np.float32(0.5)
+    return ((t + np.float32(1.0)) * np.float32(255.0 / 2.0)).astype(np.uint8)
+
+
+_ROUNDTRIP = _lpips_roundtrip_table()
+
+
+def lpips_lab(images: np.ndarray) -> np.ndarray:
+    """uint8 RGB (..., H, W, 3) -> CIE Lab float32, through LPIPS's tensor round trip."""
+    from skimage import color
+
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.shape[-1] != 3:
+        raise ValueError(
+            f"pixel metrics need uint8 RGB images (..., H, W, 3); got {images.dtype} {images.shape}"
+        )
+    return color.rgb2lab(_ROUNDTRIP[images]).astype(np.float32)
+
+
+def pixel_l2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """LPIPS's Lab L2 between uint8 RGB image batches (N, H, W, 3): (N,) float64."""
+    la = lpips_lab(a).astype(np.float64) / 100.0
+    lb = lpips_lab(b).astype(np.float64) / 100.0
+    return 0.5 * np.mean((la - lb) ** 2, axis=(1, 2, 3))
+
+
+def pixel_ssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """LPIPS's Lab DSSIM ``(1 - SSIM) / 2`` between uint8 RGB batches (N, H, W, 3): (N,)."""
+    from skimage.metrics import structural_similarity
+
+    la = lpips_lab(a).astype(np.float64)
+    lb = lpips_lab(b).astype(np.float64)
+    out = np.empty(len(la), dtype=np.float64)
+    for i in range(len(la)):  # scikit-image's SSIM takes one image pair at a time
+        s = structural_similarity(la[i], lb[i], data_range=100.0, channel_axis=-1)
+        out[i] = (1.0 - s) / 2.0
+    return out
+
+
+PIXEL_FUNCTIONS = {"l2": pixel_l2, "ssim": pixel_ssim}
