@@ -1,0 +1,82 @@
+"""``python -m trainer.data <name>``: prepare a dataset's train and eval splits ahead of time.
+
+Wrapped by ``make data DATA=<name> ARGS="..."``. ``bapps`` prints how to fetch the BAPPS
+perceptual benchmark instead (the evaluator owns it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from sweeps.base import ConfigError, apply_overrides, get_config, validate
+from trainer.data.errors import DataError
+from trainer.data.load import DATASETS, WHICH, load_split, prepare_split, split_dir
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m trainer.data",
+        description="Prepare a dataset's train and eval splits into the prepared-split format.",
+    )
+    p.add_argument("name", help=f"dataset: {', '.join(DATASETS)}, or bapps (download help)")
+    p.add_argument("--image-size", type=int, help="side of the prepared images (default 32)")
+    p.add_argument("--source-dir", help="raw files (imagenet64 batches, a TFDS data_dir, ...)")
+    p.add_argument("--prepared-dir", help="where splits go (default $PSWEEPS_DATA_DIR or ./data)")
+    p.add_argument("--train-examples", type=int, help="report a class-balanced subset of N")
+    p.add_argument("--eval-examples", type=int, help="report a class-balanced subset of N")
+    p.add_argument("--splits", default="train,eval", help="comma list of train, eval")
+    p.add_argument("--force", action="store_true", help="prepare again even if present")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.name == "bapps":
+        try:
+            from evaluator.bapps import print_download_instructions
+        except ImportError as e:
+            print(f"error: bapps instructions are unavailable ({e})", file=sys.stderr)
+            return 2
+        print_download_instructions()
+        return 0
+    try:
+        overrides = {"data.name": args.name}
+        for key, value in (
+            ("image_size", args.image_size),
+            ("source_dir", args.source_dir),
+            ("prepared_dir", args.prepared_dir),
+            ("train_examples", args.train_examples),
+            ("eval_examples", args.eval_examples),
+        ):
+            if value is not None:
+                overrides[f"data.{key}"] = value
+        cfg = get_config("embedded")
+        apply_overrides(cfg, overrides)
+        validate(cfg)
+        data = cfg.data
+        which = [w for w in args.splits.split(",") if w]
+        bad = [w for w in which if w not in WHICH]
+        if bad or not which:
+            raise DataError(f"--splits={args.splits!r}; allowed: a comma list of train, eval")
+        for w in which:
+            if args.force:
+                prepare_split(data, w, force=True)
+            split = load_split(data, w, check_num_classes=False)
+            m = split.meta
+            subset = f" (class-balanced subset of {m['subset']['of']})" if "subset" in m else ""
+            print(
+                f"{w}: {split.num_examples} images{subset}, images {tuple(split.images.shape)} "
+                f"{split.images.dtype}, labels {tuple(split.labels.shape)} {split.labels.dtype}, "
+                f"{split.num_classes} classes"
+            )
+            print(f"  source: {m['source']} [{m['source_split']}] from {m['source_dir']}")
+            print(f"  prepared: {split_dir(data, w)}")
+    except (DataError, ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""``load_split(data_cfg, "train"|"eval")``: find the prepared split, preparing it on first use."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from trainer.data.errors import DataError
+from trainer.data.prepared import META, Split, SplitWriter, read_split, replace_dir
+from trainer.data.resize import to_rgb_size
+
+DATASETS = ("fashion_mnist", "imagenet64", "tfds:<name>")
+WHICH = ("train", "eval")
+DEFAULT_PREPARED_DIR = "./data"
+ENV_PREPARED_DIR = "PSWEEPS_DATA_DIR"
+
+
+def check_name(name: str) -> None:
+    if name in ("fashion_mnist", "imagenet64") or (name.startswith("tfds:") and len(name) > 5):
+        return
+    raise DataError(f"dataset {name!r} is unknown; allowed: {', '.join(DATASETS)}")
+
+
+def prepared_root(data_cfg: Any) -> Path:
+    """``data.prepared_dir``, else ``$PSWEEPS_DATA_DIR``, else ``./data`` (current directory)."""
+    d = data_cfg.prepared_dir or os.environ.get(ENV_PREPARED_DIR) or DEFAULT_PREPARED_DIR
+    return Path(d).expanduser()
+
+
+def dataset_dirname(name: str) -> str:
+    """A filesystem-safe directory name: ``tfds:imagenet_resized/64x64`` -> ``tfds-imagenet_resized-64x64``."""
+    return name.replace(":", "-").replace("/", "-")
+
+
+def split_dir(data_cfg: Any, which: str) -> Path:
+    return (
+        prepared_root(data_cfg) / dataset_dirname(data_cfg.name) / str(data_cfg.image_size) / which
+    )
+
+
+def open_source(data_cfg: Any, which: str):
+    """The source object for ``data_cfg.name``; checks its files exist before any work."""
+    name = data_cfg.name
+    check_name(name)
+    if name == "fashion_mnist":
+        from trainer.data.fashion_mnist import FashionMnistSource
+
+        return FashionMnistSource(data_cfg.source_dir, which)
+    if name == "imagenet64":
+        from trainer.data.imagenet64 import Imagenet64Source
+
+        return Imagenet64Source(data_cfg.source_dir, which)
+    from trainer.data.tfds_source import TfdsSource
+
+    return TfdsSource(name, data_cfg.source_dir, which, data_cfg.image_size)
+
+
+def prepare_split(data_cfg: Any, which: str, force: bool = False) -> Path:
+    """Prepare one split from its source into the prepared format; returns its directory."""
+    if which not in WHICH:
+        raise DataError(f"split {which!r} is unknown; allowed: {', '.join(WHICH)}")
+    source = open_source(data_cfg, which)
+    final = split_dir(data_cfg, which)
+    size = int(data_cfg.image_size)
+    target = final.parent / f".{final.name}.new" if force else final
+    if force and target.exists():
+        shutil.rmtree(target)
+    bar = tqdm(
+        total=source.count(),
+        desc=f"preparing {data_cfg.name} {which} at {size}x{size}",
+        unit="img",
+        unit_scale=True,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
+    with bar, SplitWriter(target, size) as writer:
+        for images, labels in source.batches():
+            if labels.size and (labels.min() < 0 or labels.max() >= source.num_classes):
+                raise DataError(
+                    f"{source.source_dir}: labels in [{labels.min()}, {labels.max()}]; "
+                    f"allowed 0..{source.num_classes - 1}"
+                )
+            writer.append(to_rgb_size(images, size), labels)
+            bar.update(len(labels))
+        done = writer.finish(
+            {
+                "dataset": data_cfg.name,
+                "split": which,
+                "num_classes": int(source.num_classes),
+                "source": source.source,
+                "source_dir": source.source_dir,
+                "source_split": source.source_split,
+            }
+        )
+    if force:
+        replace_dir(done, final)
+    return final
+
+
+def stratified_subset(labels: np.ndarray, n: int) -> np.ndarray:
+    """Sorted row indices of a deterministic class-balanced subset of ``n`` rows.
+
+    Rows are ranked within their class in file order and taken by (rank, row), so class counts
+    differ by at most one (a class with too few rows gives all it has, the rest fill the gap).
+    """
+    order = np.argsort(labels, kind="stable")
+    sorted_labels = labels[order]
+    starts = np.searchsorted(sorted_labels, sorted_labels, side="left")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(labels)) - starts
+    chosen = np.lexsort((np.arange(len(labels)), rank))[:n]
+    return np.sort(chosen)
+
+
+def load_split(data_cfg: Any, which: str, *, check_num_classes: bool = True) -> Split:
+    """The prepared split ``which`` ("train" | "eval") of ``data_cfg.name``.
+
+    Prepares it on first use (progress bar on stderr). ``data.train_examples`` /
+    ``data.eval_examples`` > 0 take a deterministic class-balanced subset (see
+    ``stratified_subset``), copied into memory; ``meta["subset"]`` records it.
+    """
+    if which not in WHICH:
+        raise DataError(f"split {which!r} is unknown; allowed: {', '.join(WHICH)}")
+    check_name(data_cfg.name)
+    path = split_dir(data_cfg, which)
+    if not (path / META).exists():
+        prepare_split(data_cfg, which)
+    split = read_split(path)
+    meta = split.meta
+    if meta["dataset"] != data_cfg.name or int(meta["image_size"]) != int(data_cfg.image_size):
+        raise DataError(
+            f"{path / META} is for {meta['dataset']} at {meta['image_size']}, not "
+            f"{data_cfg.name} at {data_cfg.image_size}; delete {path} and prepare it again"
+        )
+    if check_num_classes and split.num_classes != int(data_cfg.num_classes):
+        raise DataError(
+            f"data.num_classes={data_cfg.num_classes} but {data_cfg.name} has "
+            f"{split.num_classes} classes; set data.num_classes={split.num_classes}"
+        )
+    n = int(data_cfg.train_examples if which == "train" else data_cfg.eval_examples)
+    if 0 < n < split.num_examples:
+        idx = stratified_subset(np.asarray(split.labels), n)
+        sub_meta = {
+            **meta,
+            "count": int(n),
+            "subset": {"count": int(n), "of": split.num_examples, "how": "class-balanced"},
+        }
+        split = Split(
+            images=np.ascontiguousarray(split.images[idx]),
+            labels=split.labels[idx],
+            meta=sub_meta,
+            path=split.path,
+            indices=idx,
+        )
+    return split
