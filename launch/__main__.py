@@ -60,7 +60,19 @@ def parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="an option for the launcher (e.g. Slurm partition); repeatable",
     )
+    for name in LAUNCHERS[1:]:  # their own flags (--slurm-*, --tpu-*): add_<name>_args(parser)
+        add = getattr(_launcher_module(name), f"add_{name}_args", None)
+        if add is not None:
+            add(p)
     return p
+
+
+def _launcher_module(name: str):
+    """``launch.<name>``, or None when it cannot be imported here (e.g. an optional dependency)."""
+    try:
+        return importlib.import_module(f"launch.{name}")
+    except ImportError:
+        return None
 
 
 def dry_run(trials: Sequence[Trial], python: str) -> None:
@@ -100,8 +112,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.dry_run:
             dry_run(trials, args.python)
+            if args.launcher != "local":  # the sbatch scripts / gcloud commands
+                return importlib.import_module(f"launch.{args.launcher}").dry_run(trials, args)
             return 0
         module = importlib.import_module(f"launch.{args.launcher}")
+        if hasattr(module, "check_args"):  # launcher flags, before anything is written
+            module.check_args(args)
         prepare(trials, args.python)
     except ConfigError as e:
         print(f"launch: error: {e}", file=sys.stderr)
@@ -114,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = LaunchOptions(
         jobs=args.jobs, python=args.python, no_eval=args.no_eval, launcher_opts=opts
     )
+    if args.launcher != "local":
+        return module.launch(trials, options, args)
     return module.launch(trials, options)
 
 
