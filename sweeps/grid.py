@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import ml_collections
@@ -165,6 +165,27 @@ def model_name(overrides: Mapping[str, Any]) -> str:
     if name == "resnet":
         return f"resnet-{overrides.get('model.depth', '')}".rstrip("-")
     return f"{name}-{value_text(overrides.get('model.variant', ''))}"
+
+
+MODEL_KEYS = ("model.name", "model.depth", "model.variant")
+
+
+def namer(*keys: str) -> Callable[[Mapping[str, Any]], str]:
+    """A ``trial_name`` for sweeps over several models: ``resnet-50_wd-3e-05``, ``vit-B8_wd-0.3``
+    (the model prefix only when the trial's overrides pick a model), then ``keys`` and ``seed``."""
+
+    def name(overrides: Mapping[str, Any]) -> str:
+        rest = trial_name(overrides, [*keys, "seed"])
+        if not any(k in overrides for k in MODEL_KEYS):
+            return rest
+        return f"{model_name(overrides)}_{rest}" if rest != "default" else model_name(overrides)
+
+    return name
+
+
+def scaled_warmup(config: ml_collections.ConfigDict, epochs: float) -> float:
+    """The config's warmup scaled with a shorter/longer schedule (5 of 90 epochs -> 1 of 18)."""
+    return config.train.warmup_epochs * min(1.0, epochs / config.train.epochs)
 
 
 def arch(model: str, preset: str, **model_keys: Any) -> Overrides:

@@ -1,0 +1,34 @@
+"""Width sweep: every layer's channels (ViT: hidden and MLP size) from 1/16 to 4x the default.
+
+The study finds that wider networks, like deeper ones, gain ImageNet accuracy without gaining
+Perceptual Score, and that narrow networks can score as well or better. ``paper`` widens
+ResNet-6, ResNet-50, ResNet-200 (ResNet recipe) and ViT-B/8 (ViT recipe) on ImageNet 64x64 by
+1/16, 1/8, 1/4, 1/2, 1, 2 and 4; ``embedded`` widens the embedded ResNet-6 on Fashion-MNIST.
+Trial names: ``resnet-50_width-0.25``, ``vit-B8_width-4`` (paper), ``width-0.25`` (embedded).
+
+Arg: ``embedded`` (default) or ``paper``, optionally ``,seeds=N``.
+"""
+
+from __future__ import annotations
+
+from sweeps import grid
+
+PAPER_WIDTHS = (0.0625, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0)
+PAPER_RESNETS = (6, 50, 200)
+EMBEDDED_WIDTHS = (0.0625, 0.125, 0.25, 0.5)
+EMBEDDED = {"data.train_examples": 20000}
+
+trial_name = grid.namer("model.width")
+
+
+def get_config(arg=None):
+    return grid.config(arg, embedded=EMBEDDED)
+
+
+def get_sweep(arg=None):
+    preset, opts = grid.parse_arg(arg)
+    if preset != "paper":
+        return grid.product(grid.axis("model.width", EMBEDDED_WIDTHS), grid.seeds(opts["seeds"]))
+    models = [grid.arch("resnet", preset, depth=d) for d in PAPER_RESNETS]
+    models.append(grid.arch("vit", preset, variant="B/8"))
+    return grid.product(models, grid.axis("model.width", PAPER_WIDTHS), grid.seeds(opts["seeds"]))
