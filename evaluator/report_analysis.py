@@ -1,0 +1,239 @@
+"""What the report says, computed from the collected rows: the benchmark and distance it uses,
+the final checkpoint of each trial, correlations, the Pareto frontier, the best scores, the
+reference rows and what is missing."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from evaluator.report_data import (
+    DONE,
+    REFERENCES,
+    ReportError,
+    Sweep,
+    Trial,
+    benchmarks_present,
+    distances_present,
+    taps_present,
+)
+from evaluator.report_stats import Correlation, above_peak, pareto_front, sort_key, spearman
+
+# Published 2AFC scores on the BAPPS val set (Zhang et al., CVPR 2018, as cited by Kumar et al.).
+PUBLISHED_BAPPS = (
+    ("Human", 73.9),
+    ("LPIPS Alex-lin", 69.8),
+    ("AlexNet (unweighted)", 68.9),
+    ("VGG (unweighted)", 67.0),
+    ("L2 (pixels)", 63.2),
+    ("SSIM", 63.1),
+)
+PUBLISHED_SOURCE = "published (Zhang et al. 2018)"
+PROXY_WARNING = (
+    "embedded proxy benchmark (synthetic distortions of public-domain photos), not BAPPS: "
+    "the numbers are not comparable to the paper's"
+)
+REFERENCE_NAMES = {"l2": "L2 (pixels)", "ssim": "SSIM"}
+
+
+@dataclass
+class Analysis:
+    sweeps: list[Sweep]
+    rows: list[dict[str, Any]]
+    bench: str | None
+    dist: str | None
+    benches: list[str]
+    distances: list[str]
+    taps: list[str]
+    trials: list[Trial]  # every trial, in report order
+    finals: dict[str, dict[str, Any]]  # trial key -> row of its latest scored step
+    analysed: list[dict[str, Any]]  # the final rows the statistics use (with top-1 and PS)
+    analysed_note: str
+    correlations: list[tuple[str, Correlation]] = field(default_factory=list)
+    peak_thresholds: dict[str, float | None] = field(default_factory=dict)
+    frontier: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] | None = None  # best PS over every scored row (the distance's all taps)
+    best_tap: dict[str, Any] | None = None  # best single-tap PS over every scored row
+    references: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    per_sweep: list[tuple[str, Correlation]] = field(default_factory=list)
+
+    @property
+    def ps_col(self) -> str | None:
+        return f"ps_{self.bench}_{self.dist}" if self.bench and self.dist else None
+
+    def ps(self, row: dict[str, Any]) -> float | None:
+        return row.get(self.ps_col) if self.ps_col else None
+
+
+def trial_order(sweeps: list[Sweep]) -> list[Trial]:
+    """Trials sorted by sweep, then the swept values in numeric order, then seed and name."""
+
+    def key(pair: tuple[Sweep, Trial]) -> tuple:
+        sw, t = pair
+        return (
+            sw.name,
+            tuple(sort_key(t.value(k)) for k in sw.axis),
+            sort_key(t.value("seed")),
+            [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", t.name)],
+        )
+
+    pairs = [(sw, t) for sw in sweeps for t in sw.trials]
+    return [t for _, t in sorted(pairs, key=key)]
+
+
+def _configured_benchmarks(sweeps: list[Sweep]) -> list[str]:
+    found: Counter = Counter()
+    for sw in sweeps:
+        for t in sw.trials:
+            for b in str(t.value("perceptual.benchmarks") or "").split(","):
+                if b:
+                    found[b] += 1
+    return [b for b, _ in found.most_common()]
+
+
+def _choose(benches: list[str], sweeps: list[Sweep], want: str | None, what: str) -> str | None:
+    if want:
+        if benches and want not in benches:
+            raise ReportError(f"--{what} {want!r} has no scores here; scored: {', '.join(benches)}")
+        return want
+    return benches[0] if benches else None
+
+
+def _missing(trials: list[Trial], finals: dict[str, dict]) -> list[str]:
+    lines = []
+    for t in trials:
+        state, st = t.state, t.status
+        if state == "not started":
+            lines.append(f"`{t.key}`: not started (listed in sweep.json, no directory yet)")
+        elif state != DONE:
+            what = state
+            if st.get("step") is not None and st.get("total_steps"):
+                what += f" at step {st['step']}/{st['total_steps']}"
+            err = str(st.get("error") or "").splitlines()
+            lines.append(f"`{t.key}`: {what}" + (f" ({err[0]})" if err and err[0] else ""))
+        if t.exists and not t.scored and not t.errors:
+            lines.append(f"`{t.key}`: no checkpoint scored yet")
+        unscored = t.unscored_steps
+        if unscored:
+            lines.append(
+                f"`{t.key}`: checkpoint steps not yet scored: {', '.join(map(str, unscored))}"
+            )
+        final_step = st.get("step") if state == DONE else None
+        if (
+            isinstance(final_step, int)
+            and t.scored
+            and final_step not in t.scored
+            and final_step not in unscored
+            and final_step > max(t.scored)
+        ):
+            lines.append(
+                f"`{t.key}`: final step {final_step} not scored (latest scored: {max(t.scored)})"
+            )
+        for step, err in sorted(t.errors.items()):
+            lines.append(f"`{t.key}` step {step}: scoring error: {err}")
+        row = finals.get(t.key)
+        if row is not None and row.get("top1") is None:
+            lines.append(f"`{t.key}`: no eval top-1 in metrics.jsonl or status.json")
+    return lines
+
+
+def _best(rows: list[dict], cols: list[str]) -> dict[str, Any] | None:
+    best = None
+    for r in rows:
+        for c in cols:
+            v = r.get(c)
+            if v is not None and (best is None or v > best["value"]):
+                best = {"value": v, "row": r, "column": c}
+    return best
+
+
+def _references(rows: list[dict], bench: str) -> dict[str, dict[str, float | None]]:
+    """Pixel L2 / SSIM on the benchmark: the same for every checkpoint, so the first found."""
+    out = {}
+    for ref in REFERENCES:
+        for r in rows:
+            ps = r.get(f"ps_{bench}_{ref}")
+            if ps is not None:
+                out[ref] = {"ps": ps, "jnd": r.get(f"jnd_{bench}_{ref}")}
+                break
+    return out
+
+
+def analyse(
+    sweeps: list[Sweep],
+    rows: list[dict[str, Any]],
+    benchmark: str | None = None,
+    distance: str | None = None,
+) -> Analysis:
+    benches = benchmarks_present(rows)
+    bench = _choose(benches, sweeps, benchmark, "benchmark")
+    if bench is None:
+        configured = _configured_benchmarks(sweeps)
+        bench = configured[0] if configured else None
+    dists = distances_present(rows, bench) if bench else []
+    dist = _choose(dists, sweeps, distance, "distance")
+    trials = trial_order(sweeps)
+    finals = {r["trial"]: r for r in rows if r["final"]}
+    a = Analysis(sweeps, rows, bench, dist, benches, dists, [], trials, finals, [], "")
+    a.taps = taps_present(rows, bench, dist) if bench and dist else []
+    a.missing = _missing(trials, finals)
+    ps_col = a.ps_col
+    usable = [
+        finals[t.key]
+        for t in trials
+        if t.key in finals
+        and finals[t.key].get("top1") is not None
+        and finals[t.key].get(ps_col) is not None
+    ]
+    done = [r for r in usable if r["state"] == DONE]
+    if done:
+        a.analysed = done
+        skipped = len(usable) - len(done)
+        a.analysed_note = (
+            f"the final checkpoint of each finished trial ({len(done)} trials"
+            + (f"; {skipped} unfinished trials left out" if skipped else "")
+            + ")"
+        )
+    else:
+        a.analysed = usable
+        a.analysed_note = (
+            f"no trial has finished: the latest scored checkpoint of each trial ({len(usable)})"
+        )
+    if not ps_col:
+        return a
+    pts = [(r["top1"], a.ps(r)) for r in a.analysed]
+    a.correlations.append(("final checkpoints, all", spearman(*_xy(pts))))
+    upper, thr = above_peak(a.analysed)
+    a.peak_thresholds["final"] = thr
+    a.correlations.append(
+        ("final checkpoints, above the peak", spearman(*_xy([(r["top1"], a.ps(r)) for r in upper])))
+    )
+    every = [r for r in rows if r.get("top1") is not None and r.get(ps_col) is not None]
+    a.correlations.append(
+        ("all scored checkpoints, all", spearman(*_xy([(r["top1"], a.ps(r)) for r in every])))
+    )
+    upper_all, thr_all = above_peak(every)
+    a.peak_thresholds["all"] = thr_all
+    a.correlations.append(
+        (
+            "all scored checkpoints, above the peak",
+            spearman(*_xy([(r["top1"], a.ps(r)) for r in upper_all])),
+        )
+    )
+    if len(sweeps) > 1:
+        for sw in sweeps:
+            sub = [r for r in a.analysed if r["sweep"] == sw.name]
+            a.per_sweep.append((sw.name, spearman(*_xy([(r["top1"], a.ps(r)) for r in sub]))))
+    idx = pareto_front([p[0] for p in pts], [p[1] for p in pts])
+    a.frontier = [a.analysed[i] for i in idx]
+    a.best = _best(rows, [ps_col])
+    a.best_tap = _best(rows, [f"tap_{bench}_{dist}_{tap}" for tap in a.taps])
+    a.references = _references(rows, bench)
+    return a
+
+
+def _xy(pts: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
+    return [p[0] for p in pts], [p[1] for p in pts]

@@ -1,0 +1,379 @@
+"""Collect a sweep's run directories into one row per (trial, scored checkpoint step).
+
+Reads only the files of docs/file-contracts.md: ``runs/<sweep>/sweep.json`` (optional) and per
+trial ``config.json``, ``overrides.json``, ``status.json``, ``metrics.jsonl``,
+``perceptual/<step>.json`` and the step directory names under ``checkpoints/``. Nothing here
+imports jax, orbax or TensorFlow.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trainer.files import atomic_write_text, read_json, read_jsonl
+
+# Files or folders whose presence makes a sub-directory of a sweep a trial directory.
+TRIAL_MARKERS = ("status.json", "config.json", "overrides.json", "metrics.jsonl", "perceptual")
+REFERENCES = ("l2", "ssim")
+BENCHMARK_ORDER = ("bapps", "proxy")  # the report's default benchmark is the first one present
+DISTANCE_ORDER = ("local", "meanpool", "style")
+MODEL_KEYS = ("name", "depth", "width", "variant")
+DONE = "done"
+
+
+class ReportError(ValueError):
+    """Input the report cannot use. The message is one line."""
+
+
+@dataclass
+class Trial:
+    sweep: str
+    name: str  # the trial directory's name
+    key: str  # name, or "<sweep>/<name>" when several sweeps are combined
+    path: Path
+    overrides: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)  # flattened config.json
+    status: dict[str, Any] = field(default_factory=dict)
+    evals: dict[int, dict] = field(default_factory=dict)  # step -> last eval line of that step
+    scored: dict[int, dict] = field(default_factory=dict)  # step -> perceptual json with scores
+    errors: dict[int, str] = field(default_factory=dict)  # step -> scoring error
+    checkpoints: list[int] = field(default_factory=list)  # step directories on disk
+    exists: bool = True  # False: listed in sweep.json, no directory yet
+
+    @property
+    def state(self) -> str:
+        if not self.exists:
+            return "not started"
+        return str(self.status.get("state") or "no status")
+
+    def value(self, key: str) -> Any:
+        """The trial's value of a dotted config key (config.json, else its overrides)."""
+        if key in self.config:
+            return self.config[key]
+        return self.overrides.get(key)
+
+    @property
+    def unscored_steps(self) -> list[int]:
+        return sorted(set(self.checkpoints) - set(self.scored) - set(self.errors))
+
+
+@dataclass
+class Sweep:
+    name: str
+    path: Path
+    preset: str | None
+    swept: list[str]  # dotted keys swept, seed included when it is
+    swept_from: str  # where ``swept`` came from, for the report text
+    trials: list[Trial]
+
+    @property
+    def axis(self) -> list[str]:
+        """The swept keys other than the seed (the seed gives error bars)."""
+        return [k for k in self.swept if k != "seed"] or list(self.swept)
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if not isinstance(d, dict):
+        return out
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _read_json_safe(path: Path, what: str) -> tuple[Any, str | None]:
+    """(content, None), or (None, one-line error) for a file that is not valid JSON."""
+    try:
+        return read_json(path), None
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
+        return None, f"{what} {path.name} is unreadable ({type(e).__name__})"
+
+
+def _is_trial_dir(p: Path) -> bool:
+    return (
+        p.is_dir()
+        and not p.name.startswith((".", "_"))
+        and any((p / m).exists() for m in TRIAL_MARKERS)
+    )
+
+
+def is_sweep_dir(p: Path) -> bool:
+    return p.is_dir() and (
+        (p / "sweep.json").is_file() or any(_is_trial_dir(c) for c in p.iterdir())
+    )
+
+
+def _load_trial(sweep: str, path: Path, key: str, listed_overrides: dict | None) -> Trial:
+    t = Trial(sweep=sweep, name=path.name, key=key, path=path)
+    t.exists = path.is_dir()
+    if not t.exists:
+        t.overrides = dict(listed_overrides or {})
+        return t
+    overrides, _ = _read_json_safe(path / "overrides.json", "overrides")
+    t.overrides = dict(overrides or listed_overrides or {})
+    config, _ = _read_json_safe(path / "config.json", "config")
+    t.config = _flatten(config or {})
+    status, err = _read_json_safe(path / "status.json", "status")
+    t.status = status if isinstance(status, dict) else {}
+    if err:
+        t.status = {"state": "no status", "error": err}
+    for rec in read_jsonl(path / "metrics.jsonl"):
+        if rec.get("kind") == "eval" and isinstance(rec.get("step"), int):
+            t.evals[rec["step"]] = rec  # later lines win (a resumed run rewrites steps)
+    for f in sorted((path / "perceptual").glob("*.json")):
+        if not f.stem.isdigit():
+            continue
+        step = int(f.stem)
+        rec, err = _read_json_safe(f, "perceptual")
+        if err or not isinstance(rec, dict):
+            t.errors[step] = err or f"perceptual {f.name} is not a JSON object"
+        elif rec.get("error"):
+            t.errors[step] = str(rec["error"]).splitlines()[0]
+        elif not rec.get("benchmarks"):
+            t.errors[step] = f"perceptual {f.name} has no benchmarks"
+        else:
+            t.scored[step] = rec
+    ckpt = path / "checkpoints"
+    if ckpt.is_dir():
+        # Orbax renames a step's temporary directory to the bare step number when it is final.
+        t.checkpoints = sorted(int(c.name) for c in ckpt.iterdir() if c.name.isdigit())
+    return t
+
+
+def _derive_swept(trials: list[Trial]) -> tuple[list[str], str]:
+    """The keys whose values differ between trials (overrides.json, else config.json)."""
+    for source, get in (
+        ("overrides.json", lambda t: t.overrides),
+        ("config.json", lambda t: t.config),
+    ):
+        maps = [get(t) for t in trials if get(t)]
+        if not maps:
+            continue
+        keys = sorted({k for m in maps for k in m})
+        varying = [k for k in keys if len({json.dumps(m.get(k), sort_keys=True) for m in maps}) > 1]
+        if source == "overrides.json" and not varying:
+            varying = keys  # a single trial: its overrides are what was chosen
+        if varying:
+            return varying, f"derived from the trials' {source}"
+    return [], "none found"
+
+
+def load_sweep(path: Path, key_prefix: str = "") -> Sweep:
+    """Read one sweep directory. ``key_prefix`` makes trial keys unique across sweeps."""
+    meta, err = _read_json_safe(path / "sweep.json", "sweep")
+    if err:
+        raise ReportError(f"{path}: {err}; it must be the launcher's JSON object")
+    if meta is not None and not isinstance(meta, dict):
+        raise ReportError(f"{path}/sweep.json is not a JSON object")
+    meta = meta or {}
+    listed: dict[str, dict] = {}
+    for entry in meta.get("trials") or []:
+        if isinstance(entry, dict) and entry.get("name"):
+            listed[str(entry["name"])] = entry.get("overrides") or {}
+    names = sorted({c.name for c in path.iterdir() if _is_trial_dir(c)} | set(listed))
+    name = str(meta.get("sweep") or path.name)
+    trials = [_load_trial(name, path / n, f"{key_prefix}{n}", listed.get(n)) for n in names]
+    axis = meta.get("axis")
+    if isinstance(axis, str):
+        axis = [axis]
+    if axis:
+        swept, source = [str(a) for a in axis], "sweep.json"
+    else:
+        swept, source = _derive_swept(trials)
+    return Sweep(name, path, meta.get("preset"), swept, source, trials)
+
+
+def load_sweeps(path: Path, combine_all: bool) -> list[Sweep]:
+    """The sweep at ``path``, or with ``combine_all`` every sweep directly under ``path``."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ReportError(f"{path}: no such directory; expected runs/<sweep> (or runs with --all)")
+    if not combine_all:
+        if not is_sweep_dir(path):
+            if any(is_sweep_dir(c) for c in path.iterdir()):
+                raise ReportError(
+                    f"{path} holds sweeps, not trials; pass one sweep (runs/<sweep>) or add --all"
+                )
+            raise ReportError(
+                f"{path} holds no trial directories (runs/<sweep>/<trial>/status.json, ...) "
+                "and no sweep.json"
+            )
+        return [load_sweep(path)]
+    sweeps = [
+        load_sweep(c, key_prefix=f"{c.name}/")
+        for c in sorted(path.iterdir())
+        if not c.name.startswith((".", "_")) and is_sweep_dir(c)
+    ]
+    if not sweeps:
+        raise ReportError(f"{path} holds no sweep directories (runs/<sweep>/sweep.json or trials)")
+    return sweeps
+
+
+# ----------------------------------------------------------------------------- rows
+
+
+def _clean(name: str) -> str:
+    """A column-safe version of a category or tap name."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", str(name)).strip("_") or "x"
+
+
+def _num(v: Any) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return None
+    return float(v)
+
+
+def nearest_eval(trial: Trial, step: int) -> dict | None:
+    """The eval at ``step``, else the nearest one (the earlier on a tie), else status's last."""
+    if trial.evals:
+        best = min(trial.evals, key=lambda s: (abs(s - step), s))
+        return trial.evals[best]
+    last = trial.status.get("last_eval")
+    if isinstance(last, dict) and isinstance(last.get("step"), int):
+        return {
+            "step": last["step"],
+            "epoch": last.get("epoch"),
+            "eval_top1": last.get("top1"),
+            "eval_top5": last.get("top5"),
+        }
+    return None
+
+
+def _score_columns(bench: str, b: dict) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    groups = list((b.get("distances") or {}).items()) + list((b.get("reference") or {}).items())
+    for dist, s in groups:
+        if not isinstance(s, dict):
+            continue
+        tag = f"{bench}_{_clean(dist)}"
+        out[f"ps_{tag}"] = _num(s.get("ps"))
+        out[f"jnd_{tag}"] = _num(s.get("jnd"))
+        for cat, v in (s.get("2afc") or {}).items():
+            out[f"2afc_{tag}_{_clean(cat)}"] = _num(v)
+        for tap, v in (s.get("taps") or {}).items():
+            out[f"tap_{tag}_{_clean(tap)}"] = _num(v)
+    return out
+
+
+def trial_rows(trial: Trial, swept: list[str]) -> list[dict[str, Any]]:
+    """One row per scored step of ``trial``."""
+    rows = []
+    last = max(trial.scored) if trial.scored else None
+    for step in sorted(trial.scored):
+        rec = trial.scored[step]
+        ev = nearest_eval(trial, step)
+        model = rec.get("model") if isinstance(rec.get("model"), dict) else {}
+        row: dict[str, Any] = {"sweep": trial.sweep, "trial": trial.key, "state": trial.state}
+        for k in swept:
+            row[k] = trial.value(k)
+        for m in MODEL_KEYS:
+            v = trial.config.get(f"model.{m}", model.get(m))
+            row[f"model_{m}"] = v
+        row["seed"] = trial.value("seed")
+        epoch = _num(rec.get("epoch"))
+        if epoch is None and ev is not None and ev.get("step") == step:
+            epoch = _num(ev.get("epoch"))
+        row["epoch"] = epoch
+        row["step"] = step
+        row["final"] = step == last
+        top1 = _num(ev.get("eval_top1")) if ev else None
+        top5 = _num(ev.get("eval_top5")) if ev else None
+        row["top1"] = None if top1 is None else 100.0 * top1
+        row["top5"] = None if top5 is None else 100.0 * top5
+        row["top1_step"] = ev.get("step") if ev else None
+        for bench, b in (rec.get("benchmarks") or {}).items():
+            if isinstance(b, dict):
+                row.update(_score_columns(_clean(bench), b))
+        rows.append(row)
+    return rows
+
+
+def build_rows(sweeps: list[Sweep]) -> list[dict[str, Any]]:
+    rows = []
+    for sw in sweeps:
+        for t in sw.trials:
+            rows.extend(trial_rows(t, sw.swept))
+    return rows
+
+
+def _natural(s: str) -> list:
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", s)]
+
+
+_SCORE_PREFIX_ORDER = ("ps_", "jnd_", "2afc_", "tap_")
+
+
+def csv_columns(rows: list[dict[str, Any]], swept: list[str]) -> list[str]:
+    """Identity columns first, then the score columns grouped by kind in natural order."""
+    head = ["sweep", "trial", "state", *[k for k in swept if k != "seed"]]
+    head += [f"model_{m}" for m in MODEL_KEYS]
+    head += ["seed", "epoch", "step", "final", "top1", "top5", "top1_step"]
+    seen = {k for r in rows for k in r} - set(head)
+    rest = []
+    refs = tuple(f"_{r}" for r in REFERENCES)
+
+    def order(k: str) -> tuple:  # distances before the pixel references, then natural order
+        bench_dist = "_".join(k.split("_")[:3])
+        return (bench_dist.endswith(refs), _natural(k))
+
+    for prefix in _SCORE_PREFIX_ORDER:
+        rest += sorted((k for k in seen if k.startswith(prefix)), key=order)
+    rest += sorted(seen - set(rest), key=_natural)
+    return head + rest
+
+
+def _csv_value(v: Any) -> Any:
+    if v is None:
+        return ""
+    if isinstance(v, (list, tuple, dict)):
+        return json.dumps(v)
+    if isinstance(v, float):
+        return round(v, 6)  # drops float noise such as 100 * 0.546 = 54.599999999999994
+    return v
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns)
+    for r in rows:
+        w.writerow([_csv_value(r.get(c)) for c in columns])
+    atomic_write_text(path, buf.getvalue())
+
+
+def benchmarks_present(rows: list[dict[str, Any]]) -> list[str]:
+    found = {k.split("_")[1] for r in rows for k in r if k.startswith("ps_")}
+    return [b for b in BENCHMARK_ORDER if b in found] + sorted(found - set(BENCHMARK_ORDER))
+
+
+def distances_present(rows: list[dict[str, Any]], bench: str) -> list[str]:
+    prefix = f"ps_{bench}_"
+    found = {k[len(prefix) :] for r in rows for k in r if k.startswith(prefix)} - set(REFERENCES)
+    return [d for d in DISTANCE_ORDER if d in found] + sorted(found - set(DISTANCE_ORDER))
+
+
+def taps_present(rows: list[dict[str, Any]], bench: str, dist: str) -> list[str]:
+    prefix = f"tap_{bench}_{dist}_"
+    found = {k[len(prefix) :] for r in rows for k in r if k.startswith(prefix)}
+    return sorted(found, key=_natural)
+
+
+def benchmark_notes(sweeps: list[Sweep], bench: str) -> str | None:
+    """The evaluator's 'note' for ``bench`` from any scored file (the first one found)."""
+    for sw in sweeps:
+        for t in sw.trials:
+            for rec in t.scored.values():
+                b = (rec.get("benchmarks") or {}).get(bench)
+                if isinstance(b, dict) and b.get("note"):
+                    return str(b["note"])
+    return None

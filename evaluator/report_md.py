@@ -1,0 +1,214 @@
+"""report.md: the text of the report, rendered from an ``Analysis``."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from typing import Any
+
+from evaluator.report_analysis import (
+    PROXY_WARNING,
+    PUBLISHED_BAPPS,
+    PUBLISHED_SOURCE,
+    REFERENCE_NAMES,
+    Analysis,
+)
+from evaluator.report_stats import Correlation
+
+
+def _f(v: Any, digits: int = 1) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def _val(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def _table(head: list[str], body: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(" --- " for _ in head) + "|"]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in body]
+    return lines
+
+
+def _bench_line(a: Analysis) -> str:
+    if a.bench is None:
+        return "**Benchmark:** none scored yet."
+    if a.bench == "proxy":
+        return f"**Benchmark: proxy**, the {PROXY_WARNING}."
+    if a.bench == "bapps":
+        return "**Benchmark: BAPPS** (Zhang et al. 2018), 2AFC val categories and JND."
+    return f"**Benchmark: {a.bench}**."
+
+
+def _axis_keys(a: Analysis) -> list[str]:
+    keys: list[str] = []
+    for sw in a.sweeps:
+        keys += [k for k in sw.axis if k not in keys]
+    return keys
+
+
+def _show_seed(a: Analysis) -> bool:
+    seeds = {repr(t.value("seed")) for t in a.trials}
+    return len(seeds) > 1 or any("seed" in sw.axis for sw in a.sweeps)
+
+
+def _trial_table(a: Analysis) -> list[str]:
+    keys = _axis_keys(a)
+    combined = len(a.sweeps) > 1
+    frontier = {r["trial"] for r in a.frontier}
+    head = (["sweep"] if combined else []) + ["trial"] + keys
+    head += ["seed"] if _show_seed(a) else []
+    head += ["state", "epoch", "step", "top-1 (%)"]
+    head += [f"PS {d}" + (" (used)" if d == a.dist else "") for d in a.distances]
+    jnd = [d for d in a.distances if any(r.get(f"jnd_{a.bench}_{d}") is not None for r in a.rows)]
+    head += [f"JND {d}" for d in jnd]
+    head += ["frontier"]
+    body = []
+    for t in a.trials:
+        r = a.finals.get(t.key, {})
+        line = ([t.sweep] if combined else []) + [f"`{t.name}`"]
+        line += [_val(t.value(k)) for k in keys]
+        line += [_val(t.value("seed"))] if _show_seed(a) else []
+        line += [t.state, _f(r.get("epoch"), 2), _f(r.get("step")), _f(r.get("top1"))]
+        line += [_f(r.get(f"ps_{a.bench}_{d}")) for d in a.distances]
+        line += [_f(r.get(f"jnd_{a.bench}_{d}")) for d in jnd]
+        line += ["★" if t.key in frontier else ""]
+        body.append(line)
+    return _table(head, body)
+
+
+def _corr_cell(c: Correlation) -> list[str]:
+    if c.rho is None:
+        return [str(c.n), "–", "–", c.note]
+    return [str(c.n), f"{c.rho:+.3f}", f"{c.p:.3g}" if c.p > 0 else "< 1e-300", ""]
+
+
+def _where(a: Analysis, best: dict[str, Any], tap: str) -> str:
+    r = best["row"]
+    return (
+        f"**{best['value']:.2f}** at trial `{r['trial']}`, epoch {_f(r.get('epoch'), 2)} "
+        f"(step {r['step']}), tap: {tap}, distance `{a.dist}`"
+    )
+
+
+def render(a: Analysis, title: str, plots: list[tuple[str, str]]) -> str:
+    out: list[str] = [f"# {title}", "", _bench_line(a), ""]
+    states = Counter(t.state for t in a.trials)
+    n_scored = len(a.rows)
+    out += [
+        f"- Perceptual Score (PS): the unweighted mean of the benchmark's 2AFC categories, in % "
+        f"agreement; distance used: `{a.dist or '–'}`"
+        + (
+            f" (also scored: {', '.join(d for d in a.distances if d != a.dist)})"
+            if len(a.distances) > 1
+            else ""
+        )
+        + ".",
+        "- Top-1: the trainer's eval top-1 (%) at the scored step, or at the nearest eval step "
+        "(`top1_step` in results.csv).",
+    ]
+    for sw in a.sweeps:
+        out.append(
+            f"- Sweep `{sw.name}` (preset {sw.preset or '–'}): swept "
+            f"{', '.join(f'`{k}`' for k in sw.swept) or 'nothing'} ({sw.swept_from}); "
+            f"{len(sw.trials)} trials."
+        )
+    out.append(
+        f"- Trials: {len(a.trials)} ("
+        + ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+        + f"); scored checkpoints: {n_scored}."
+    )
+    others = [b for b in a.benches if b != a.bench]
+    if others:
+        out.append(f"- Also scored: {', '.join(others)} (in results.csv).")
+    out.append(f"- Generated {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}.")
+    out += ["", "## Trials (final checkpoints)", ""]
+    out += [
+        "Latest scored checkpoint of each trial, sorted by the swept values; ★ = on the Pareto "
+        "frontier of (top-1, PS).",
+        "",
+    ]
+    out += _trial_table(a)
+
+    out += ["", "## Best Perceptual Score", ""]
+    if a.best:
+        out.append(f"- All taps: {_where(a, a.best, 'all')}.")
+    if a.best_tap:
+        tap = a.best_tap["column"][len(f"tap_{a.bench}_{a.dist}_") :]
+        out.append(f"- One tap alone: {_where(a, a.best_tap, f'`{tap}`')}.")
+    if not a.best:
+        out.append("No scored checkpoint yet.")
+
+    out += ["", "## Top-1 vs Perceptual Score", ""]
+    thr, thr_all = a.peak_thresholds.get("final"), a.peak_thresholds.get("all")
+    out += [
+        f"Spearman rank correlation (scipy.stats.spearmanr) of top-1 and PS (`{a.dist}`), with its "
+        f"two-sided p-value. Final checkpoints: {a.analysed_note}. **Above the peak** = the points "
+        "whose top-1 is at least the median top-1 of the set (the upper half by accuracy"
+        + (f": top-1 >= {thr:.1f}% for final checkpoints" if thr is not None else "")
+        + (f", >= {thr_all:.1f}% for all checkpoints" if thr_all is not None else "")
+        + "); the threshold does not depend on PS.",
+        "",
+    ]
+    body = [[name, *_corr_cell(c)] for name, c in a.correlations]
+    body += [[f"sweep `{name}`, final checkpoints", *_corr_cell(c)] for name, c in a.per_sweep]
+    out += (
+        _table(["points", "n", "Spearman ρ", "p-value", "note"], body)
+        if body
+        else ["No point has both a top-1 and a PS yet."]
+    )
+
+    out += ["", "## Pareto frontier (top-1, PS)", ""]
+    if a.frontier:
+        out.append("Trials that no other trial beats on both top-1 and PS (both maximised):")
+        out.append("")
+        out += _table(
+            ["trial", "top-1 (%)", "PS"],
+            [[f"`{r['trial']}`", _f(r["top1"]), _f(a.ps(r))] for r in a.frontier[::-1]],
+        )
+    else:
+        out.append("No point has both a top-1 and a PS yet.")
+
+    out += ["", "## Reference rows", ""]
+    ref_body = [
+        [REFERENCE_NAMES.get(k, k), _f(v["ps"]), _f(v.get("jnd")), "measured on this benchmark"]
+        for k, v in a.references.items()
+    ]
+    if a.bench == "bapps":
+        ref_body += [[n, _f(v), "–", PUBLISHED_SOURCE] for n, v in PUBLISHED_BAPPS]
+    if ref_body:
+        out += _table(["method", "PS", "JND", "source"], ref_body)
+    else:
+        out.append("No reference scores yet.")
+    if a.bench == "proxy":
+        out += ["", "Published BAPPS values are not listed: this benchmark is not BAPPS."]
+
+    out += ["", "## Missing", ""]
+    if a.missing:
+        out += [
+            "Trials or checkpoints not (yet) in the numbers above: failed, diverged, pending, "
+            "running or preempted trials, checkpoints not scored, scoring errors.",
+            "",
+        ]
+        out += [f"- {m}" for m in a.missing]
+    else:
+        out.append("Nothing: every trial finished and every checkpoint on disk is scored.")
+
+    out += ["", "## Plots", ""]
+    if plots:
+        for name, caption in plots:
+            out += [f"### {caption}", "", f"![{caption}]({name})", ""]
+    else:
+        out.append("None yet: no scored checkpoint has both a top-1 and a PS.")
+    out += ["", "All rows (every trial and scored step, every score): `results.csv`.", ""]
+    return "\n".join(out)

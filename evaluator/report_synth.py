@@ -1,0 +1,198 @@
+"""Synthetic sweep directories in the formats of docs/file-contracts.md, for the report's tests
+and for previewing a report without training anything:
+
+    python -m evaluator.report_synth runs/demo && python -m evaluator.report runs/demo
+
+The numbers are made up (a PS that rises with top-1 and falls past a peak); they say nothing
+about any model.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from sweeps.base import config_from
+from trainer.files import append_jsonl, atomic_write_json
+
+PROXY_CATEGORIES = ("blur", "noise", "jpeg", "color")
+BAPPS_CATEGORIES = ("traditional", "cnn", "superres", "deblur", "color", "frameinterp")
+TAPS = ("stage1", "stage2", "stage3", "stage4")
+OFFSETS = (-1.5, 0.5, 1.5, -0.5, 1.0, -1.0)  # per category; sums to 0 over 4 and over 6
+
+
+def _distance_scores(ps: float, categories: tuple[str, ...], taps: bool, jnd: float | None):
+    offs = OFFSETS[: len(categories)]
+    shift = sum(offs) / len(offs)
+    out: dict[str, Any] = {
+        "2afc": {c: ps + o - shift for c, o in zip(categories, offs, strict=True)},
+        "ps": ps,
+        "jnd": jnd,
+    }
+    if taps:
+        out["taps"] = {t: ps - 0.8 * abs(i - 2) - 0.3 for i, t in enumerate(TAPS)}
+    return out
+
+
+def perceptual_record(
+    step: int,
+    epoch: float,
+    trial: str,
+    ps: float,
+    bench: str = "proxy",
+    model: dict | None = None,
+    l2: float = 58.0,
+    ssim: float = 59.0,
+) -> dict[str, Any]:
+    """A ``perceptual/<step>.json`` whose ``local`` PS is ``ps`` (meanpool/style a bit lower)."""
+    cats = BAPPS_CATEGORIES if bench == "bapps" else PROXY_CATEGORIES
+    jnd = (lambda v: v - 10.0) if bench == "bapps" else (lambda v: None)
+    b = {
+        "kind": bench,
+        "distances": {
+            "local": _distance_scores(ps, cats, True, jnd(ps)),
+            "meanpool": _distance_scores(ps - 2.0, cats, True, jnd(ps - 2.0)),
+            "style": _distance_scores(ps - 4.0, cats, True, jnd(ps - 4.0)),
+        },
+        "reference": {
+            "l2": _distance_scores(l2, cats, False, jnd(l2)),
+            "ssim": _distance_scores(ssim, cats, False, jnd(ssim)),
+        },
+    }
+    if bench == "proxy":
+        b["note"] = "embedded proxy built from scikit-image photos, not BAPPS"
+    return {
+        "step": step,
+        "epoch": epoch,
+        "trial": trial,
+        "model": model or {"name": "resnet", "depth": 6, "width": 0.25},
+        "resolution": {"trained": 32, "scored": 64, "how": "fully convolutional, applied as is"},
+        "benchmarks": {bench: b},
+        "error": None,
+    }
+
+
+def write_trial(
+    sweep_dir: Path,
+    name: str,
+    overrides: dict[str, Any],
+    points: list[tuple[int, float, float, float | None]],
+    state: str = "done",
+    bench: str = "proxy",
+    checkpoints: list[int] | None = None,
+    errors: dict[int, str] | None = None,
+    preset: str = "embedded",
+    status_error: str | None = None,
+) -> Path:
+    """One trial directory. ``points``: ``(step, epoch, top1 fraction, ps or None)``; each
+    gets an eval line, and a perceptual file when ps is not None."""
+    d = Path(sweep_dir) / name
+    d.mkdir(parents=True, exist_ok=True)
+    cfg = config_from(preset, overrides).to_dict()
+    atomic_write_json(d / "config.json", cfg)
+    atomic_write_json(d / "overrides.json", overrides)
+    last = points[-1] if points else (0, 0.0, None, None)
+    atomic_write_json(
+        d / "status.json",
+        {
+            "state": state,
+            "step": last[0],
+            "total_steps": points[-1][0] if points and state == "done" else 1000,
+            "epoch": last[1],
+            "last_eval": {"step": last[0], "epoch": last[1], "top1": last[2]} if points else None,
+            "error": status_error,
+        },
+    )
+    model = {k: cfg["model"][k] for k in ("name", "depth", "width", "variant")}
+    for step, epoch, top1, ps in points:
+        append_jsonl(
+            d / "metrics.jsonl",
+            {"kind": "train", "step": step, "epoch": epoch, "train_loss": 1.0},
+        )
+        append_jsonl(
+            d / "metrics.jsonl",
+            {
+                "kind": "eval",
+                "step": step,
+                "epoch": epoch,
+                "eval_top1": top1,
+                "eval_top5": min(1.0, top1 + 0.1),
+                "eval_loss": 1.0 - top1,
+            },
+        )
+        if ps is not None:
+            atomic_write_json(
+                d / "perceptual" / f"{step}.json",
+                perceptual_record(step, epoch, name, ps, bench, model),
+            )
+    for step, msg in (errors or {}).items():
+        atomic_write_json(
+            d / "perceptual" / f"{step}.json",
+            {"step": step, "epoch": None, "trial": name, "error": msg},
+        )
+    for step in checkpoints or []:
+        (d / "checkpoints" / str(step)).mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def demo_sweep(sweep_dir: Path, bench: str = "proxy") -> Path:
+    """A weight-decay sweep (6 values x 2 seeds) with PS peaking at middling accuracy, plus a
+    failed, a running and a pending trial and a scoring error."""
+    sweep_dir = Path(sweep_dir)
+    wds = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3]
+    trials = []
+    for i, wd in enumerate(wds):
+        for seed in (0, 1):
+            name = f"wd-{wd:g}_seed-{seed}"
+            ov = {"train.weight_decay": wd, "seed": seed}
+            trials.append({"name": name, "overrides": ov})
+            if wd == 3e-3 and seed == 1:
+                write_trial(
+                    sweep_dir,
+                    name,
+                    ov,
+                    [(100, 0.5, 0.4, 60.0)],
+                    state="failed",
+                    status_error="FloatingPointError: NaN loss at step 180",
+                )
+                continue
+            final = 0.70 + 0.04 * i - (0.10 if i == 5 else 0.0) + 0.01 * seed
+            pts = []
+            for k, step in enumerate((100, 200, 300, 400)):
+                frac = (k + 1) / 4
+                top1 = final * (0.6 + 0.4 * frac)
+                ps = 64.0 + 8.0 * frac * (1.0 - 2.2 * (top1 - 0.78) ** 2 / 0.01) * 0.5
+                pts.append((step, 0.5 * (k + 1), top1, round(ps, 2)))
+            errs = {}
+            if wd == 1e-5 and seed == 1:
+                pts[1] = (*pts[1][:3], None)
+                errs = {200: "checkpoint 200 could not be restored: missing params"}
+            write_trial(sweep_dir, name, ov, pts, bench=bench, checkpoints=[300, 400], errors=errs)
+    running = {"train.weight_decay": 1e-2, "seed": 0}
+    write_trial(
+        sweep_dir,
+        "wd-0.01_seed-0",
+        running,
+        [(100, 0.5, 0.5, 65.0)],
+        state="running",
+        checkpoints=[100, 200],
+    )
+    trials.append({"name": "wd-0.01_seed-0", "overrides": running})
+    trials.append({"name": "wd-0.01_seed-1", "overrides": {"train.weight_decay": 1e-2, "seed": 1}})
+    atomic_write_json(
+        sweep_dir / "sweep.json",
+        {
+            "sweep": sweep_dir.name,
+            "preset": "embedded",
+            "axis": ["train.weight_decay", "seed"],
+            "trials": trials,
+        },
+    )
+    return sweep_dir
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m evaluator.report_synth runs/<new sweep dir>")
+    print(demo_sweep(Path(sys.argv[1])))
