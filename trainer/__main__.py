@@ -1,0 +1,62 @@
+"""``python -m trainer --config=sweeps/<file>.py[:preset] [--config.k=v ...] --workdir=DIR``.
+
+Exit codes: 0 done (or preempted after a clean save), 1 failed, 2 bad config / bad input
+(nothing started), 3 diverged.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import flags
+from ml_collections import config_flags
+
+from sweeps import base
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "sweep file and preset, e.g. sweeps/depth.py:paper", lock_config=True
+)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "the run's directory (created; resumed if it exists)"
+)
+
+
+def _fail(message: str) -> int:
+    print(
+        f"error: {message.strip().splitlines()[0] if message.strip() else message}", file=sys.stderr
+    )
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv if argv is None else argv)
+    try:
+        rest = flags.FLAGS(argv)
+    except (flags.Error, base.ConfigError) as e:
+        return _fail(str(e))
+    if len(rest) > 1:
+        return _fail(
+            f"unexpected arguments {rest[1:]}; allowed: --config=..., --config.k=v, --workdir=..."
+        )
+    if _CONFIG.value is None:
+        return _fail("--config is required, e.g. --config=sweeps/smoke.py")
+    if not _WORKDIR.value:
+        return _fail("--workdir is required, e.g. --workdir=runs/smoke/trial")
+    config = _CONFIG.value
+    try:
+        base.validate(config)
+    except base.ConfigError as e:
+        return _fail(str(e))
+
+    from trainer import status
+    from trainer.train import exit_code, train_and_evaluate
+
+    try:
+        state = train_and_evaluate(config, _WORKDIR.value, command=status.command_from_argv(argv))
+    except base.ConfigError as e:
+        return _fail(str(e))
+    return exit_code(state)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
