@@ -1,0 +1,379 @@
+"""Input pipeline: deterministic, resumable batches from a prepared split, augmented on device.
+
+* ``TrainInput``: batch ``step`` is rows ``perm(seed, epoch)[k*B:(k+1)*B]`` of the split
+  (epoch = step // steps_per_epoch, k = step % steps_per_epoch, the remainder of each epoch
+  dropped; perm from numpy's PCG64 seeded with (seed, epoch)), so any step can be rebuilt after a
+  restart. Each process reads only the rows its devices hold and the global batch is assembled
+  with ``jax.make_array_from_process_local_data``. A split that fits in the accelerator's memory
+  can be kept there and gathered by a jitted function instead (same batches).
+* ``augment``: crop / flip / normalise, jittable, on device.
+* ``normalize``: the exact eval preprocessing (also used by the evaluator).
+* ``eval_batches``: every example once, the last batch padded and masked.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from trainer.data import DataError, Split
+from trainer.data.normalize import normalize
+
+__all__ = [
+    "DATA_AXIS",
+    "TrainInput",
+    "augment",
+    "epoch_permutation",
+    "eval_batches",
+    "normalize",
+    "process_rows",
+]
+
+DATA_AXIS = "data"
+RESIDENT_FRACTION = 0.4  # auto device residency: the split may take this much of one device
+
+
+def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The order of the split's rows in ``epoch``: numpy PCG64 seeded with (seed, epoch)."""
+    return np.random.Generator(np.random.PCG64([int(seed), int(epoch)])).permutation(n)
+
+
+def process_rows(
+    device_rows: Iterable[tuple[int, slice]], process_index: int, global_batch: int
+) -> slice:
+    """The contiguous rows of a global batch that process ``process_index`` supplies.
+
+    ``device_rows``: ``(device.process_index, row slice)`` for every device of the sharding
+    (``sharding.devices_indices_map``); devices that replicate a slice give it once.
+    """
+    spans = sorted(
+        {
+            (s.start or 0, global_batch if s.stop is None else s.stop)
+            for p, s in device_rows
+            if p == process_index
+        }
+    )
+    if not spans:
+        raise DataError(f"process {process_index} holds no device of the mesh's data axis")
+    start, stop = spans[0]
+    for a, b in spans[1:]:
+        if a != stop:
+            raise DataError(
+                f"process {process_index} holds rows {spans} of the batch, not one contiguous "
+                f"range; order the mesh's devices by process"
+            )
+        stop = b
+    return slice(start, stop)
+
+
+def _batch_sharding(mesh: Mesh, batch: int, what: str) -> NamedSharding:
+    if DATA_AXIS not in mesh.shape:
+        raise DataError(
+            f"the mesh has axes {tuple(mesh.shape)}; the input needs a {DATA_AXIS!r} axis"
+        )
+    n = mesh.shape[DATA_AXIS]
+    if batch % n:
+        raise DataError(f"{what}={batch} must be a multiple of the {n} devices on the data axis")
+    return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def _local_rows(sharding: NamedSharding, global_shape: tuple[int, ...]) -> slice:
+    device_rows = [
+        (d.process_index, idx[0]) for d, idx in sharding.devices_indices_map(global_shape).items()
+    ]
+    return process_rows(device_rows, jax.process_index(), global_shape[0])
+
+
+def _gather_rows(images: np.ndarray, labels: np.ndarray, rows: np.ndarray):
+    """``images[rows]``, reading a memmap in increasing row order (sequential disk access)."""
+    order = np.argsort(rows, kind="stable")
+    out = np.empty((len(rows), *images.shape[1:]), images.dtype)
+    out[order] = images[rows[order]]
+    return out, np.asarray(labels[rows], np.int32)
+
+
+class TrainInput:
+    """Training batches of ``split`` for a global batch of ``global_batch`` over ``mesh``.
+
+    ``get(step)`` -> ``(images, labels)``: global jax Arrays sharded over the mesh's "data" axis,
+    uint8 (B,H,W,3) and int32 (B,). ``iterate(start_step)`` yields ``(step, images, labels)``
+    forever, prefetching ``data_cfg.prefetch`` host batches in a background thread.
+    ``data_cfg.device_resident``: yes | no | auto (yes on an accelerator whose memory holds the
+    split within ``resident_fraction``; never on CPU unless yes).
+    """
+
+    def __init__(
+        self,
+        split: Split,
+        data_cfg: Any,
+        global_batch: int,
+        seed: int,
+        mesh: Mesh,
+        *,
+        resident_fraction: float = RESIDENT_FRACTION,
+    ):
+        self.split = split
+        self.seed = int(seed)
+        self.global_batch = int(global_batch)
+        self.num_examples = split.num_examples
+        if not 1 <= self.global_batch <= self.num_examples:
+            raise DataError(
+                f"train.batch_size={global_batch} must be in [1, {self.num_examples}] "
+                f"(the examples in the train split)"
+            )
+        self.steps_per_epoch = self.num_examples // self.global_batch
+        self.prefetch = int(data_cfg.prefetch)
+        self.sharding = _batch_sharding(mesh, self.global_batch, "train.batch_size")
+        self.image_shape = (self.global_batch, *split.images.shape[1:])
+        self.rows = _local_rows(self.sharding, self.image_shape)
+        self._perm: tuple[int, np.ndarray] = (-1, np.empty(0, np.int64))
+        self._stops: list[threading.Event] = []
+        self._threads: list[threading.Thread] = []
+        self.device_resident = self._resident(data_cfg.device_resident, resident_fraction)
+        if self.device_resident:
+            rep = NamedSharding(mesh, P())
+            self._replicated = rep
+            self._images = jax.make_array_from_process_local_data(rep, np.asarray(split.images))
+            self._labels = jax.make_array_from_process_local_data(
+                rep, np.asarray(split.labels, np.int32)
+            )
+            # The gather runs on the device; a trainer may also call it inside its own step.
+            self.gather = jax.jit(
+                lambda images, labels, idx: (images[idx], labels[idx]),
+                out_shardings=(self.sharding, self.sharding),
+            )
+
+    def _resident(self, mode: str, fraction: float) -> bool:
+        if mode in ("yes", "no"):
+            return mode == "yes"
+        if mode != "auto":
+            raise DataError(f"data.device_resident={mode!r}; allowed: auto, yes, no")
+        device = jax.local_devices()[0]
+        if device.platform == "cpu":
+            return False
+        limit = (device.memory_stats() or {}).get("bytes_limit", 0)
+        need = self.split.images.nbytes + self.split.labels.nbytes
+        return bool(limit) and need <= fraction * limit
+
+    def batch_indices(self, step: int) -> np.ndarray:
+        """Global row indices (into the split) of batch ``step``."""
+        epoch, k = divmod(int(step), self.steps_per_epoch)
+        cached_epoch, perm = self._perm
+        if cached_epoch != epoch:
+            perm = epoch_permutation(self.seed, epoch, self.num_examples)
+            self._perm = (epoch, perm)
+        return perm[k * self.global_batch : (k + 1) * self.global_batch]
+
+    def host_batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """This process's rows of batch ``step`` as numpy arrays."""
+        rows = self.batch_indices(step)[self.rows]
+        return _gather_rows(self.split.images, self.split.labels, rows)
+
+    def get(self, step: int) -> tuple[jax.Array, jax.Array]:
+        if self.device_resident:
+            idx = jax.make_array_from_process_local_data(
+                self._replicated, self.batch_indices(step).astype(np.int32)
+            )
+            return self.gather(self._images, self._labels, idx)
+        images, labels = self.host_batch(step)
+        return (
+            jax.make_array_from_process_local_data(self.sharding, images, self.image_shape),
+            jax.make_array_from_process_local_data(self.sharding, labels, (self.global_batch,)),
+        )
+
+    def iterate(self, start_step: int = 0) -> Iterator[tuple[int, jax.Array, jax.Array]]:
+        """``(step, images, labels)`` for step = start_step, start_step + 1, ... (no end)."""
+        if self.device_resident or self.prefetch <= 0:
+            step = int(start_step)
+            while True:
+                yield (step, *self.get(step))
+                step += 1
+        stop = threading.Event()
+        q: queue.Queue = queue.Queue(maxsize=self.prefetch)
+
+        def put(item) -> bool:
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def work() -> None:
+            step = int(start_step)
+            try:
+                while put((step, *self.get(step))):
+                    step += 1
+            except BaseException as e:  # handed to the consumer, raised there
+                put(e)
+
+        thread = threading.Thread(target=work, name="train-input-prefetch", daemon=True)
+        self._stops.append(stop)
+        self._threads.append(thread)
+        thread.start()
+        try:
+            while True:
+                item = q.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            thread.join()
+
+    def close(self) -> None:
+        """Stop every prefetch thread started by ``iterate``."""
+        for stop in self._stops:
+            stop.set()
+        for thread in self._threads:
+            thread.join()
+        self._stops.clear()
+        self._threads.clear()
+
+    def __enter__(self) -> TrainInput:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def eval_batches(
+    split: Split, batch_size: int, mesh: Mesh
+) -> Iterator[tuple[jax.Array, jax.Array, jax.Array]]:
+    """``(images, labels, mask)`` global arrays covering every example of ``split`` once.
+
+    ``batch_size`` is rounded up to a multiple of the data axis' device count; the last batch is
+    padded (with the split's last example) and ``mask`` is float32 1.0 on real rows, 0.0 on
+    padding.
+    """
+    if DATA_AXIS not in mesh.shape:
+        raise DataError(
+            f"the mesh has axes {tuple(mesh.shape)}; the input needs a {DATA_AXIS!r} axis"
+        )
+    n_dev = mesh.shape[DATA_AXIS]
+    if batch_size < 1:
+        raise DataError(f"eval batch size {batch_size} must be >= 1")
+    b = math.ceil(batch_size / n_dev) * n_dev
+    sharding = NamedSharding(mesh, P(DATA_AXIS))
+    shape = (b, *split.images.shape[1:])
+    rows = _local_rows(sharding, shape)
+    n = split.num_examples
+    for start in range(0, n, b):
+        idx = np.arange(start, start + b)[rows]
+        mask = (idx < n).astype(np.float32)
+        idx = np.minimum(idx, n - 1)
+        lo, hi = int(idx[0]), int(idx[-1]) + 1  # increasing: read one contiguous slice
+        images = np.asarray(split.images[lo:hi])[idx - lo]
+        labels = np.asarray(split.labels[lo:hi], np.int32)[idx - lo]
+        yield (
+            jax.make_array_from_process_local_data(sharding, images, shape),
+            jax.make_array_from_process_local_data(sharding, labels, (b,)),
+            jax.make_array_from_process_local_data(sharding, mask, (b,)),
+        )
+
+
+# ----------------------------------------------------------------------------- augmentation
+
+
+def _per_image(values: jax.Array, images: jax.Array) -> jax.Array:
+    """Shard per-image random values like the batch's first axis.
+
+    Under a mesh with explicit axes (``jax.make_mesh``'s default) operands of one op must agree
+    on sharding; under automatic axes the batch carries no sharding here and this is a no-op.
+    """
+    sharding = jax.typeof(images).sharding
+    spec = getattr(sharding, "spec", None)
+    if not spec or spec[0] is None:
+        return values
+    return jax.sharding.reshard(values, NamedSharding(sharding.mesh, P(spec[0])))
+
+
+def _pad_crop(key: jax.Array, images: jax.Array, padding: int, pad_mode: str) -> jax.Array:
+    if padding == 0:
+        return images
+    b, h, w, c = images.shape
+    if pad_mode == "reflect" and padding >= min(h, w):
+        raise DataError(f"data.crop_padding={padding} must be < the image size {min(h, w)}")
+    mode = {"reflect": "reflect", "zero": "constant"}[pad_mode]
+    padded = jnp.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)), mode=mode)
+    offsets = _per_image(jax.random.randint(key, (b, 2), 0, 2 * padding + 1), images)
+    crop = lambda img, o: jax.lax.dynamic_slice(img, (o[0], o[1], 0), (h, w, c))
+    return jax.vmap(crop)(padded, offsets)
+
+
+def _random_resized_crop(
+    key: jax.Array,
+    images: jax.Array,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    attempts: int = 10,
+) -> jax.Array:
+    """Inception-style crop per image: area fraction ~ U(scale), log aspect ~ U(log ratio); the
+    first of ``attempts`` samples that fits, else the whole image; resized back bilinearly."""
+    b, h, w, c = images.shape
+    k_area, k_ratio, k_pos = jax.random.split(key, 3)
+    area = h * w * jax.random.uniform(k_area, (b, attempts), minval=scale[0], maxval=scale[1])
+    log_r = jax.random.uniform(
+        k_ratio, (b, attempts), minval=math.log(ratio[0]), maxval=math.log(ratio[1])
+    )
+    cw = jnp.sqrt(area * jnp.exp(log_r))
+    ch = jnp.sqrt(area / jnp.exp(log_r))
+    fits = (cw <= w) & (ch <= h)
+    first = jnp.argmax(fits, axis=1)[:, None]
+    any_fit = fits.any(axis=1)
+    cw = jnp.where(any_fit, jnp.take_along_axis(cw, first, axis=1)[:, 0], w)
+    ch = jnp.where(any_fit, jnp.take_along_axis(ch, first, axis=1)[:, 0], h)
+    u = jax.random.uniform(k_pos, (b, 2))
+    y0, x0 = u[:, 0] * (h - ch), u[:, 1] * (w - cw)
+    sy, sx, y0, x0 = (_per_image(v, images) for v in (h / ch, w / cw, y0, x0))
+
+    def one(img, sy, sx, y0, x0):
+        return jax.image.scale_and_translate(
+            img.astype(jnp.float32),
+            (h, w, c),
+            (0, 1),
+            jnp.stack([sy, sx]),
+            jnp.stack([-y0 * sy, -x0 * sx]),
+            method="linear",
+            antialias=True,
+        )
+
+    return jnp.clip(jax.vmap(one)(images, sy, sx, y0, x0), 0.0, 255.0)
+
+
+def augment(
+    rng: jax.Array, images: jax.Array, data_cfg: Any, *, pad_mode: str = "reflect"
+) -> jax.Array:
+    """Training augmentation of a uint8 (B,H,W,3) batch -> normalised float32, per image.
+
+    ``data_cfg.crop``: ``pad_crop`` (pad ``crop_padding`` pixels, reflect or ``pad_mode='zero'``,
+    then a random crop back to size), ``random_resized`` (Inception-style) or ``none``; then a
+    random horizontal flip if ``data_cfg.flip``; then ``normalize``. Jittable (the config values
+    are read at trace time); deterministic for a given ``rng``.
+    """
+    k_crop, k_flip = jax.random.split(rng)
+    crop = data_cfg.crop
+    if crop == "pad_crop":
+        if pad_mode not in ("reflect", "zero"):
+            raise DataError(f"pad_mode={pad_mode!r}; allowed: reflect, zero")
+        x = _pad_crop(k_crop, images, int(data_cfg.crop_padding), pad_mode)
+    elif crop == "random_resized":
+        x = _random_resized_crop(k_crop, images)
+    elif crop == "none":
+        x = images
+    else:
+        raise DataError(f"data.crop={crop!r}; allowed: pad_crop, random_resized, none")
+    if data_cfg.flip:
+        flip = _per_image(jax.random.bernoulli(k_flip, 0.5, (images.shape[0],)), images)
+        x = jnp.where(flip[:, None, None, None], x[:, :, ::-1, :], x)
+    return normalize(x)
