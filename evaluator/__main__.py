@@ -1,0 +1,172 @@
+"""``python -m evaluator``: the checkpoint-scoring job, or ``score`` for one metric or checkpoint.
+
+    python -m evaluator --runs=runs/<sweep> [--watch] [--benchmarks=proxy,bapps]
+                        [--bapps-dir=DIR] [--poll-seconds=S]
+    python -m evaluator score --benchmark=bapps|proxy [--data-dir=DIR]
+                              --metric=l2|ssim|checkpoint:<trial dir or its checkpoints/<step>>
+                              [--json]
+
+Exit status: 0 done, 2 bad arguments or benchmark files (one line on stderr, nothing scored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from evaluator.bapps import BenchmarkError
+
+
+def _job_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m evaluator",
+        description="Score every checkpoint of a sweep on the perceptual benchmarks "
+        "(python -m evaluator score --help: one metric or checkpoint).",
+    )
+    p.add_argument("--runs", required=True, help="the sweep directory, runs/<sweep>")
+    p.add_argument("--watch", action="store_true", help="keep polling until every trial ends")
+    p.add_argument(
+        "--benchmarks", help="comma list of proxy, bapps (default: each trial's perceptual.*)"
+    )
+    p.add_argument("--bapps-dir", help="BAPPS root (default: each trial's perceptual.bapps_dir)")
+    p.add_argument("--poll-seconds", type=float, default=30.0, help="--watch polling interval")
+    return p
+
+
+def _score_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m evaluator score",
+        description="Score one pixel metric or one checkpoint on one benchmark.",
+    )
+    p.add_argument("--benchmark", required=True, help="bapps or proxy")
+    p.add_argument(
+        "--data-dir", help="the benchmark's root (proxy: default <prepared_dir>/proxy, built)"
+    )
+    p.add_argument(
+        "--metric",
+        required=True,
+        help="l2, ssim, or checkpoint:<trial dir or trial/checkpoints/<step>>",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    return p
+
+
+def _checkpoint_target(path: str) -> tuple[Path, int]:
+    from evaluator.features import CheckpointError
+    from trainer import checkpoint
+
+    p = Path(path)
+    if (p / "config.json").is_file():
+        steps = checkpoint.list_steps(checkpoint.checkpoint_dir(p))
+        if not steps:
+            raise CheckpointError(f"{p} has no finalised checkpoint under {p / 'checkpoints'}")
+        return p, steps[-1]
+    if p.name.isdigit() and p.parent.name == checkpoint.CHECKPOINT_DIR:
+        trial = p.parent.parent
+        if not (trial / "config.json").is_file():
+            raise CheckpointError(f"{trial / 'config.json'} is missing; it gives the model")
+        return trial, int(p.name)
+    raise CheckpointError(
+        f"checkpoint:{path} is neither a trial directory (with config.json) nor "
+        "<trial>/checkpoints/<step>"
+    )
+
+
+def _print_block(title: str, block: dict[str, Any]) -> None:
+    print(title)
+    for c, v in block["2afc"].items():
+        print(f"  2AFC {c:<12s} {v:6.2f}")
+    print(f"  2AFC mean (PS)    {block['ps']:6.2f}")
+    for c, v in (block.get("jnd_categories") or {}).items():
+        print(f"  JND  {c:<12s} {v:6.2f}")
+    if block.get("jnd") is not None:
+        print(f"  JND  mean         {block['jnd']:6.2f}")
+    if block.get("taps"):
+        print("  PS per tap: " + ", ".join(f"{t} {v:.2f}" for t, v in block["taps"].items()))
+
+
+def _score(argv: list[str]) -> int:
+    from evaluator import benchmarks as bm
+    from evaluator.proxy import default_dir
+
+    args = _score_parser().parse_args(argv)
+    if args.benchmark not in bm.BENCHMARK_NAMES:
+        raise BenchmarkError(
+            f"--benchmark={args.benchmark!r} is unknown; allowed: {', '.join(bm.BENCHMARK_NAMES)}"
+        )
+    metric = args.metric
+    if metric not in ("l2", "ssim") and not metric.startswith("checkpoint:"):
+        raise BenchmarkError(
+            f"--metric={metric!r} is unknown; allowed: l2, ssim, checkpoint:<path>"
+        )
+    data_dir = args.data_dir
+    if not data_dir:
+        if args.benchmark == "bapps":
+            raise BenchmarkError("--data-dir is required for bapps (the BAPPS root)")
+        data_dir = str(default_dir(None))
+    target = None
+    if metric.startswith("checkpoint:"):
+        target = _checkpoint_target(metric.split(":", 1)[1])
+    bench = bm.load_benchmark(args.benchmark, data_dir)
+    if target is None:
+        out: dict[str, Any] = {
+            "benchmark": args.benchmark,
+            "metric": metric,
+            **bm.benchmark_header(bench),
+            **bm.score_pixel(bench, metric),
+        }
+        blocks = {metric: out}
+    else:
+        from evaluator.features import ScoringModel
+
+        trial, step = target
+        sm = ScoringModel.from_checkpoint(trial, step)
+        dists = bm.score_model(bench, sm)
+        out = {
+            "benchmark": args.benchmark,
+            "metric": metric,
+            "trial": str(trial),
+            "step": step,
+            "resolution": sm.resolution,
+            **bm.benchmark_header(bench),
+            **dists["local"],
+            "distances": dists,
+        }
+        blocks = dists
+    if args.json:
+        print(json.dumps(out, indent=2, sort_keys=True))
+    else:
+        print(f"{args.benchmark} ({bench.note}) at {bench.root}")
+        for name, block in blocks.items():
+            _print_block(f"{name}:", block)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from evaluator.features import CheckpointError
+    from evaluator.job import JobError, run_job
+    from sweeps.base import ConfigError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] == "score":
+            return _score(argv[1:])
+        args = _job_parser().parse_args(argv)
+        benches = [b for b in (args.benchmarks or "").split(",") if b] or None
+        for b in benches or ():
+            if b not in ("proxy", "bapps"):
+                raise JobError(f"--benchmarks has {b!r}; allowed: a comma list of proxy, bapps")
+        if args.poll_seconds <= 0:
+            raise JobError(f"--poll-seconds={args.poll_seconds} must be > 0")
+        run_job(args.runs, args.watch, benches, args.bapps_dir, args.poll_seconds)
+        return 0
+    except (BenchmarkError, CheckpointError, ConfigError, JobError) as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Loading the benchmarks by name and scoring a model or a pixel metric on them.
+
+A benchmark's score block (the ``benchmarks.<name>`` entry of ``perceptual/<step>.json``, see
+docs/file-contracts.md)::
+
+    {"kind": "proxy"|"bapps", "note": "...",
+     "distances": {"local": {"2afc": {cat: %}, "ps": %, "jnd": % or null,
+                             "jnd_categories": {cat: %}, "taps": {tap: PS of that tap alone}},
+                   "meanpool": {...}, "style": {...}},
+     "reference": {"l2": {"2afc", "ps", "jnd", "jnd_categories"}, "ssim": {...}}}
+
+``jnd`` is the mean JND mAP over the benchmark's JND categories (BAPPS: traditional, cnn), null
+when it has none (the proxy).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evaluator import scoring
+from evaluator.bapps import Benchmark, BenchmarkError, load_bapps
+from evaluator.distances import FEATURE_DISTANCES, PIXEL_FUNCTIONS, total_distance
+from evaluator.proxy import load_proxy
+
+BENCHMARK_NAMES = ("proxy", "bapps")
+
+
+def load_benchmark(name: str, data_dir: str | os.PathLike) -> Benchmark:
+    """``proxy`` (built at ``data_dir`` on first use) or ``bapps`` (read from ``data_dir``)."""
+    if name == "proxy":
+        return load_proxy(data_dir)
+    if name == "bapps":
+        if not data_dir:
+            raise BenchmarkError(
+                "bapps needs a directory (--bapps-dir or perceptual.bapps_dir); "
+                "python -m evaluator.bapps prints the download commands"
+            )
+        return load_bapps(data_dir)
+    raise BenchmarkError(f"benchmark {name!r} is unknown; allowed: {', '.join(BENCHMARK_NAMES)}")
+
+
+def _block(twoafc: Mapping[str, float], jnd: Mapping[str, float]) -> dict[str, Any]:
+    return {
+        "2afc": {c: round(float(v), 4) for c, v in twoafc.items()},
+        "ps": round(scoring.perceptual_score(twoafc), 4),
+        "jnd": round(float(np.mean(list(jnd.values()))), 4) if jnd else None,
+        "jnd_categories": {c: round(float(v), 4) for c, v in jnd.items()},
+    }
+
+
+def score_distance_fn(
+    bench: Benchmark,
+    d_triplets: Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+    d_pairs: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """Score one distance given as functions on uint8 batches: (ref, p0, p1) -> (d0, d1) and
+    (p0, p1) -> d."""
+    twoafc = {}
+    for c, t in bench.twoafc.items():
+        d0, d1 = d_triplets(t.ref, t.p0, t.p1)
+        twoafc[c] = scoring.score_2afc(d0, d1, t.judge)
+    jnd = {}
+    if d_pairs is not None:
+        for c, j in bench.jnd.items():
+            jnd[c] = scoring.score_jnd(d_pairs(j.p0, j.p1), j.same)
+    return _block(twoafc, jnd)
+
+
+def score_pixel(bench: Benchmark, metric: str) -> dict[str, Any]:
+    """A pixel reference metric (``l2`` or ``ssim``, LPIPS's Lab versions) on ``bench``."""
+    if metric not in PIXEL_FUNCTIONS:
+        raise ValueError(f"metric {metric!r} is unknown; allowed: {', '.join(PIXEL_FUNCTIONS)}")
+    fn = PIXEL_FUNCTIONS[metric]
+    return score_distance_fn(bench, lambda r, a, b: (fn(r, a), fn(r, b)), lambda a, b: fn(a, b))
+
+
+def score_model(
+    bench: Benchmark, sm: Any, distances: Sequence[str] = FEATURE_DISTANCES
+) -> dict[str, Any]:
+    """Every feature distance of a ``ScoringModel`` on ``bench``: totals and each tap alone."""
+    trip = {c: sm.triplet_distances(t.ref, t.p0, t.p1) for c, t in bench.twoafc.items()}
+    pair = {c: sm.pair_distances(j.p0, j.p1) for c, j in bench.jnd.items()}
+    out = {}
+    for kind in distances:
+        twoafc, jnd, per_tap = {}, {}, {t: {} for t in sm.tap_names}
+        for c, t in bench.twoafc.items():
+            d = trip[c][kind]
+            d0 = np.asarray(total_distance({k: v[0] for k, v in d.items()}))
+            d1 = np.asarray(total_distance({k: v[1] for k, v in d.items()}))
+            twoafc[c] = scoring.score_2afc(d0, d1, t.judge)
+            for tap in sm.tap_names:
+                per_tap[tap][c] = scoring.score_2afc(d[tap][0], d[tap][1], t.judge)
+        for c, j in bench.jnd.items():
+            jnd[c] = scoring.score_jnd(np.asarray(total_distance(pair[c][kind])), j.same)
+        block = _block(twoafc, jnd)
+        block["taps"] = {tap: round(scoring.perceptual_score(per_tap[tap]), 4) for tap in per_tap}
+        out[kind] = block
+    return out
+
+
+def benchmark_header(bench: Benchmark) -> dict[str, Any]:
+    return {"kind": bench.kind, "note": bench.note, "root": str(Path(bench.root).absolute())}

@@ -1,0 +1,214 @@
+"""A trained checkpoint as a perceptual distance: restore, adapt to 64x64, taps, distances.
+
+``ScoringModel.from_checkpoint(trial_dir, step)`` restores the variables read-only
+(``trainer.checkpoint.restore_variables``; EMA parameters when the run kept them, as the
+trainer's own eval does), rebuilds the module from the trial's ``config.json`` and adapts it to
+the benchmark resolution:
+
+* ResNet / EfficientNet are fully convolutional: applied as they are at any resolution.
+* ViT: the position embeddings of the trained patch grid are resized (bilinear, CLS token kept)
+  to the grid of the scored images.
+
+Benchmark images go through ``trainer.data.normalize`` (the trainer's eval preprocessing) inside
+the same jitted function that runs the model with ``taps=True`` and computes every distance on
+every tap, so only per-triplet distances leave the device. Batches are sharded over this
+process's devices (``NamedSharding`` on a 1-D mesh) and padded to a fixed size (one compile).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from evaluator.distances import FEATURE_DISTANCES, TAP_FUNCTIONS
+
+SCORED_SIZE = 64
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint or trial directory that cannot be turned into a scoring model."""
+
+
+def read_trial_config(trial_dir: str | os.PathLike) -> dict[str, Any]:
+    path = Path(trial_dir) / "config.json"
+    try:
+        cfg = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing; a trial directory holds config.json") from None
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path} is not valid JSON: {e}") from None
+    for section in ("model", "data"):
+        if not isinstance(cfg.get(section), dict):
+            raise CheckpointError(f"{path} has no '{section}' section")
+    return cfg
+
+
+def _vit_posemb(params: Any, grid: int) -> tuple[Any, str]:
+    """Resize the ViT position embedding table to ``grid`` x ``grid`` tokens (+ CLS)."""
+    pos = np.asarray(params["pos_embedding"])
+    n_old = pos.shape[1] - 1
+    old = math.isqrt(n_old)
+    if old * old != n_old:
+        raise CheckpointError(f"ViT pos_embedding has {n_old} patch tokens, not a square grid")
+    if old == grid:
+        return params, "native resolution, applied as is"
+    table = pos[0, 1:].reshape(old, old, -1)
+    # jax.image.resize does the antialiased bilinear resampling big_vision uses for this.
+    new = jax.image.resize(jnp.asarray(table), (grid, grid, table.shape[-1]), method="bilinear")
+    new_pos = np.concatenate([pos[:, :1], np.asarray(new).reshape(1, grid * grid, -1)], axis=1)
+    params = dict(params)
+    params["pos_embedding"] = new_pos.astype(pos.dtype)
+    how = f"ViT position embeddings interpolated (bilinear) from {old}x{old} to {grid}x{grid}"
+    return params, how
+
+
+def _compiled(model: Any, tap_names: tuple[str, ...]):
+    """Jitted (triplet, pair) distance functions of one architecture, shared by every checkpoint
+    of it (the variables are arguments), so a sweep compiles once per model config."""
+    key = (repr(model), tap_names)
+    if key not in _COMPILED:
+        from trainer.data import normalize
+
+        def taps_of(variables, images_uint8):
+            _, taps = model.apply(variables, normalize(images_uint8), train=False, taps=True)
+            return {name: taps[name] for name in tap_names}
+
+        def triplet(variables, ref, p0, p1):
+            b = ref.shape[0]
+            taps = taps_of(variables, jnp.concatenate([ref, p0, p1], axis=0))
+            return {
+                kind: {
+                    t: (
+                        TAP_FUNCTIONS[kind](v[:b], v[b : 2 * b]),
+                        TAP_FUNCTIONS[kind](v[:b], v[2 * b :]),
+                    )
+                    for t, v in taps.items()
+                }
+                for kind in FEATURE_DISTANCES
+            }
+
+        def pair(variables, p0, p1):
+            b = p0.shape[0]
+            taps = taps_of(variables, jnp.concatenate([p0, p1], axis=0))
+            return {
+                kind: {t: TAP_FUNCTIONS[kind](v[:b], v[b:]) for t, v in taps.items()}
+                for kind in FEATURE_DISTANCES
+            }
+
+        _COMPILED[key] = (jax.jit(triplet), jax.jit(pair))
+    return _COMPILED[key]
+
+
+_COMPILED: dict[Any, tuple[Any, Any]] = {}
+
+
+@dataclass
+class ScoringModel:
+    """A restored model ready to turn image batches into per-tap distances."""
+
+    model: Any
+    variables: dict[str, Any]
+    tap_names: list[str]
+    model_cfg: dict[str, Any]
+    resolution: dict[str, Any]
+    params_used: str  # "params" | "ema_params"
+    batch_size: int = 256
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        trial_dir: str | os.PathLike,
+        step: int,
+        ckpt_dir: str | os.PathLike | None = None,
+        batch_size: int = 256,
+    ) -> ScoringModel:
+        from trainer import checkpoint
+
+        cfg = read_trial_config(trial_dir)
+        ckpt_dir = Path(ckpt_dir) if ckpt_dir else checkpoint.checkpoint_dir(trial_dir)
+        restored = checkpoint.restore_variables(ckpt_dir, step)
+        return cls.from_variables(cfg, restored, batch_size=batch_size)
+
+    @classmethod
+    def from_variables(
+        cls, cfg: Mapping[str, Any], restored: Mapping[str, Any], batch_size: int = 256
+    ) -> ScoringModel:
+        from trainer.models import build_model, tap_names
+
+        model_cfg = dict(cfg["model"])
+        trained = int(cfg["data"]["image_size"])
+        model = build_model(model_cfg, int(cfg["data"]["num_classes"]))
+        used = "ema_params" if restored.get("ema_params") is not None else "params"
+        params = restored[used]
+        if model_cfg["name"] == "vit":
+            patch = int(np.asarray(params["embedding"]["kernel"]).shape[0])
+            params, how = _vit_posemb(params, SCORED_SIZE // patch)
+        elif trained == SCORED_SIZE:
+            how = "native resolution, applied as is"
+        else:
+            how = "fully convolutional, applied as is"
+        variables = {"params": params}
+        if restored.get("batch_stats"):
+            variables["batch_stats"] = restored["batch_stats"]
+        names = tap_names(model_cfg, SCORED_SIZE)
+        return cls(
+            model=model,
+            variables=variables,
+            tap_names=names,
+            model_cfg=model_cfg,
+            resolution={"trained": trained, "scored": SCORED_SIZE, "how": how},
+            params_used=used,
+            batch_size=batch_size,
+        )
+
+    def __post_init__(self):
+        devices = np.array(jax.local_devices())
+        self._mesh = Mesh(devices, ("data",))
+        self._data = NamedSharding(self._mesh, P("data"))
+        n = len(devices)
+        self._batch = max(n, -(-int(self.batch_size) // n) * n)
+        self._vars = jax.device_put(self.variables, NamedSharding(self._mesh, P()))
+        self._triplet, self._pair = _compiled(self.model, tuple(self.tap_names))
+
+    # ------------------------------------------------------------------ batching
+
+    def _batches(self, arrays: Sequence[np.ndarray]):
+        n = len(arrays[0])
+        for start in range(0, n, self._batch):
+            chunk = [a[start : start + self._batch] for a in arrays]
+            m = len(chunk[0])
+            if m < self._batch:  # pad to the one compiled batch size
+                chunk = [
+                    np.concatenate([c, np.zeros((self._batch - m, *c.shape[1:]), c.dtype)])
+                    for c in chunk
+                ]
+            yield m, [jax.device_put(np.ascontiguousarray(c), self._data) for c in chunk]
+
+    @staticmethod
+    def _collect(parts: list[tuple[int, Any]]):
+        host = [(m, jax.device_get(tree)) for m, tree in parts]
+        return jax.tree.map(
+            lambda *xs: np.concatenate([np.asarray(x)[:m] for (m, _), x in zip(host, xs, strict=True)]),
+            *[t for _, t in host],
+        )
+
+    def triplet_distances(self, ref, p0, p1) -> dict[str, dict[str, tuple[np.ndarray, ...]]]:
+        """``{distance: {tap: (d(ref, p0), d(ref, p1))}}``, each (N,) float32."""
+        parts = [(m, self._triplet(self._vars, *b)) for m, b in self._batches([ref, p0, p1])]
+        return self._collect(parts)
+
+    def pair_distances(self, p0, p1) -> dict[str, dict[str, np.ndarray]]:
+        """``{distance: {tap: d(p0, p1)}}``, each (N,) float32."""
+        parts = [(m, self._pair(self._vars, *b)) for m, b in self._batches([p0, p1])]
+        return self._collect(parts)

@@ -1,0 +1,311 @@
+"""The evaluator job: score every checkpoint of a sweep, as its own process beside training.
+
+For each trial directory under ``runs/<sweep>`` (one holding ``config.json``) and each finalised
+checkpoint step (``trainer.checkpoint.list_steps``) without ``perceptual/<step>.json``:
+
+1. snapshot the step directory into ``checkpoints/_SNAPSHOTS/<step>`` (orbax's snapshot location,
+   see ``orbax.checkpoint.checkpoint_utils``) with hard links, so the trainer deleting the step
+   meanwhile cannot pull files from under the restore; a step deleted before the snapshot is
+   skipped;
+2. restore it read-only from the snapshot, score it on the benchmarks, release the snapshot;
+3. write ``perceptual/<step>.json`` atomically (docs/file-contracts.md); an unreadable checkpoint
+   gets a record with ``"error"`` instead, and the job moves on.
+
+The result file is the only state: a job killed at any point and restarted redoes exactly the
+steps without one. ``--watch`` polls until every trial's status.json says done / failed /
+diverged and nothing is left to score.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evaluator import benchmarks as bm
+from evaluator.bapps import Benchmark, BenchmarkError
+from evaluator.distances import FEATURE_DISTANCES, PIXEL_METRICS
+from evaluator.proxy import default_dir as proxy_default_dir
+from trainer.files import atomic_write_json, read_json, read_jsonl
+
+TERMINAL = ("done", "failed", "diverged")
+PERCEPTUAL_DIR = "perceptual"
+SNAPSHOTS = "_SNAPSHOTS"  # = orbax.checkpoint.checkpoint_utils._SNAPSHOTS
+
+
+class JobError(ValueError):
+    """Bad job arguments (one line)."""
+
+
+@dataclass
+class JobOptions:
+    runs: Path
+    watch: bool = False
+    benchmarks: tuple[str, ...] | None = None  # None: each trial's perceptual.benchmarks
+    bapps_dir: str | None = None  # None: each trial's perceptual.bapps_dir
+    poll_seconds: float = 30.0
+    log: Callable[[str], None] = field(default=lambda s: print(s, flush=True))
+
+
+def find_trials(runs: Path) -> list[Path]:
+    return sorted(p.parent for p in runs.glob("*/config.json"))
+
+
+def result_path(trial: Path, step: int) -> Path:
+    return trial / PERCEPTUAL_DIR / f"{step}.json"
+
+
+def is_scored(trial: Path, step: int) -> bool:
+    """A complete result (or error record) exists for ``step``."""
+    try:
+        rec = json.loads(result_path(trial, step).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return False
+    return (
+        isinstance(rec, dict)
+        and rec.get("step") == step
+        and ("benchmarks" in rec or rec.get("error"))
+    )
+
+
+def _trial_state(trial: Path) -> str | None:
+    st = read_json(trial / "status.json", default=None)
+    return st.get("state") if isinstance(st, dict) else None
+
+
+def _epoch_of(trial: Path, step: int) -> float | None:
+    """``step`` in epochs, from the steps-per-epoch ratio of the trial's metrics.jsonl."""
+    for rec in reversed(read_jsonl(trial / "metrics.jsonl")):
+        s, e = rec.get("step"), rec.get("epoch")
+        if isinstance(s, (int, float)) and isinstance(e, (int, float)) and s > 0 and e > 0:
+            return round(step * e / s, 4)
+    return None
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text}"[:500]
+
+
+# ----------------------------------------------------------------------------- snapshots
+
+
+def _snapshot(ckpt_dir: Path, step: int) -> Path | None:
+    """Hard-link copy of ``ckpt_dir/<step>`` at ``ckpt_dir/_SNAPSHOTS/<step>``; None when the step
+    vanished. orbax's own snapshot helper is private and deep-copies; links cost nothing and
+    committed orbax files are never rewritten in place."""
+    src = ckpt_dir / str(step)
+    dst = ckpt_dir / SNAPSHOTS / str(step)
+    if dst.exists():  # left by a killed run: rebuild, it may be partial
+        shutil.rmtree(dst, ignore_errors=True)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+
+    def link(s, d):
+        try:
+            os.link(s, d)
+        except OSError:  # another filesystem / no hard links: copy
+            shutil.copy2(s, d)
+
+    try:
+        shutil.copytree(src, dst, copy_function=link)
+    except (FileNotFoundError, shutil.Error):
+        shutil.rmtree(dst, ignore_errors=True)
+        if not src.exists():
+            return None
+        raise
+    return dst.parent
+
+
+def _release(ckpt_dir: Path, step: int) -> None:
+    shutil.rmtree(ckpt_dir / SNAPSHOTS / str(step), ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- the job
+
+
+class Evaluator:
+    """Holds loaded benchmarks and their pixel reference scores across trials and steps."""
+
+    def __init__(self, opts: JobOptions):
+        self.opts = opts
+        self._benches: dict[tuple[str, str], Benchmark] = {}
+        self._refs: dict[tuple[str, str], dict[str, Any]] = {}
+
+    # -- benchmarks ---------------------------------------------------------------------------
+
+    def trial_benchmarks(self, cfg: dict[str, Any]) -> list[tuple[str, str]]:
+        """``[(name, directory)]`` a trial is scored on."""
+        perc = cfg.get("perceptual") or {}
+        names = self.opts.benchmarks or tuple(
+            b for b in str(perc.get("benchmarks") or "proxy").split(",") if b
+        )
+        out = []
+        for name in names:
+            if name == "proxy":
+                out.append((name, str(proxy_default_dir(cfg))))
+            elif name == "bapps":
+                d = (
+                    self.opts.bapps_dir
+                    if self.opts.bapps_dir is not None
+                    else perc.get("bapps_dir")
+                )
+                if not d:
+                    raise BenchmarkError(
+                        "benchmark bapps needs a directory: pass --bapps-dir=DIR or set "
+                        "perceptual.bapps_dir (python -m evaluator.bapps prints the download commands)"
+                    )
+                out.append((name, str(d)))
+            else:
+                raise JobError(f"benchmark {name!r} is unknown; allowed: proxy, bapps")
+        return out
+
+    def benchmark(self, key: tuple[str, str]) -> Benchmark:
+        if key not in self._benches:
+            t0 = time.time()
+            self._benches[key] = bm.load_benchmark(*key)
+            b = self._benches[key]
+            n = sum(len(t) for t in b.twoafc.values()) + sum(len(j) for j in b.jnd.values())
+            self.opts.log(f"loaded {key[0]} from {key[1]}: {n} examples ({time.time() - t0:.1f} s)")
+        return self._benches[key]
+
+    def reference(self, key: tuple[str, str]) -> dict[str, Any]:
+        if key not in self._refs:
+            b = self.benchmark(key)
+            self._refs[key] = {m: bm.score_pixel(b, m) for m in PIXEL_METRICS}
+        return self._refs[key]
+
+    # -- one step -----------------------------------------------------------------------------
+
+    def score_step(self, trial: Path, step: int) -> dict[str, Any] | None:
+        """Score and write ``perceptual/<step>.json``; None when the step vanished first."""
+        from evaluator.features import ScoringModel, read_trial_config
+        from trainer import checkpoint
+
+        t0 = time.time()
+        cfg = read_trial_config(trial)
+        perc = cfg.get("perceptual") or {}
+        keys = self.trial_benchmarks(cfg)
+        distances = tuple(
+            d for d in str(perc.get("distances") or ",".join(FEATURE_DISTANCES)).split(",") if d
+        )
+        ckpt_dir = checkpoint.checkpoint_dir(trial)
+        record: dict[str, Any] = {
+            "step": step,
+            "epoch": _epoch_of(trial, step),
+            "trial": trial.name,
+            "model": cfg["model"],
+            "error": None,
+        }
+        snap = None
+        try:
+            snap = _snapshot(ckpt_dir, step)
+            if snap is None:
+                return None
+            sm = ScoringModel.from_checkpoint(
+                trial, step, ckpt_dir=snap, batch_size=int(perc.get("batch_size") or 256)
+            )
+        except Exception as e:  # any unreadable checkpoint becomes an error record
+            if step not in checkpoint.list_steps(ckpt_dir):
+                return None
+            record["error"] = _one_line(e)
+        finally:
+            if snap is not None:
+                _release(ckpt_dir, step)
+        if record["error"] is None:
+            record["resolution"] = sm.resolution
+            record["params"] = sm.params_used
+            record["benchmarks"] = {}
+            for key in keys:
+                bench = self.benchmark(key)
+                record["benchmarks"][key[0]] = {
+                    **bm.benchmark_header(bench),
+                    "distances": bm.score_model(bench, sm, distances),
+                    "reference": self.reference(key),
+                }
+        record["wall_time_s"] = round(time.time() - t0, 2)
+        atomic_write_json(result_path(trial, step), record)
+        return record
+
+    # -- passes -------------------------------------------------------------------------------
+
+    def pending(self, trial: Path) -> list[int]:
+        from trainer import checkpoint
+
+        steps = checkpoint.list_steps(checkpoint.checkpoint_dir(trial))
+        return [s for s in steps if not is_scored(trial, s)]
+
+    def one_pass(self) -> int:
+        """Score everything pending now; returns how many steps were written."""
+        n = 0
+        for trial in find_trials(self.opts.runs):
+            for step in self.pending(trial):
+                rec = self.score_step(trial, step)
+                if rec is None:
+                    self.opts.log(f"{trial.name} step {step}: deleted before scoring, skipped")
+                    continue
+                n += 1
+                self.opts.log(_summary(trial.name, step, rec))
+        return n
+
+    def run(self) -> int:
+        runs = self.opts.runs
+        if not runs.is_dir():
+            raise JobError(f"--runs={runs} is not a directory; expected runs/<sweep>")
+        # Every trial's benchmarks load (and are checked) before any scoring starts.
+        from evaluator.features import read_trial_config
+
+        trials = find_trials(runs)
+        for trial in trials:
+            for key in self.trial_benchmarks(read_trial_config(trial)):
+                self.benchmark(key)
+        total = 0
+        while True:
+            states = {t: _trial_state(t) for t in find_trials(runs)}
+            total += self.one_pass()
+            if not self.opts.watch:
+                break
+            finished = all(s in TERMINAL for s in states.values()) and states
+            if finished and not any(self.pending(t) for t in states):
+                break
+            time.sleep(self.opts.poll_seconds)
+        self.opts.log(f"evaluator: {total} step(s) scored under {runs}")
+        return total
+
+
+def _summary(trial: str, step: int, rec: dict[str, Any]) -> str:
+    if rec.get("error"):
+        return f"{trial} step {step}: ERROR {rec['error']}"
+    parts = []
+    for name, b in rec["benchmarks"].items():
+        d = b["distances"]
+        first = next(iter(d))
+        others = ", ".join(f"{k} {v['ps']:.2f}" for k, v in d.items() if k != first)
+        parts.append(f"{name} PS {first} {d[first]['ps']:.2f}" + (f" ({others})" if others else ""))
+    return f"{trial} step {step}: " + "; ".join(parts) + f" [{rec['wall_time_s']:.1f} s]"
+
+
+def run_job(
+    runs: str | os.PathLike,
+    watch: bool = False,
+    benchmarks: Sequence[str] | None = None,
+    bapps_dir: str | None = None,
+    poll_seconds: float = 30.0,
+) -> int:
+    opts = JobOptions(
+        runs=Path(runs),
+        watch=watch,
+        benchmarks=tuple(benchmarks) if benchmarks else None,
+        bapps_dir=bapps_dir,
+        poll_seconds=poll_seconds,
+    )
+    return Evaluator(opts).run()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use: python -m evaluator --runs=runs/<sweep> [--watch]")
