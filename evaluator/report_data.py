@@ -177,9 +177,11 @@ def load_sweep(path: Path, key_prefix: str = "") -> Sweep:
         raise ReportError(f"{path}/sweep.json is not a JSON object")
     meta = meta or {}
     listed: dict[str, dict] = {}
-    for entry in meta.get("trials") or []:
+    for entry in meta.get("trials") or []:  # {"name", "overrides"} objects, or bare names
         if isinstance(entry, dict) and entry.get("name"):
             listed[str(entry["name"])] = entry.get("overrides") or {}
+        elif isinstance(entry, str) and entry:
+            listed[entry] = {}
     names = sorted({c.name for c in path.iterdir() if _is_trial_dir(c)} | set(listed))
     name = str(meta.get("sweep") or path.name)
     trials = [_load_trial(name, path / n, f"{key_prefix}{n}", listed.get(n)) for n in names]

@@ -13,7 +13,7 @@ from evaluator.report_analysis import (
     REFERENCE_NAMES,
     Analysis,
 )
-from evaluator.report_stats import Correlation
+from evaluator.report_stats import EXACT_MAX_N, Correlation
 
 
 def _f(v: Any, digits: int = 1) -> str:
@@ -153,7 +153,8 @@ def render(a: Analysis, title: str, plots: list[tuple[str, str]]) -> str:
     thr, thr_all = a.peak_thresholds.get("final"), a.peak_thresholds.get("all")
     out += [
         f"Spearman rank correlation (scipy.stats.spearmanr) of top-1 and PS (`{a.dist}`), with its "
-        f"two-sided p-value. Final checkpoints: {a.analysed_note}. **Above the peak** = the points "
+        f"two-sided p-value (exact permutation test up to {EXACT_MAX_N} points, scipy's t "
+        f"approximation above). Final checkpoints: {a.analysed_note}. **Above the peak** = the points "
         "whose top-1 is at least the median top-1 of the set (the upper half by accuracy"
         + (f": top-1 >= {thr:.1f}% for final checkpoints" if thr is not None else "")
         + (f", >= {thr_all:.1f}% for all checkpoints" if thr_all is not None else "")

@@ -11,6 +11,7 @@ import numpy as np
 from scipy import stats
 
 MIN_POINTS = 3  # fewer points give no meaningful rank correlation
+EXACT_MAX_N = 8  # up to this many points the p-value is exact (n! pairings), else scipy's
 LOG_SPAN = 20.0  # positive grid values spanning at least this ratio are plotted on a log axis
 
 
@@ -30,7 +31,37 @@ def spearman(x: list[float], y: list[float]) -> Correlation:
     if len(set(x)) < 2 or len(set(y)) < 2:
         return Correlation(None, None, n, "undefined: one of the two is constant")
     res = stats.spearmanr(x, y)
-    return Correlation(float(res.statistic), float(res.pvalue), n)
+    p = float(res.pvalue)
+    if n <= EXACT_MAX_N:
+        p = _exact_p(x, y)
+    elif p == 0.0:  # rho = +-1: without ties, 2 of the n! pairings reach it
+        p = 2.0 / math.factorial(n)
+    return Correlation(float(res.statistic), p, n)
+
+
+def _exact_p(x: list[float], y: list[float]) -> float:
+    """Two-sided p-value of Spearman's rho over every pairing of x with y (n! of them).
+
+    scipy's spearmanr p-value uses a t approximation that gives p = 0 for rho = +-1 at any n;
+    for a handful of points the exact permutation distribution is cheap and honest.
+    """
+    rx = stats.rankdata(x)
+    rx = rx - rx.mean()
+
+    def rho(yy: np.ndarray, axis: int = -1) -> np.ndarray:
+        ry = stats.rankdata(yy, axis=axis)
+        ry = ry - ry.mean(axis=axis, keepdims=True)
+        return (ry * rx).sum(axis=axis) / np.sqrt((ry**2).sum(axis=axis) * (rx**2).sum())
+
+    res = stats.permutation_test(
+        (np.asarray(y, float),),
+        rho,
+        permutation_type="pairings",
+        n_resamples=np.inf,
+        vectorized=True,
+        alternative="two-sided",
+    )
+    return float(res.pvalue)
 
 
 def median_top1(points: list[dict[str, Any]], key: str = "top1") -> float | None:
