@@ -4,8 +4,8 @@
   ``python -m trainer ...`` in its own process group, its stdout/stderr appended to
   ``<workdir>/train.log``; the console gets a short ``[trial]`` line when a trial starts, every
   so often while it runs (step, top-1 from its status.json) and when it ends.
-* With GPUs (``CUDA_VISIBLE_DEVICES`` or ``nvidia-smi -L``) each trial gets one GPU and at most
-  one trial runs per GPU. On CPUs with several jobs, each trial is pinned to its share of the
+* With GPUs (``CUDA_VISIBLE_DEVICES`` or ``nvidia-smi -L``) and ``jobs > 1`` each trial gets one
+  GPU and at most one trial runs per GPU (with one job, a trial sees every GPU). On CPUs with several jobs, each trial is pinned to its share of the
   cores and its XLA/OpenMP thread counts are set to match (unless already set).
 * A failing trial never stops the others: its status.json says ``failed`` with the exit code and
   the last line of its log (also when the trainer died before it could write one).
@@ -95,7 +95,7 @@ class Slot:
 
 def make_slots(jobs: int) -> list[Slot]:
     gpus = detect_gpus()
-    if gpus:
+    if gpus and jobs > 1:
         if jobs > len(gpus):
             print(
                 f"launch: {len(gpus)} GPU(s) found; running {len(gpus)} trials at once, one per GPU"
