@@ -36,13 +36,13 @@ def _file_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "axis"
 
 
-def axis_plot_names(sweeps: list[Sweep]) -> dict[str, str]:
-    """sweep name -> axis plot file stem: the swept key's last part (``weight_decay``), or the
-    sweep's name when several keys are swept together or names would collide."""
+def axis_plot_names(a: Analysis) -> dict[str, str]:
+    """sweep name -> axis plot file stem: the x key's last part (``weight_decay``), or the
+    sweep's name for a categorical sweep (``archs``) or when names would collide."""
     stems = {}
-    for sw in sweeps:
-        keys = sw.axis
-        stems[sw.name] = _file_name(keys[0].rsplit(".", 1)[-1] if len(keys) == 1 else sw.name)
+    for sw in a.sweeps:
+        keys = a.plans[sw.name].keys
+        stems[sw.name] = _file_name(keys[0].rsplit(".", 1)[-1] if keys else sw.name)
     counts = Counter(stems.values())
     for name, stem in stems.items():
         if counts[stem] > 1 or stem in FIXED_PLOTS:
@@ -56,17 +56,41 @@ def _top1_label(a: Analysis) -> str:
     return f"Top-1 accuracy on {data} eval (%)"
 
 
-def _axis_value(sw: Sweep, row: dict[str, Any]) -> Any:
-    keys = sw.axis
-    if len(keys) == 1:
-        return row.get(keys[0])
-    return " / ".join(str(row.get(k)) for k in keys)
-
-
 def _group(a: Analysis, t: Any) -> tuple:
-    """The trial's swept values other than the seed: trials that share them share a colour."""
-    sw = next(s for s in a.sweeps if s.name == t.sweep)
-    return (t.sweep, *(repr(t.value(k)) for k in sw.axis if k != "seed"))
+    """Trials that share a model and an x value (seeds of one grid point) share a colour."""
+    for g in a.plans[t.sweep].groups:
+        if t in g.trials:
+            return (t.sweep, g.label, repr(t.value(g.key)) if g.key else "")
+    return (t.sweep, t.key)
+
+
+def axis_series(a: Analysis, sw: Sweep) -> tuple[list[dict[str, Any]], str]:
+    """The axis plot's series for ``sw`` (seed-aggregated, one per model) and its x label."""
+    p = a.plans[sw.name]
+    by_trial = {r["trial"]: dict(r, ps=a.ps(r)) for r in a.analysed if r["sweep"] == sw.name}
+    series = []
+    if p.categorical:
+        rows = [
+            dict(by_trial[t.key], _x=g.label or t.name)
+            for g in p.groups
+            for t in g.trials
+            if t.key in by_trial
+        ]
+        if rows:
+            agg = aggregate_over_seeds(rows, "_x", ["ps", "top1"])
+            series.append({"label": "", "agg": agg})
+        return series, "model"
+    for g in p.groups:
+        if not g.key:
+            continue
+        rows = [dict(by_trial[t.key], _x=t.value(g.key)) for t in g.trials if t.key in by_trial]
+        if not rows:
+            continue
+        label = g.label + (f" ({g.key})" if g.key != p.keys[0] else "")
+        series.append(
+            {"label": label.strip(), "agg": aggregate_over_seeds(rows, "_x", ["ps", "top1"])}
+        )
+    return series, " / ".join(p.keys)
 
 
 def write_plots(a: Analysis, out_dir: Path) -> list[tuple[str, str]]:
@@ -93,18 +117,15 @@ def write_plots(a: Analysis, out_dir: Path) -> list[tuple[str, str]]:
     rp.top1_vs_ps(out_dir / "top1_vs_ps.png", pts, frontier, refs, caption, top1_label)
     done.append(("top1_vs_ps.png", caption))
 
-    stems = axis_plot_names(a.sweeps)
+    stems = axis_plot_names(a)
     for sw in a.sweeps:
-        rows = [dict(r, _x=_axis_value(sw, r)) for r in a.analysed if r["sweep"] == sw.name]
-        rows = [dict(r, ps=a.ps(r)) for r in rows]
-        if not rows or not sw.axis:
+        series, label = axis_series(a, sw)
+        if not series:
             continue
-        agg = aggregate_over_seeds(rows, "_x", ["ps", "top1"])
-        label = " / ".join(sw.axis)
-        scale = x_scale([g["x"] for g in agg])
+        scale = x_scale([g["x"] for s in series for g in s["agg"]])
         caption = f"Perceptual Score and top-1 vs {label} (sweep {sw.name}, {tag})"
         name = f"{stems[sw.name]}.png"
-        rp.axis_plot(out_dir / name, label, agg, scale, caption, top1_label)
+        rp.axis_plot(out_dir / name, label, series, scale, caption, top1_label)
         done.append((name, caption))
 
     series = []

@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from evaluator.report_axes import AxisPlan, plan
 from evaluator.report_data import (
     DONE,
     REFERENCES,
@@ -48,6 +49,7 @@ class Analysis:
     distances: list[str]
     taps: list[str]
     trials: list[Trial]  # every trial, in report order
+    plans: dict[str, AxisPlan]  # sweep name -> its x keys and groups (report_axes)
     finals: dict[str, dict[str, Any]]  # trial key -> row of its latest scored step
     analysed: list[dict[str, Any]]  # the final rows the statistics use (with top-1 and PS)
     analysed_note: str
@@ -68,20 +70,27 @@ class Analysis:
         return row.get(self.ps_col) if self.ps_col else None
 
 
-def trial_order(sweeps: list[Sweep]) -> list[Trial]:
-    """Trials sorted by sweep, then the swept values in numeric order, then seed and name."""
+def trial_order(sweeps: list[Sweep], plans: dict[str, AxisPlan] | None = None) -> list[Trial]:
+    """Trials sorted by sweep, model (group), the x value in numeric order, seed and name."""
+    plans = plans or {sw.name: plan(sw) for sw in sweeps}
+    where: dict[str, tuple] = {}
+    for sw in sweeps:
+        groups = sorted(plans[sw.name].groups, key=lambda g: _natural(g.label))
+        for gi, g in enumerate(groups):
+            for t in g.trials:
+                where[t.key] = (gi, sort_key(t.value(g.key)) if g.key else (0, 0.0, ""))
 
     def key(pair: tuple[Sweep, Trial]) -> tuple:
         sw, t = pair
-        return (
-            sw.name,
-            tuple(sort_key(t.value(k)) for k in sw.axis),
-            sort_key(t.value("seed")),
-            [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", t.name)],
-        )
+        gi, x = where.get(t.key, (1 << 30, (0, 0.0, "")))
+        return (sw.name, gi, x, sort_key(t.value("seed")), _natural(t.name))
 
     pairs = [(sw, t) for sw in sweeps for t in sw.trials]
     return [t for _, t in sorted(pairs, key=key)]
+
+
+def _natural(s: str) -> list:
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", s)]
 
 
 def _configured_benchmarks(sweeps: list[Sweep]) -> list[str]:
@@ -175,9 +184,10 @@ def analyse(
         bench = configured[0] if configured else None
     dists = distances_present(rows, bench) if bench else []
     dist = _choose(dists, sweeps, distance, "distance")
-    trials = trial_order(sweeps)
+    plans = {sw.name: plan(sw) for sw in sweeps}
+    trials = trial_order(sweeps, plans)
     finals = {r["trial"]: r for r in rows if r["final"]}
-    a = Analysis(sweeps, rows, bench, dist, benches, dists, [], trials, finals, [], "")
+    a = Analysis(sweeps, rows, bench, dist, benches, dists, [], trials, plans, finals, [], "")
     a.taps = taps_present(rows, bench, dist) if bench and dist else []
     a.missing = _missing(trials, finals)
     ps_col = a.ps_col

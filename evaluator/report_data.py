@@ -26,6 +26,7 @@ BENCHMARK_ORDER = ("bapps", "proxy")  # the report's default benchmark is the fi
 DISTANCE_ORDER = ("local", "meanpool", "style")
 MODEL_KEYS = ("name", "depth", "width", "variant")
 DONE = "done"
+FROM_SWEEP_JSON = "from sweep.json's axis"
 
 
 class ReportError(ValueError):
@@ -72,11 +73,6 @@ class Sweep:
     swept: list[str]  # dotted keys swept, seed included when it is
     swept_from: str  # where ``swept`` came from, for the report text
     trials: list[Trial]
-
-    @property
-    def axis(self) -> list[str]:
-        """The swept keys other than the seed (the seed gives error bars)."""
-        return [k for k in self.swept if k != "seed"] or list(self.swept)
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -151,17 +147,19 @@ def _load_trial(sweep: str, path: Path, key: str, listed_overrides: dict | None)
 
 
 def _derive_swept(trials: list[Trial]) -> tuple[list[str], str]:
-    """The keys whose values differ between trials (overrides.json, else config.json)."""
+    """The overridden keys whose values (as the trials ran them) differ between trials."""
+    present = [t for t in trials if t.exists] or trials
     for source, get in (
         ("overrides.json", lambda t: t.overrides),
         ("config.json", lambda t: t.config),
     ):
-        maps = [get(t) for t in trials if get(t)]
-        if not maps:
+        keys = sorted({k for t in trials for k in get(t)})
+        if not keys:
             continue
-        keys = sorted({k for m in maps for k in m})
-        varying = [k for k in keys if len({json.dumps(m.get(k), sort_keys=True) for m in maps}) > 1]
-        if source == "overrides.json" and not varying:
+        varying = [
+            k for k in keys if len({json.dumps(t.value(k), sort_keys=True) for t in present}) > 1
+        ]
+        if source == "overrides.json" and not varying and len(present) == 1:
             varying = keys  # a single trial: its overrides are what was chosen
         if varying:
             return varying, f"derived from the trials' {source}"
@@ -189,7 +187,7 @@ def load_sweep(path: Path, key_prefix: str = "") -> Sweep:
     if isinstance(axis, str):
         axis = [axis]
     if axis:
-        swept, source = [str(a) for a in axis], "sweep.json"
+        swept, source = [str(a) for a in axis], FROM_SWEEP_JSON
     else:
         swept, source = _derive_swept(trials)
     return Sweep(name, path, meta.get("preset"), swept, source, trials)

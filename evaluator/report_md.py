@@ -13,7 +13,7 @@ from evaluator.report_analysis import (
     REFERENCE_NAMES,
     Analysis,
 )
-from evaluator.report_stats import EXACT_MAX_N, Correlation
+from evaluator.report_stats import EXACT_MAX_N, Correlation, sort_key
 
 
 def _f(v: Any, digits: int = 1) -> str:
@@ -52,21 +52,45 @@ def _bench_line(a: Analysis) -> str:
 
 def _axis_keys(a: Analysis) -> list[str]:
     keys: list[str] = []
-    for sw in a.sweeps:
-        keys += [k for k in sw.axis if k not in keys]
+    for p in a.plans.values():
+        keys += [k for k in p.keys if k not in keys]
     return keys
+
+
+def _show_model(a: Analysis) -> bool:
+    return any(len(p.groups) > 1 for p in a.plans.values())
+
+
+def _model_of(a: Analysis) -> dict[str, str]:
+    return {t.key: g.label for p in a.plans.values() for g in p.groups for t in g.trials}
 
 
 def _show_seed(a: Analysis) -> bool:
     seeds = {repr(t.value("seed")) for t in a.trials}
-    return len(seeds) > 1 or any("seed" in sw.axis for sw in a.sweeps)
+    return len(seeds) > 1 or any("seed" in sw.swept for sw in a.sweeps)
+
+
+def _sweep_line(a: Analysis, sw: Any) -> str:
+    p = a.plans[sw.name]
+    if p.categorical:
+        x = f"one point per model ({len(p.groups)} models)"
+    else:
+        parts = [f"`{g.key}`" + (f" ({g.label})" if g.label else "") for g in p.groups if g.key]
+        x = "x-axis " + ", ".join(parts)
+    seeds = sorted({t.value("seed") for t in sw.trials if t.exists}, key=sort_key)
+    others = [k for k in sw.swept if k not in p.keys and k != "seed"]
+    text = f"{x}; seeds {', '.join(map(str, seeds)) or '–'}; {len(sw.trials)} trials."
+    if others:
+        text += f" Also differing between trials: {', '.join(f'`{k}`' for k in others)}."
+    return text + f" (Swept keys: {sw.swept_from}.)"
 
 
 def _trial_table(a: Analysis) -> list[str]:
     keys = _axis_keys(a)
     combined = len(a.sweeps) > 1
     frontier = {r["trial"] for r in a.frontier}
-    head = (["sweep"] if combined else []) + ["trial"] + keys
+    model = _model_of(a) if _show_model(a) else None
+    head = (["sweep"] if combined else []) + ["trial"] + (["model"] if model else []) + keys
     head += ["seed"] if _show_seed(a) else []
     head += ["state", "epoch", "step", "top-1 (%)"]
     head += [f"PS {d}" + (" (used)" if d == a.dist else "") for d in a.distances]
@@ -77,6 +101,7 @@ def _trial_table(a: Analysis) -> list[str]:
     for t in a.trials:
         r = a.finals.get(t.key, {})
         line = ([t.sweep] if combined else []) + [f"`{t.name}`"]
+        line += [model.get(t.key, "–")] if model else []
         line += [_val(t.value(k)) for k in keys]
         line += [_val(t.value("seed"))] if _show_seed(a) else []
         line += [t.state, _f(r.get("epoch"), 2), _f(r.get("step")), _f(r.get("top1"))]
@@ -118,11 +143,7 @@ def render(a: Analysis, title: str, plots: list[tuple[str, str]]) -> str:
         "(`top1_step` in results.csv).",
     ]
     for sw in a.sweeps:
-        out.append(
-            f"- Sweep `{sw.name}` (preset {sw.preset or '–'}): swept "
-            f"{', '.join(f'`{k}`' for k in sw.swept) or 'nothing'} ({sw.swept_from}); "
-            f"{len(sw.trials)} trials."
-        )
+        out.append(f"- Sweep `{sw.name}` (preset {sw.preset or '–'}): {_sweep_line(a, sw)}")
     out.append(
         f"- Trials: {len(a.trials)} ("
         + ", ".join(f"{n} {s}" for s, n in sorted(states.items()))

@@ -139,49 +139,72 @@ def top1_vs_ps(
 def axis_plot(
     path: Path,
     key: str,
-    agg: list[dict[str, Any]],
+    series: list[dict[str, Any]],
     scale: str,
     title: str,
     top1_label: str,
 ) -> None:
-    """PS (top) and top-1 (bottom) against the swept value, mean +- std over seeds."""
+    """PS (top) and top-1 (bottom) against the swept value, mean +- std over seeds.
+
+    ``series``: ``[{"label", "agg": report_stats.aggregate_over_seeds(...)}]``, one per model.
+    """
+    from evaluator.report_stats import sort_key
+
     fig, (a1, a2) = plt.subplots(2, 1, figsize=(7.5, 6.5), sharex=True)
+    cats: list[Any] = []
     if scale == "categorical":
-        xs = list(range(len(agg)))
-    else:
-        xs = [float(a["x"]) for a in agg]
-    for ax, y, color, label in (
-        (a1, "ps", "#dd8452", PS_LABEL),
-        (a2, "top1", "#4c72b0", top1_label),
-    ):
-        pts = [(x, a[f"{y}_mean"], a[f"{y}_std"]) for x, a in zip(xs, agg, strict=True)]
-        pts = [p for p in pts if p[1] is not None]
-        if pts:
+        seen = {repr(g["x"]): g["x"] for s in series for g in s["agg"]}
+        cats = sorted(seen.values(), key=sort_key)
+    pos = {repr(c): i for i, c in enumerate(cats)}
+    single = len(series) == 1
+    palette = plt.get_cmap("tab10")
+    for si, s in enumerate(series):
+        agg = s["agg"]
+        xs = [pos[repr(g["x"])] if cats else float(g["x"]) for g in agg]
+        for ax, y, default in ((a1, "ps", "#dd8452"), (a2, "top1", "#4c72b0")):
+            pts = [(x, g[f"{y}_mean"], g[f"{y}_std"]) for x, g in zip(xs, agg, strict=True)]
+            pts = [p for p in pts if p[1] is not None]
+            if not pts:
+                continue
             ax.errorbar(
                 [p[0] for p in pts],
                 [p[1] for p in pts],
                 yerr=[p[2] for p in pts],
-                fmt="o-",
-                color=color,
+                fmt="o" if cats else "o-",
+                color=default if single else palette(si % 10),
                 capsize=4,
                 lw=1.5,
-                ms=5,
+                ms=6 if cats else 5,
+                label=None if single or ax is a2 else s["label"],
             )
-        ax.set_ylabel(label, fontsize=9)
+    a1.set_ylabel(PS_LABEL, fontsize=9)
+    a2.set_ylabel(top1_label, fontsize=9)
+    for ax in (a1, a2):
         ax.grid(alpha=0.3)
-    if scale == "categorical":
-        a2.set_xticks(xs, [_fmt_value(a["x"]) for a in agg], rotation=30, ha="right")
+    if not single:
+        a1.legend(fontsize=8, loc="best")
+    if cats:
+        a2.set_xticks(
+            range(len(cats)),
+            [_fmt_value(c) for c in cats],
+            rotation=30 if len(cats) > 4 else 0,
+            ha="right" if len(cats) > 4 else "center",
+        )
+        a2.set_xlim(-0.5, len(cats) - 0.5)
     elif scale in ("log", "symlog"):
+        xs = sorted({float(g["x"]) for s in series for g in s["agg"]})
         if scale == "log":
             a2.set_xscale("log")
         else:
-            pos = [x for x in xs if x > 0]
-            a2.set_xscale("symlog", linthresh=min(pos), linscale=0.5)
-        a2.set_xticks(xs)
+            a2.set_xscale("symlog", linthresh=min(x for x in xs if x > 0), linscale=0.5)
+        if len(xs) <= 12:
+            a2.set_xticks(xs)
         a2.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         a2.minorticks_off()
-    n = [a["n"] for a in agg]
+    n = [g["n"] for s in series for g in s["agg"]]
     seeds = f"mean ± std over {min(n)}-{max(n)} seeds" if max(n) > 1 else "one seed per value"
+    if n and min(n) == max(n) > 1:
+        seeds = f"mean ± std over {max(n)} seeds"
     a2.set_xlabel(f"{key}" + (" (log scale)" if scale in ("log", "symlog") else ""))
     a1.set_title(f"{title}\n({seeds})", fontsize=10)
     fig.tight_layout()
