@@ -145,12 +145,24 @@ def _score(argv: list[str]) -> int:
     return 0
 
 
+def _quiet_absl() -> None:
+    """orbax logs a warning per read-only restore through absl; keep the job's output one line
+    per scored step."""
+    try:
+        from absl import logging as absl_logging
+
+        absl_logging.set_verbosity(absl_logging.ERROR)
+    except ImportError:  # absl comes with jax/orbax; nothing to quiet without it
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     from evaluator.features import CheckpointError
     from evaluator.job import JobError, run_job
     from sweeps.base import ConfigError
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    _quiet_absl()
     try:
         if argv and argv[0] == "score":
             return _score(argv[1:])

@@ -43,6 +43,7 @@ into place, so a killed build leaves nothing half-written.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -105,7 +106,9 @@ def _get(config, section: str, key: str):
 # ----------------------------------------------------------------------------- sources
 
 
-def _sources() -> list[tuple[str, np.ndarray]]:
+@functools.cache
+def _sources() -> tuple[tuple[str, np.ndarray], ...]:
+    """The resampled source photos (cached: read-only, shared by every build in a process)."""
     from skimage import data, transform
 
     out = []
@@ -120,8 +123,10 @@ def _sources() -> list[tuple[str, np.ndarray]]:
         for side in SHORT_SIDES:
             scale = side / min(img.shape[:2])
             small = transform.rescale(img, scale, channel_axis=-1, anti_aliasing=True, order=1)
-            out.append((name, np.clip(small, 0.0, 1.0).astype(np.float32)))
-    return out
+            small = np.clip(small, 0.0, 1.0).astype(np.float32)
+            small.setflags(write=False)
+            out.append((name, small))
+    return tuple(out)
 
 
 # ----------------------------------------------------------------------------- distortions
