@@ -27,6 +27,7 @@ from evaluator.report_data import (
     write_csv,
 )
 from evaluator.report_stats import aggregate_over_seeds, x_scale
+from sweeps.base import BENCHMARKS, DISTANCES
 from trainer.files import atomic_write_text
 
 FIXED_PLOTS = ("top1_vs_ps", "ps_vs_epoch", "per_tap")
@@ -93,13 +94,23 @@ def axis_series(a: Analysis, sw: Sweep) -> tuple[list[dict[str, Any]], str]:
     return series, " / ".join(p.keys)
 
 
-def write_plots(a: Analysis, out_dir: Path) -> list[tuple[str, str]]:
-    """Write every plot the data allows; return ``[(file name, caption)]``."""
+def write_plots(a: Analysis, out_dir: Path) -> tuple[list[tuple[str, str]], list[str]]:
+    """Write every plot the data allows; return ``[(file name, caption)]`` and the failures."""
     from evaluator import report_plots as rp  # matplotlib only when plotting
 
     done: list[tuple[str, str]] = []
+    failed: list[str] = []
+
+    def draw(name: str, caption: str, fn: Any, *args: Any) -> None:
+        try:
+            fn(out_dir / name, *args)
+            done.append((name, caption))
+        except Exception as e:  # a plot that cannot be drawn must not cost the report
+            failed.append(f"{name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            print(f"report: {failed[-1]}", file=sys.stderr)
+
     if not a.ps_col or not a.analysed:
-        return done
+        return done, failed
     tag = f"{a.bench}, {a.dist} distance"
     if a.bench == "proxy":
         tag = f"embedded proxy, not BAPPS; {a.dist} distance"
@@ -114,8 +125,7 @@ def write_plots(a: Analysis, out_dir: Path) -> list[tuple[str, str]]:
         if v.get("ps") is not None
     }
     caption = f"Top-1 vs Perceptual Score, final checkpoints ({tag})"
-    rp.top1_vs_ps(out_dir / "top1_vs_ps.png", pts, frontier, refs, caption, top1_label)
-    done.append(("top1_vs_ps.png", caption))
+    draw("top1_vs_ps.png", caption, rp.top1_vs_ps, pts, frontier, refs, caption, top1_label)
 
     stems = axis_plot_names(a)
     for sw in a.sweeps:
@@ -125,8 +135,7 @@ def write_plots(a: Analysis, out_dir: Path) -> list[tuple[str, str]]:
         scale = x_scale([g["x"] for s in series for g in s["agg"]])
         caption = f"Perceptual Score and top-1 vs {label} (sweep {sw.name}, {tag})"
         name = f"{stems[sw.name]}.png"
-        rp.axis_plot(out_dir / name, label, series, scale, caption, top1_label)
-        done.append((name, caption))
+        draw(name, caption, rp.axis_plot, label, series, scale, caption, top1_label)
 
     series = []
     for t in a.trials:
@@ -141,8 +150,7 @@ def write_plots(a: Analysis, out_dir: Path) -> list[tuple[str, str]]:
         series.append({"label": t.key, "group": _group(a, t), "ps": ps, "top1": top1})
     if series:
         caption = f"Perceptual Score and top-1 during training ({tag})"
-        rp.ps_vs_epoch(out_dir / "ps_vs_epoch.png", series, caption, top1_label)
-        done.append(("ps_vs_epoch.png", caption))
+        draw("ps_vs_epoch.png", caption, rp.ps_vs_epoch, series, caption, top1_label)
 
     if a.taps:
         trials = {t.key: t for t in a.trials}
@@ -155,9 +163,8 @@ def write_plots(a: Analysis, out_dir: Path) -> list[tuple[str, str]]:
             for r in a.analysed
         ]
         caption = f"Perceptual Score of each tap alone, final checkpoints ({tag})"
-        rp.per_tap(out_dir / "per_tap.png", a.taps, tap_series, caption)
-        done.append(("per_tap.png", caption))
-    return done
+        draw("per_tap.png", caption, rp.per_tap, a.taps, tap_series, caption)
+    return done, failed
 
 
 def write_report(
@@ -181,7 +188,7 @@ def write_report(
     for sw in sweeps:
         swept += [k for k in sw.swept if k not in swept]
     write_csv(sweep_dir / "results.csv", rows, csv_columns(rows, swept))
-    made = write_plots(a, sweep_dir) if plots else []
+    made, failed = write_plots(a, sweep_dir) if plots else ([], [])
     if combine_all:
         title = f"Report: all sweeps under {sweep_dir} ({', '.join(s.name for s in sweeps)})"
     else:
@@ -189,7 +196,7 @@ def write_report(
     from evaluator.report_md import render
 
     path = sweep_dir / "report.md"
-    atomic_write_text(path, render(a, title, made))
+    atomic_write_text(path, render(a, title, made, failed))
     return path
 
 
@@ -205,6 +212,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--distance", help="distance function to report (default: local)")
     p.add_argument("--no-plots", action="store_true", help="write results.csv and report.md only")
     args = p.parse_args(argv)
+    for flag, value, allowed in (
+        ("--benchmark", args.benchmark, BENCHMARKS),
+        ("--distance", args.distance, DISTANCES),
+    ):
+        if value is not None and value not in allowed:
+            print(
+                f"error: {flag} {value!r} is unknown; allowed: {', '.join(allowed)}",
+                file=sys.stderr,
+            )
+            return 2
     try:
         path = write_report(
             args.path, args.all, args.benchmark, args.distance, plots=not args.no_plots

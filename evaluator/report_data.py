@@ -260,6 +260,8 @@ def _score_columns(bench: str, b: dict) -> dict[str, float | None]:
         out[f"jnd_{tag}"] = _num(s.get("jnd"))
         for cat, v in (s.get("2afc") or {}).items():
             out[f"2afc_{tag}_{_clean(cat)}"] = _num(v)
+        for cat, v in (s.get("jnd_categories") or {}).items():
+            out[f"jnd_{tag}_{_clean(cat)}"] = _num(v)
         for tap, v in (s.get("taps") or {}).items():
             out[f"tap_{tag}_{_clean(tap)}"] = _num(v)
     return out

@@ -126,7 +126,9 @@ def _where(a: Analysis, best: dict[str, Any], tap: str) -> str:
     )
 
 
-def render(a: Analysis, title: str, plots: list[tuple[str, str]]) -> str:
+def render(
+    a: Analysis, title: str, plots: list[tuple[str, str]], failed: list[str] | None = None
+) -> str:
     out: list[str] = [f"# {title}", "", _bench_line(a), ""]
     states = Counter(t.state for t in a.trials)
     n_scored = len(a.rows)
@@ -230,7 +232,9 @@ def render(a: Analysis, title: str, plots: list[tuple[str, str]]) -> str:
     if plots:
         for name, caption in plots:
             out += [f"### {caption}", "", f"![{caption}]({name})", ""]
-    else:
+    elif not failed:
         out.append("None yet: no scored checkpoint has both a top-1 and a PS.")
+    for f in failed or []:
+        out.append(f"- could not draw {f}")
     out += ["", "All rows (every trial and scored step, every score): `results.csv`.", ""]
     return "\n".join(out)

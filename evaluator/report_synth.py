@@ -30,6 +30,8 @@ def _distance_scores(ps: float, categories: tuple[str, ...], taps: bool, jnd: fl
         "ps": ps,
         "jnd": jnd,
     }
+    if jnd is not None:
+        out["jnd_categories"] = {"traditional": jnd - 1.0, "cnn": jnd + 1.0}
     if taps:
         out["taps"] = {t: ps - 0.8 * abs(i - 2) - 0.3 for i, t in enumerate(TAPS)}
     return out

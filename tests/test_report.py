@@ -248,6 +248,11 @@ def test_bapps_lists_the_published_values(tmp_path):
         assert v in line and "published" in line
     assert "measured on this benchmark" in refs
     assert "JND" in text.split("## Trials")[1].split("##")[0]  # BAPPS has JND scores
+    with open(d / "results.csv") as f:
+        row = next(csv.DictReader(f))
+    assert float(row["jnd_bapps_local"]) == float(row["ps_bapps_local"]) - 10.0
+    assert float(row["jnd_bapps_local_cnn"]) == float(row["jnd_bapps_local"]) + 1.0
+    assert "2afc_bapps_local_frameinterp" in row and "jnd_bapps_l2" in row
 
 
 def test_best_score_names_trial_epoch_and_tap(tmp_path):
@@ -348,6 +353,11 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     (tmp_path / "plain").mkdir()
     assert report.main([str(tmp_path / "plain")]) == 2
     assert "no trial directories" in capsys.readouterr().err
+
+    assert report.main([str(tmp_path / "runs" / "s1"), "--distance", "cosine"]) == 2
+    assert "--distance 'cosine' is unknown; allowed: local, meanpool, style" in (
+        capsys.readouterr().err
+    )
 
     assert report.main([str(tmp_path / "runs" / "s1"), "--benchmark", "bapps"]) == 2
     err = capsys.readouterr().err

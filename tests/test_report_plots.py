@@ -51,3 +51,20 @@ def test_categorical_axis_and_combined_sweeps(tmp_path):
     assert {"archs.png", "weight_decay.png", "top1_vs_ps.png", "per_tap.png"} <= pngs
     for p in runs.glob("*.png"):
         _check_png(p)
+
+
+def test_a_plot_that_fails_does_not_cost_the_report(tmp_path, monkeypatch):
+    from evaluator import report_plots
+
+    def broken(*args, **kwargs):
+        raise ValueError("no room for the legend")
+
+    monkeypatch.setattr(report_plots, "per_tap", broken)
+    d = tmp_path / "depth"
+    for i, depth in enumerate((6, 10, 14)):
+        write_trial(d, f"depth-{depth}", {"model.depth": depth}, [(100, 1.0, 0.5 + 0.1 * i, 60.0)])
+    text = report.write_report(d).read_text()
+    assert "could not draw per_tap.png: ValueError: no room for the legend" in text
+    assert not (d / "per_tap.png").exists()
+    _check_png(d / "depth.png")
+    _check_png(d / "top1_vs_ps.png")
