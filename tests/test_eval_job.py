@@ -1,0 +1,244 @@
+"""The evaluator job on real tiny checkpoints saved with the trainer's checkpoint code.
+
+One pass, idempotence, the record format, an unreadable checkpoint, a step deleted before it is
+scored, the watcher picking up a checkpoint saved while it runs, and SIGKILL + restart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from evaluator import job, proxy
+from evaluator.__main__ import main
+from trainer.checkpoint import Checkpointer
+from trainer.files import atomic_write_json
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def proxy_dir(tmp_path_factory) -> Path:
+    return proxy.build_proxy(tmp_path_factory.mktemp("bench") / "proxy", per_category=6)
+
+
+def _config(proxy_dir: Path, depth: int = 2):
+    from sweeps import smoke
+
+    cfg = smoke.get_config()
+    cfg.model.depth = depth
+    cfg.perceptual.proxy_dir = str(proxy_dir)
+    cfg.perceptual.batch_size = 16
+    cfg.checkpoint.max_to_keep = 10
+    cfg.checkpoint.keep_every_steps = 0
+    cfg.checkpoint.async_save = False
+    return cfg
+
+
+class Trial:
+    """A trial directory with a real tiny ResNet, checkpoints saved by trainer.checkpoint."""
+
+    def __init__(self, runs: Path, name: str, proxy_dir: Path, total_steps: int = 100):
+        from trainer.models import build_model
+
+        self.dir = runs / name
+        self.cfg = _config(proxy_dir)
+        atomic_write_json(self.dir / "config.json", self.cfg.to_dict())
+        model = build_model(self.cfg.model, self.cfg.data.num_classes)
+        x = np.zeros((1, 16, 16, 3), np.float32)
+        self.variables = model.init({"params": jax.random.key(0)}, x, train=False)
+        self.total_steps = total_steps
+        self.status("running")
+
+    def status(self, state: str) -> None:
+        atomic_write_json(self.dir / "status.json", {"state": state})
+
+    def save(self, *steps: int) -> None:
+        ck = Checkpointer(self.dir, self.cfg.checkpoint, self.total_steps)
+        for s in steps:
+            key = jax.random.key(s)
+            params = jax.tree.map(
+                lambda a, k=key: a + 0.05 * jax.random.normal(k, a.shape), self.variables["params"]
+            )
+            state = {
+                "step": s,
+                "params": params,
+                "batch_stats": self.variables["batch_stats"],
+                "opt_state": {},
+                "rng": jax.random.key_data(key),
+            }
+            ck.save(s, state)
+        ck.wait()
+        ck.close()
+
+
+def _records(trial: Path) -> dict[int, dict]:
+    return {int(p.stem): json.loads(p.read_text()) for p in (trial / "perceptual").glob("*.json")}
+
+
+def _check_complete(rec: dict, step: int) -> None:
+    assert rec["step"] == step and rec["error"] is None
+    assert rec["resolution"] == {
+        "trained": 16,
+        "scored": 64,
+        "how": "fully convolutional, applied as is",
+    }
+    b = rec["benchmarks"]["proxy"]
+    assert b["kind"] == "proxy" and "not BAPPS" in b["note"]
+    for kind in ("local", "meanpool", "style"):
+        block = b["distances"][kind]
+        assert set(block["2afc"]) == set(proxy.CATEGORIES)
+        assert block["ps"] == pytest.approx(np.mean(list(block["2afc"].values())), abs=1e-3)
+        assert block["jnd"] is None
+        assert list(block["taps"]) == ["stem"]  # ResNet-2 taps its stem
+        assert all(0.0 <= v <= 100.0 for v in block["2afc"].values())
+    for metric in ("l2", "ssim"):
+        assert set(b["reference"][metric]["2afc"]) == set(proxy.CATEGORIES)
+
+
+def test_one_pass_is_complete_and_idempotent(tmp_path: Path, proxy_dir: Path, capsys):
+    runs = tmp_path / "runs" / "sw"
+    t = Trial(runs, "depth-2", proxy_dir)
+    t.save(10, 20)
+    (t.dir / "metrics.jsonl").write_text(
+        json.dumps({"kind": "eval", "step": 40, "epoch": 1.0}) + "\n"
+    )
+    assert main([f"--runs={runs}"]) == 0
+    out = capsys.readouterr().out
+    assert "depth-2 step 10: proxy PS local" in out and "depth-2 step 20:" in out
+    recs = _records(t.dir)
+    assert sorted(recs) == [10, 20]
+    for s, rec in recs.items():
+        _check_complete(rec, s)
+        assert rec["trial"] == "depth-2" and rec["model"]["depth"] == 2
+        assert rec["epoch"] == pytest.approx(s / 40)
+    # distinct checkpoints give distinct distances; the pixel references do not depend on them
+    b10, b20 = (recs[s]["benchmarks"]["proxy"] for s in (10, 20))
+    assert b10["reference"] == b20["reference"]
+    mtimes = {p: p.stat().st_mtime_ns for p in (t.dir / "perceptual").iterdir()}
+    assert not (t.dir / "checkpoints" / job.SNAPSHOTS / "10").exists()  # snapshot released
+    assert main([f"--runs={runs}"]) == 0
+    assert "0 step(s) scored" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in (t.dir / "perceptual").iterdir()} == mtimes
+
+
+def test_unreadable_checkpoint_is_recorded_and_deleted_step_skipped(
+    tmp_path: Path, proxy_dir: Path, capsys
+):
+    runs = tmp_path / "runs" / "sw"
+    t = Trial(runs, "depth-2", proxy_dir)
+    t.save(10, 20, 30)
+    # step 20: the array data is gone (orbax still lists the step)
+    for p in (t.dir / "checkpoints" / "20").rglob("*"):
+        if p.is_file() and "ocdbt" in str(p.relative_to(t.dir / "checkpoints" / "20")):
+            p.unlink()
+    ev = job.Evaluator(job.JobOptions(runs=runs, log=lambda s: None))
+    # step 30 vanishes between listing and scoring (the trainer's retention deleted it)
+    shutil.rmtree(t.dir / "checkpoints" / "30")
+    assert ev.score_step(t.dir, 30) is None
+    assert not job.result_path(t.dir, 30).exists()
+    assert main([f"--runs={runs}"]) == 0
+    out = capsys.readouterr().out
+    assert "depth-2 step 20: ERROR" in out
+    recs = _records(t.dir)
+    assert sorted(recs) == [10, 20]
+    _check_complete(recs[10], 10)
+    assert recs[20]["error"] and "\n" not in recs[20]["error"] and "benchmarks" not in recs[20]
+
+
+def test_bad_job_arguments(tmp_path: Path, proxy_dir: Path, capsys):
+    assert main([f"--runs={tmp_path / 'nope'}"]) == 2
+    assert "is not a directory" in capsys.readouterr().err
+    runs = tmp_path / "runs"
+    Trial(runs, "t", proxy_dir)
+    assert main([f"--runs={runs}", "--benchmarks=proxy,lpips"]) == 2
+    assert "'lpips'" in capsys.readouterr().err
+    assert main([f"--runs={runs}", "--benchmarks=bapps"]) == 2
+    err = capsys.readouterr().err
+    assert "--bapps-dir" in err and err.count("\n") == 1
+    assert main([f"--runs={runs}", "--benchmarks=bapps", f"--bapps-dir={tmp_path}"]) == 2
+    assert "2afc/val" in capsys.readouterr().err
+
+
+def _job(runs: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "evaluator", f"--runs={runs}", *extra],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _wait_for(cond, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        if cond():
+            return
+        if proc is not None and proc.poll() is not None and not cond():
+            raise AssertionError(f"job exited early:\n{proc.stdout.read()}")
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+@pytest.mark.slow
+def test_watch_picks_up_a_checkpoint_saved_while_it_runs(tmp_path: Path, proxy_dir: Path):
+    runs = tmp_path / "runs" / "sw"
+    t = Trial(runs, "depth-2", proxy_dir)
+    t.save(10)
+    proc = _job(runs, "--watch", "--poll-seconds=0.2")
+    try:
+        _wait_for(lambda: job.result_path(t.dir, 10).exists(), 120, proc)
+        assert proc.poll() is None  # the trial still runs: the watcher keeps polling
+        t.save(20)
+        t.status("done")
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    assert "depth-2 step 20: proxy PS local" in out
+    recs = _records(t.dir)
+    assert sorted(recs) == [10, 20]
+    _check_complete(recs[20], 20)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_pass_then_restart_loses_and_redoes_nothing(tmp_path: Path, proxy_dir: Path):
+    runs = tmp_path / "runs" / "sw"
+    t = Trial(runs, "depth-2", proxy_dir)
+    steps = [10, 20, 30, 40, 50, 60]
+    t.save(*steps)
+    t.status("done")
+    proc = _job(runs)
+    try:
+        _wait_for(lambda: len(list((t.dir / "perceptual").glob("*.json"))) >= 1, 120, proc)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate()
+    before = {p.name: p.stat().st_mtime_ns for p in (t.dir / "perceptual").glob("*.json")}
+    assert 1 <= len(before) < len(steps), "the kill should land mid-pass"
+    for p in (t.dir / "perceptual").glob("*.json"):  # whatever is there is whole
+        _check_complete(json.loads(p.read_text()), int(p.stem))
+    proc = _job(runs)
+    out, _ = proc.communicate(timeout=180)
+    assert proc.returncode == 0, out
+    recs = _records(t.dir)
+    assert sorted(recs) == steps
+    for s in steps:
+        _check_complete(recs[s], s)
+    after = {p.name: p.stat().st_mtime_ns for p in (t.dir / "perceptual").glob("*.json")}
+    assert {k: after[k] for k in before} == before  # finished steps were not redone
+    assert f"{len(steps) - len(before)} step(s) scored" in out
