@@ -321,11 +321,10 @@ def _random_resized_crop(
     """Inception-style crop per image: area fraction ~ U(scale), log aspect ~ U(log ratio); the
     first of ``attempts`` samples that fits, else the whole image; resized back bilinearly."""
     b, h, w, c = images.shape
-    k_area, k_ratio, k_pos = jax.random.split(key, 3)
-    area = h * w * jax.random.uniform(k_area, (b, attempts), minval=scale[0], maxval=scale[1])
-    log_r = jax.random.uniform(
-        k_ratio, (b, attempts), minval=math.log(ratio[0]), maxval=math.log(ratio[1])
-    )
+    u = jax.random.uniform(key, (b, 2 * attempts + 2))  # one draw: one PRNG kernel to compile
+    area = h * w * (scale[0] + (scale[1] - scale[0]) * u[:, :attempts])
+    lo, hi = math.log(ratio[0]), math.log(ratio[1])
+    log_r = lo + (hi - lo) * u[:, attempts : 2 * attempts]
     cw = jnp.sqrt(area * jnp.exp(log_r))
     ch = jnp.sqrt(area / jnp.exp(log_r))
     fits = (cw <= w) & (ch <= h)
@@ -333,22 +332,32 @@ def _random_resized_crop(
     any_fit = fits.any(axis=1)
     cw = jnp.where(any_fit, jnp.take_along_axis(cw, first, axis=1)[:, 0], w)
     ch = jnp.where(any_fit, jnp.take_along_axis(ch, first, axis=1)[:, 0], h)
-    u = jax.random.uniform(k_pos, (b, 2))
-    y0, x0 = u[:, 0] * (h - ch), u[:, 1] * (w - cw)
-    sy, sx, y0, x0 = (_per_image(v, images) for v in (h / ch, w / cw, y0, x0))
+    y0, x0 = u[:, -2] * (h - ch), u[:, -1] * (w - cw)
+    y0, x0, ch, cw = (_per_image(v, images) for v in (y0, x0, ch, cw))
+    wy = _interp_matrix(y0, ch, h)
+    wx = _interp_matrix(x0, cw, w)
+    out = jnp.einsum(
+        "bik,bklc,bjl->bijc",
+        wy,
+        images.astype(jnp.float32),
+        wx,
+        precision=jax.lax.Precision.HIGHEST,
+    )
+    return jnp.clip(out, 0.0, 255.0)
 
-    def one(img, sy, sx, y0, x0):
-        return jax.image.scale_and_translate(
-            img.astype(jnp.float32),
-            (h, w, c),
-            (0, 1),
-            jnp.stack([sy, sx]),
-            jnp.stack([-y0 * sy, -x0 * sx]),
-            method="linear",
-            antialias=True,
-        )
 
-    return jnp.clip(jax.vmap(one)(images, sy, sx, y0, x0), 0.0, 255.0)
+def _interp_matrix(start: jax.Array, length: jax.Array, size: int) -> jax.Array:
+    """(B, size, size) bilinear weights sampling [start, start + length) onto ``size`` pixels.
+
+    The crop is never larger than the image, so this only enlarges and needs no antialiasing;
+    weights past the border are dropped and each row renormalised (as jax.image does). Written
+    as explicit matrices because jax.image.scale_and_translate under vmap takes seconds to
+    compile, and two small matmuls per image are what it computes anyway.
+    """
+    centers = start[:, None] + (jnp.arange(size) + 0.5) * (length[:, None] / size)  # (B, out)
+    taps = jnp.arange(size) + 0.5  # input pixel centres
+    weights = jnp.maximum(0.0, 1.0 - jnp.abs(centers[:, :, None] - taps[None, None, :]))
+    return weights / jnp.sum(weights, axis=-1, keepdims=True)
 
 
 def augment(
