@@ -117,6 +117,12 @@ def add_slurm_args(parser: argparse.ArgumentParser) -> None:
         help="CPUs of the evaluator job (default: --slurm-cpus)",
     )
     g.add_argument(
+        "--slurm-eval-poll",
+        type=float,
+        default=60.0,
+        help="seconds between the evaluator job's looks for new checkpoints (default 60)",
+    )
+    g.add_argument(
         "--slurm-wait", action="store_true", help="wait until every job has left the queue"
     )
     g.add_argument(
@@ -142,6 +148,7 @@ class SlurmOptions:
     max_timeouts: int = 20
     eval_gpus: int = 0
     eval_cpus: int = 4
+    eval_poll_s: float = 60.0
     wait: bool = False
     folder: str = ""
     dry_run: bool = False
@@ -196,9 +203,10 @@ def options_from_args(args: argparse.Namespace) -> SlurmOptions:
         ("--nodes", args.nodes, 1),
         ("--ntasks-per-node", args.ntasks_per_node, 1),
         ("--slurm-max-timeouts", args.slurm_max_timeouts, 0),
+        ("--slurm-eval-poll", args.slurm_eval_poll, 0.1),
     ):
         if value < lo:
-            raise SlurmError(f"{flag}={value} is not allowed; expected an integer >= {lo}")
+            raise SlurmError(f"{flag}={value} is not allowed; expected a number >= {lo}")
     if args.slurm_mem and not re.fullmatch(r"\d+[KMGT]?B?", args.slurm_mem, re.I):
         raise SlurmError(
             f"--slurm-mem={args.slurm_mem!r} is not allowed; expected e.g. 64G, 512M, 0"
@@ -220,6 +228,7 @@ def options_from_args(args: argparse.Namespace) -> SlurmOptions:
         max_timeouts=args.slurm_max_timeouts,
         eval_gpus=eval_gpus,
         eval_cpus=eval_cpus,
+        eval_poll_s=args.slurm_eval_poll,
         wait=bool(getattr(args, "slurm_wait", False)),
         folder=args.slurm_folder,
         dry_run=bool(getattr(args, "dry_run", False)),
@@ -500,7 +509,16 @@ def plan(trials: Sequence[Trial], options: LaunchOptions, opts: SlurmOptions) ->
             )
         )
     if not options.no_eval:
-        argvs = [[options.python, "-m", "evaluator", f"--runs={sweep_dir}", "--watch"]]
+        argvs = [
+            [
+                options.python,
+                "-m",
+                "evaluator",
+                f"--runs={sweep_dir}",
+                "--watch",
+                f"--poll-seconds={opts.eval_poll_s:g}",
+            ]
+        ]
         if _available("evaluator.report"):
             argvs.append([options.python, "-m", "evaluator.report", str(sweep_dir)])
         jobs.append(
@@ -586,7 +604,7 @@ def dry_run(trials: Sequence[Trial], args: argparse.Namespace) -> int:
     opts = options_from_args(args)
     options = LaunchOptions(python=args.python, no_eval=args.no_eval)
     jobs = plan(trials, options, opts)
-    print(render(jobs, job_folder(trials, opts), python=options.python))
+    print(render(jobs, job_folder(trials, opts)))
     return 0
 
 
@@ -604,9 +622,9 @@ def submit(trials: Sequence[Trial], options: LaunchOptions, opts: SlurmOptions) 
     folder = job_folder(trials, opts)
     submitted = []
     for job in plan(trials, options, opts):
-        ex = submitit.SlurmExecutor(
-            folder=folder, max_num_timeout=opts.max_timeouts, python=shlex.quote(options.python)
-        )
+        # The job wrapper runs under this interpreter (it needs submitit and this package);
+        # options.python only runs the trainer and evaluator.
+        ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=opts.max_timeouts)
         ex.update_parameters(**job.parameters)
         with ex.batch():
             jobs = [ex.submit(p) for p in job.payloads]

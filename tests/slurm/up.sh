@@ -43,14 +43,23 @@ if ! munge -n </dev/null >/dev/null 2>&1; then
   echo "/run/munge/munged.pid" >>"$ROOT/pid/started"
 fi
 
+CTLD_PORT=${SLURM_TEST_CTLD_PORT:-6817}
+D_PORT=${SLURM_TEST_D_PORT:-6818}
+for port in "$CTLD_PORT" "$D_PORT"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "up.sh: port $port is in use (another Slurm running?); stop it or set SLURM_TEST_CTLD_PORT/SLURM_TEST_D_PORT" >&2
+    exit 1
+  fi
+done
+
 HN=$(hostname -s)
 MEM=$(slurmd -C | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p')
 CONF="$ROOT/slurm.conf"
 cat >"$CONF" <<EOC
 ClusterName=pstest
 SlurmctldHost=$HN(127.0.0.1)
-SlurmctldPort=${SLURM_TEST_CTLD_PORT:-6817}
-SlurmdPort=${SLURM_TEST_D_PORT:-6818}
+SlurmctldPort=$CTLD_PORT
+SlurmdPort=$D_PORT
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
