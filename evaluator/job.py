@@ -89,8 +89,8 @@ def _epoch_of(trial: Path, step: int) -> float | None:
 
 
 def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split())
-    return f"{type(e).__name__}: {text}"[:500]
+    text = " ".join(str(e).split()).split(" [tensorstore_spec")[0]
+    return f"{type(e).__name__}: {text}"[:400]
 
 
 # ----------------------------------------------------------------------------- snapshots
