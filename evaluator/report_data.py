@@ -364,10 +364,14 @@ def distances_present(rows: list[dict[str, Any]], bench: str) -> list[str]:
     return [d for d in DISTANCE_ORDER if d in found] + sorted(found - set(DISTANCE_ORDER))
 
 
+EARLY_TAPS = ("input", "stem", "embed", "embedding", "patch_embed")  # before numbered taps
+
+
 def taps_present(rows: list[dict[str, Any]], bench: str, dist: str) -> list[str]:
+    """Tap names in network order: stem-like taps, then numbered ones (stage2 before stage10)."""
     prefix = f"tap_{bench}_{dist}_"
     found = {k[len(prefix) :] for r in rows for k in r if k.startswith(prefix)}
-    return sorted(found, key=_natural)
+    return sorted(found, key=lambda t: (t not in EARLY_TAPS, _natural(t)))
 
 
 def benchmark_notes(sweeps: list[Sweep], bench: str) -> str | None:

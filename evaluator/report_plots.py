@@ -107,9 +107,15 @@ def top1_vs_ps(
     xs = [p["top1"] for p in points]
     ys = [p["ps"] for p in points]
     off = [i for i in range(len(points)) if i not in on]
-    ax.scatter(
-        [xs[i] for i in off], [ys[i] for i in off], s=36, color="#4c72b0", label="trial", zorder=3
-    )
+    if off:
+        ax.scatter(
+            [xs[i] for i in off],
+            [ys[i] for i in off],
+            s=36,
+            color="#4c72b0",
+            label="trial",
+            zorder=3,
+        )
     if frontier:
         fx, fy = [xs[i] for i in frontier], [ys[i] for i in frontier]
         ax.step(fx, fy, where="post", color="#dd8452", lw=1.5, zorder=2)
@@ -201,6 +207,11 @@ def axis_plot(
             a2.set_xticks(xs)
         a2.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         a2.minorticks_off()
+    else:
+        xs = sorted({float(g["x"]) for s in series for g in s["agg"]})
+        if len(xs) <= 12:  # tick exactly the grid's values (depth 2, 6, 10 rather than 2.5)
+            a2.set_xticks(xs)
+            a2.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     n = [g["n"] for s in series for g in s["agg"]]
     seeds = f"mean ± std over {min(n)}-{max(n)} seeds" if max(n) > 1 else "one seed per value"
     if n and min(n) == max(n) > 1:

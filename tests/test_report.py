@@ -378,3 +378,10 @@ def test_combining_every_sweep(tmp_path):
     assert "sweep `depth`, final checkpoints" in text and "sweep `wd`, final checkpoints" in text
     with pytest.raises(ReportError):
         report.write_report(tmp_path / "runs" / "depth" / "t0-6-s0")
+
+
+def test_taps_in_network_order():
+    from evaluator.report_data import taps_present
+
+    row = {f"tap_proxy_local_{t}": 60.0 for t in ("stage10", "stage2", "stem", "block1")}
+    assert taps_present([row], "proxy", "local") == ["stem", "block1", "stage2", "stage10"]
