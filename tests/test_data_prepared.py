@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -142,3 +143,22 @@ def test_second_writer_of_the_same_split_keeps_the_first(tmp_path):
     split = read_split(path)
     assert split.num_examples == 3 and int(split.images[0, 0, 0, 0]) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["train"]
+
+
+def test_temporaries_of_dead_writers_are_removed(tmp_path):
+    import socket
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that no longer runs
+    host = socket.gethostname()
+    stale = tmp_path / f".train.tmp-{host}-{dead.pid}-abcd1234"
+    other_host = tmp_path / f".train.tmp-elsewhere-{dead.pid}-abcd1234"
+    alive = tmp_path / f".train.tmp-{host}-{os.getpid()}-abcd1234"
+    for d in (stale, other_host, alive):
+        d.mkdir()
+        (d / IMAGES).write_bytes(b"partial")
+    _write(tmp_path / "train")
+    assert not stale.exists()
+    assert other_host.exists() and alive.exists()
+    assert read_split(tmp_path / "train").num_examples == 50

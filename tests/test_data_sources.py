@@ -264,6 +264,11 @@ def test_cli_prepares_both_splits(tmp_path, capsys):
     assert "eval: 2 images (class-balanced subset of 3)" in out
     assert "1000 classes" in out and str(prepared / "imagenet64" / "64" / "train") in out
     assert (prepared / "imagenet64" / "64" / "eval" / "meta.json").exists()
+    # --force prepares again and swaps the new split in, leaving no stray directory.
+    args = ["imagenet64", "--source-dir", str(tmp_path / "in64"), "--prepared-dir", str(prepared)]
+    assert cli.main(args + ["--image-size", "64", "--splits", "eval", "--force"]) == 0
+    assert "eval: 3 images" in capsys.readouterr().out
+    assert sorted(p.name for p in (prepared / "imagenet64" / "64").iterdir()) == ["eval", "train"]
 
 
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):

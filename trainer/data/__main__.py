@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{split.images.dtype}, labels {tuple(split.labels.shape)} {split.labels.dtype}, "
                 f"{split.num_classes} classes"
             )
-            print(f"  source: {m['source']} [{m['source_split']}] from {m['source_dir']}")
+            print(f"  source: {m['source']}, split {m['source_split']!r} in {m['source_dir']}")
             print(f"  prepared: {split_dir(data, w)}")
     except (DataError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -101,11 +101,10 @@ class FashionMnistSource:
                 f"1200 train / 200 test images per class of the 60k/10k set)"
             )
             self.source_dir = str(EMBEDDED)
-            self.source_split = {"train": "train", "eval": "test"}[which]
         else:
-            self.source = f"Fashion-MNIST full set (IDX files in {self.directory})"
+            self.source = "Fashion-MNIST full set (IDX files)"
             self.source_dir = str(self.directory)
-            self.source_split = FILES[which][0]
+        self.source_split = {"train": "train", "eval": "test"}[which]
         self.num_classes = NUM_CLASSES
 
     def load(self) -> tuple[np.ndarray, np.ndarray]:

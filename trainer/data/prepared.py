@@ -19,10 +19,12 @@ count can grow in place without moving the data.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
 import shutil
+import socket
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -90,6 +92,28 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(final_dir: Path) -> None:
+    """Delete temporary directories of ``final_dir`` left by killed writers on this host.
+
+    Their names carry host and pid; those of other hosts (a shared filesystem) are left alone.
+    """
+    prefix = f".{final_dir.name}.tmp-{socket.gethostname()}-"
+    for p in final_dir.parent.glob(f"{glob.escape(prefix)}*"):
+        pid = p.name[len(prefix) :].split("-")[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+
+
 class SplitWriter:
     """Streams one split into a temporary directory and renames it into ``final_dir``.
 
@@ -101,8 +125,9 @@ class SplitWriter:
         self.final_dir = Path(final_dir)
         self.image_size = int(image_size)
         self.final_dir.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.final_dir)
         self.tmp_dir = self.final_dir.parent / (
-            f".{self.final_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            f".{self.final_dir.name}.tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         )
         self.tmp_dir.mkdir()
         self.count = 0
