@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,10 @@ def _save(fig: Any, path: Path) -> None:
     fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
     plt.close(fig)
     atomic_write(path, lambda f: f.write(buf.getvalue()))
+
+
+def _wrap(title: str, width: int = 85) -> str:
+    return "\n".join(textwrap.wrap(title, width)) or title
 
 
 def _colors(n: int) -> list:
@@ -136,7 +141,7 @@ def top1_vs_ps(
         ax.axhline(v, color="grey", ls=ls, lw=1, label=f"{name}: {v:.1f}")
     ax.set_xlabel(top1_label)
     ax.set_ylabel(PS_LABEL)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(_wrap(title), fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     _save(fig, path)
@@ -217,7 +222,7 @@ def axis_plot(
     if n and min(n) == max(n) > 1:
         seeds = f"mean ± std over {max(n)} seeds"
     a2.set_xlabel(f"{key}" + (" (log scale)" if scale in ("log", "symlog") else ""))
-    a1.set_title(f"{title}\n({seeds})", fontsize=10)
+    a1.set_title(f"{_wrap(title)}\n({seeds})", fontsize=10)
     fig.tight_layout()
     _save(fig, path)
 
@@ -252,7 +257,7 @@ def ps_vs_epoch(
     a2.set_xlabel("training epoch")
     for ax in (a1, a2):
         ax.grid(alpha=0.3)
-    a1.set_title(title, fontsize=10)
+    a1.set_title(_wrap(title), fontsize=10)
     _legend_outside(a1, len(series), "trial")
     fig.tight_layout()
     _save(fig, path)
@@ -286,7 +291,7 @@ def per_tap(
     ax.set_xticks(xs, taps, rotation=30 if len(taps) > 8 else 0)
     ax.set_xlabel("feature tap (used alone)")
     ax.set_ylabel(PS_LABEL, fontsize=9)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(_wrap(title), fontsize=10)
     ax.grid(alpha=0.3)
     _legend_outside(ax, len(series), "trial")
     fig.tight_layout()
