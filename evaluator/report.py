@@ -57,12 +57,25 @@ def _top1_label(a: Analysis) -> str:
     return f"Top-1 accuracy on {data} eval (%)"
 
 
-def _group(a: Analysis, t: Any) -> tuple:
-    """Trials that share a model and an x value (seeds of one grid point) share a colour."""
+def _group(a: Analysis, t: Any) -> tuple[tuple, str]:
+    """Trials that share a model and an x value (seeds of one grid point) share a colour:
+    the group's key and its legend label (``resnet-50 weight_decay=0.0001``)."""
+    prefix = f"{t.sweep}: " if len(a.sweeps) > 1 else ""
     for g in a.plans[t.sweep].groups:
         if t in g.trials:
-            return (t.sweep, g.label, repr(t.value(g.key)) if g.key else "")
-    return (t.sweep, t.key)
+            value = t.value(g.key) if g.key else None
+            label = " ".join(
+                x
+                for x in (
+                    g.label,
+                    f"{g.key.rsplit('.', 1)[-1]}={value:g}"
+                    if isinstance(value, float)
+                    else (f"{g.key.rsplit('.', 1)[-1]}={value}" if g.key else ""),
+                )
+                if x
+            )
+            return (t.sweep, g.label, repr(value)), prefix + (label or t.name)
+    return (t.sweep, t.key), prefix + t.name
 
 
 def axis_series(a: Analysis, sw: Sweep) -> tuple[list[dict[str, Any]], str]:
@@ -147,7 +160,10 @@ def write_plots(a: Analysis, out_dir: Path) -> tuple[list[tuple[str, str]], list
             for e in t.evals.values()
             if e.get("eval_top1") is not None
         ]
-        series.append({"label": t.key, "group": _group(a, t), "ps": ps, "top1": top1})
+        group, group_label = _group(a, t)
+        series.append(
+            {"label": t.key, "group": group, "group_label": group_label, "ps": ps, "top1": top1}
+        )
     if series:
         caption = f"Perceptual Score and top-1 during training ({tag})"
         draw("ps_vs_epoch.png", caption, rp.ps_vs_epoch, series, caption, top1_label)
@@ -157,7 +173,8 @@ def write_plots(a: Analysis, out_dir: Path) -> tuple[list[tuple[str, str]], list
         tap_series = [
             {
                 "label": r["trial"],
-                "group": _group(a, trials[r["trial"]]),
+                "group": _group(a, trials[r["trial"]])[0],
+                "group_label": _group(a, trials[r["trial"]])[1],
                 "values": [r.get(f"tap_{a.bench}_{a.dist}_{tap}") for tap in a.taps],
             }
             for r in a.analysed

@@ -18,7 +18,8 @@ from trainer.files import atomic_write  # noqa: E402
 PS_LABEL = "Perceptual Score (% 2AFC agreement)"
 DPI = 130
 MAX_LEGEND = 24  # more trials than this: no per-trial legend, colour follows the sort order
-MAX_LABELS = 30  # more trials than this: only frontier points carry their name
+MAX_LABELS = 30
+GROUP_LEGEND = 10  # more trials than this: one legend entry per grid point, not per seed  # more trials than this: only frontier points carry their name
 
 
 def _save(fig: Any, path: Path) -> None:
@@ -54,6 +55,23 @@ def _styles(series: list[dict[str, Any]]) -> list[tuple[Any, Any]]:
         k = seen[g] = seen.get(g, -1) + 1
         out.append((colors[groups[g]], LINESTYLES[k % len(LINESTYLES)]))
     return out
+
+
+def _legend_labels(series: list[dict[str, Any]]) -> tuple[list[str | None], str, int]:
+    """One legend entry per trial; past GROUP_LEGEND trials, one per colour (the grid point)
+    when seeds share colours, which keeps the legend short."""
+    groups: dict[str, str] = {}
+    for s in series:
+        groups.setdefault(repr(s.get("group", s["label"])), s.get("group_label") or s["label"])
+    if len(series) <= GROUP_LEGEND or len(groups) == len(series):
+        return [s["label"] for s in series], "trial", len(series)
+    seen: set[str] = set()
+    labels: list[str | None] = []
+    for s in series:
+        g = repr(s.get("group", s["label"]))
+        labels.append(None if g in seen else groups[g])
+        seen.add(g)
+    return labels, "colour: grid point\nline style: seed", len(groups)
 
 
 def _legend_outside(ax: Any, n: int, title: str | None = None) -> None:
@@ -235,10 +253,12 @@ def ps_vs_epoch(
 ) -> None:
     """PS (top) and top-1 (bottom) against training epoch, one line per trial.
 
-    ``series``: ``[{"label", "ps": [(epoch, ps)], "top1": [(epoch, top1)]}]`` in legend order.
+    ``series``: ``[{"label", "group", "group_label", "ps": [(epoch, ps)], "top1": [(epoch, top1)]}]``
+    in legend order; trials of one ``group`` (seeds of a grid point) share a colour.
     """
     fig, (a1, a2) = plt.subplots(2, 1, figsize=(8.5, 6.5), sharex=True)
-    for s, (c, ls) in zip(series, _styles(series), strict=True):
+    labels, legend_title, n_legend = _legend_labels(series)
+    for s, (c, ls), lab in zip(series, _styles(series), labels, strict=True):
         for ax, y in ((a1, "ps"), (a2, "top1")):
             pts = sorted(p for p in s[y] if p[0] is not None and p[1] is not None)
             if pts:
@@ -250,7 +270,7 @@ def ps_vs_epoch(
                     color=c,
                     ms=3,
                     lw=1.2,
-                    label=s["label"] if ax is a1 else None,
+                    label=lab if ax is a1 else None,
                 )
     a1.set_ylabel(PS_LABEL, fontsize=9)
     a2.set_ylabel(top1_label, fontsize=9)
@@ -258,7 +278,7 @@ def ps_vs_epoch(
     for ax in (a1, a2):
         ax.grid(alpha=0.3)
     a1.set_title(_wrap(title), fontsize=10)
-    _legend_outside(a1, len(series), "trial")
+    _legend_outside(a1, n_legend, legend_title)
     fig.tight_layout()
     _save(fig, path)
 
@@ -271,11 +291,12 @@ def per_tap(
 ) -> None:
     """PS of each tap on its own, one line per trial (final checkpoints).
 
-    ``series``: ``[{"label", "values": [ps or None per tap], "all": ps of all taps or None}]``.
+    ``series``: ``[{"label", "group", "group_label", "values": [ps or None per tap]}]``.
     """
     fig, ax = plt.subplots(figsize=(max(6.5, 1.0 * len(taps) + 3.5), 5))
     xs = list(range(len(taps)))
-    for s, (c, ls) in zip(series, _styles(series), strict=True):
+    labels, legend_title, n_legend = _legend_labels(series)
+    for s, (c, ls), lab in zip(series, _styles(series), labels, strict=True):
         pts = [(x, v) for x, v in zip(xs, s["values"], strict=True) if v is not None]
         if pts:
             ax.plot(
@@ -286,13 +307,13 @@ def per_tap(
                 color=c,
                 ms=4,
                 lw=1.2,
-                label=s["label"],
+                label=lab,
             )
     ax.set_xticks(xs, taps, rotation=30 if len(taps) > 8 else 0)
     ax.set_xlabel("feature tap (used alone)")
     ax.set_ylabel(PS_LABEL, fontsize=9)
     ax.set_title(_wrap(title), fontsize=10)
     ax.grid(alpha=0.3)
-    _legend_outside(ax, len(series), "trial")
+    _legend_outside(ax, n_legend, legend_title)
     fig.tight_layout()
     _save(fig, path)

@@ -68,3 +68,18 @@ def test_a_plot_that_fails_does_not_cost_the_report(tmp_path, monkeypatch):
     assert not (d / "per_tap.png").exists()
     _check_png(d / "depth.png")
     _check_png(d / "top1_vs_ps.png")
+
+
+def test_long_legends_list_grid_points_not_seeds():
+    from evaluator.report_plots import _legend_labels
+
+    series = [
+        {"label": f"wd-{v}_seed-{s}", "group": ("wd", v), "group_label": f"wd={v}"}
+        for v in (1, 2, 3, 4, 5, 6)
+        for s in (0, 1)
+    ]
+    labels, title, n = _legend_labels(series)
+    assert n == 6 and "seed" in title
+    assert [x for x in labels if x] == [f"wd={v}" for v in (1, 2, 3, 4, 5, 6)]
+    labels, title, n = _legend_labels(series[:4])
+    assert n == 4 and labels == [s["label"] for s in series[:4]] and title == "trial"
