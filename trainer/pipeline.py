@@ -136,8 +136,7 @@ class TrainInput:
         self.image_shape = (self.global_batch, *split.images.shape[1:])
         self.rows = _local_rows(self.sharding, self.image_shape)
         self._perm: tuple[int, np.ndarray] = (-1, np.empty(0, np.int64))
-        self._stops: list[threading.Event] = []
-        self._threads: list[threading.Thread] = []
+        self._iterators: list[Iterator] = []
         self.device_resident = self._resident(data_cfg.device_resident, resident_fraction)
         if self.device_resident:
             rep = NamedSharding(mesh, P())
@@ -191,12 +190,24 @@ class TrainInput:
         )
 
     def iterate(self, start_step: int = 0) -> Iterator[tuple[int, jax.Array, jax.Array]]:
-        """``(step, images, labels)`` for step = start_step, start_step + 1, ... (no end)."""
+        """``(step, images, labels)`` for step = start_step, start_step + 1, ... (no end).
+
+        With ``data.prefetch`` > 0 (and host batches) a background thread prepares that many
+        batches ahead; ``close()`` stops it and ends the iterator.
+        """
         if self.device_resident or self.prefetch <= 0:
-            step = int(start_step)
-            while True:
-                yield (step, *self.get(step))
-                step += 1
+            gen = self._synchronous(int(start_step))
+        else:
+            gen = self._prefetching(int(start_step))
+        self._iterators.append(gen)
+        return gen
+
+    def _synchronous(self, step: int) -> Iterator[tuple[int, jax.Array, jax.Array]]:
+        while True:
+            yield (step, *self.get(step))
+            step += 1
+
+    def _prefetching(self, start_step: int) -> Iterator[tuple[int, jax.Array, jax.Array]]:
         stop = threading.Event()
         q: queue.Queue = queue.Queue(maxsize=self.prefetch)
 
@@ -210,7 +221,7 @@ class TrainInput:
             return False
 
         def work() -> None:
-            step = int(start_step)
+            step = start_step
             try:
                 while put((step, *self.get(step))):
                     step += 1
@@ -218,27 +229,28 @@ class TrainInput:
                 put(e)
 
         thread = threading.Thread(target=work, name="train-input-prefetch", daemon=True)
-        self._stops.append(stop)
-        self._threads.append(thread)
         thread.start()
         try:
             while True:
-                item = q.get()
+                try:
+                    item = q.get(timeout=0.1)
+                except queue.Empty:
+                    if stop.is_set():
+                        return
+                    continue
                 if isinstance(item, BaseException):
                     raise item
                 yield item
         finally:
             stop.set()
-            thread.join()
+            if thread.is_alive():
+                thread.join()
 
     def close(self) -> None:
-        """Stop every prefetch thread started by ``iterate``."""
-        for stop in self._stops:
-            stop.set()
-        for thread in self._threads:
-            thread.join()
-        self._stops.clear()
-        self._threads.clear()
+        """Stop every iterator (and prefetch thread) started by ``iterate``."""
+        for gen in self._iterators:
+            gen.close()
+        self._iterators.clear()
 
     def __enter__(self) -> TrainInput:
         return self
