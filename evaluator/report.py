@@ -57,25 +57,21 @@ def _top1_label(a: Analysis) -> str:
     return f"Top-1 accuracy on {data} eval (%)"
 
 
+def _kv(key: str, value: Any) -> str:
+    short = key.rsplit(".", 1)[-1]
+    return f"{short}={value:g}" if isinstance(value, float) else f"{short}={value}"
+
+
 def _group(a: Analysis, t: Any) -> tuple[tuple, str]:
     """Trials that share a model and an x value (seeds of one grid point) share a colour:
     the group's key and its legend label (``resnet-50 weight_decay=0.0001``)."""
     prefix = f"{t.sweep}: " if len(a.sweeps) > 1 else ""
-    for g in a.plans[t.sweep].groups:
-        if t in g.trials:
-            value = t.value(g.key) if g.key else None
-            label = " ".join(
-                x
-                for x in (
-                    g.label,
-                    f"{g.key.rsplit('.', 1)[-1]}={value:g}"
-                    if isinstance(value, float)
-                    else (f"{g.key.rsplit('.', 1)[-1]}={value}" if g.key else ""),
-                )
-                if x
-            )
-            return (t.sweep, g.label, repr(value)), prefix + (label or t.name)
-    return (t.sweep, t.key), prefix + t.name
+    g = a.plans[t.sweep].group_of(t.key)
+    if g is None:
+        return (t.sweep, t.key), prefix + t.name
+    value = t.value(g.key) if g.key else None
+    label = " ".join(x for x in (g.label, _kv(g.key, value) if g.key else "") if x)
+    return (t.sweep, g.label, repr(value)), prefix + (label or t.name)
 
 
 def axis_series(a: Analysis, sw: Sweep) -> tuple[list[dict[str, Any]], str]:

@@ -103,7 +103,8 @@ def _configured_benchmarks(sweeps: list[Sweep]) -> list[str]:
     return [b for b, _ in found.most_common()]
 
 
-def _choose(benches: list[str], sweeps: list[Sweep], want: str | None, what: str) -> str | None:
+def _choose(benches: list[str], want: str | None, what: str) -> str | None:
+    """``want`` if it was scored (or nothing was), else a one-line error; default: the first."""
     if want:
         if benches and want not in benches:
             raise ReportError(f"--{what} {want!r} has no scores here; scored: {', '.join(benches)}")
@@ -178,12 +179,12 @@ def analyse(
     distance: str | None = None,
 ) -> Analysis:
     benches = benchmarks_present(rows)
-    bench = _choose(benches, sweeps, benchmark, "benchmark")
+    bench = _choose(benches, benchmark, "benchmark")
     if bench is None:
         configured = _configured_benchmarks(sweeps)
         bench = configured[0] if configured else None
     dists = distances_present(rows, bench) if bench else []
-    dist = _choose(dists, sweeps, distance, "distance")
+    dist = _choose(dists, distance, "distance")
     plans = {sw.name: plan(sw) for sw in sweeps}
     trials = trial_order(sweeps, plans)
     finals = {r["trial"]: r for r in rows if r["final"]}

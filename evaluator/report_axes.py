@@ -50,6 +50,12 @@ class AxisPlan:
                 out.append(g.key)
         return out
 
+    def group_of(self, trial_key: str) -> Group | None:
+        for g in self.groups:
+            if any(t.key == trial_key for t in g.trials):
+                return g
+        return None
+
     @property
     def categorical(self) -> bool:
         return not any(g.key for g in self.groups)
