@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -383,3 +384,51 @@ def test_cancelled_trial_stays_cancelled(slurm_cluster, tmp_path, monkeypatch):
     time.sleep(1)
     assert t.status()["state"] == "preempted"
     assert len(read_jsonl(t.workdir / "argv.jsonl")) == 1
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_smoke_sweep_through_slurm_with_a_preempted_trial(slurm_cluster, tmp_path):
+    """`python -m launch smoke --launcher slurm` with the real trainer and evaluator; one trial
+    gets SIGTERM mid-training, saves, is requeued and resumes from its checkpoint."""
+    runs = tmp_path / "runs"
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "launch",
+            "smoke",
+            "--launcher=slurm",
+            f"--runs-dir={runs}",
+            "--slurm-cpus=1",
+            "--slurm-eval-cpus=1",
+            "--slurm-eval-poll=2",
+            "--slurm-time=15",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    ids = dict(re.findall(r"\[slurm\] (\S+): job (\S+),", r.stdout))
+    assert set(ids) == {"depth-2", "depth-6", "evaluator"}, r.stdout
+    trials = {t.name: t for t in load_trials("smoke", runs_dir=runs)}
+    victim = trials["depth-6"]
+    deadline = time.time() + 150
+    while time.time() < deadline and (victim.status().get("step") or 0) < 25:
+        assert victim.status().get("state") not in ("done", "failed"), victim.status()
+        time.sleep(0.2)
+    subprocess.run(["scancel", "--signal=TERM", ids["depth-6"]], check=True)
+    wait_queue_empty(sorted({j.split("_")[0] for j in ids.values()}), 240)
+
+    log = victim.log_path.read_text()
+    assert log.count("\n=== ") == 2 and "resumed from checkpoint" in log, log[-2000:]
+    for t in trials.values():
+        st = t.status()
+        assert st["state"] == "done" and st["step"] == st["total_steps"] == 80, st
+        scored = sorted(int(p.stem) for p in (t.workdir / "perceptual").glob("*.json"))
+        assert scored and scored[-1] == 80, scored
+        rec = json.loads((t.workdir / "perceptual" / "80.json").read_text())
+        assert rec["error"] is None and rec["benchmarks"]
+    assert (runs / "smoke" / "report.md").exists() and (runs / "smoke" / "results.csv").exists()
