@@ -61,6 +61,7 @@ class Analysis:
     references: dict[str, dict[str, float | None]] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
     per_sweep: list[tuple[str, Correlation]] = field(default_factory=list)
+    per_distance: list[tuple[str, Correlation]] = field(default_factory=list)  # other distances
 
     @property
     def ps_col(self) -> str | None:
@@ -238,6 +239,12 @@ def analyse(
         for sw in sweeps:
             sub = [r for r in a.analysed if r["sweep"] == sw.name]
             a.per_sweep.append((sw.name, spearman(*_xy([(r["top1"], a.ps(r)) for r in sub]))))
+    for d in dists:
+        if d == dist:
+            continue
+        col = f"ps_{bench}_{d}"
+        pts_d = [(r["top1"], r.get(col)) for r in a.analysed if r.get(col) is not None]
+        a.per_distance.append((d, spearman(*_xy(pts_d))))
     idx = pareto_front([p[0] for p in pts], [p[1] for p in pts])
     a.frontier = [a.analysed[i] for i in idx]
     a.best = _best(rows, [ps_col])

@@ -186,6 +186,7 @@ def render(
     ]
     body = [[name, *_corr_cell(c)] for name, c in a.correlations]
     body += [[f"sweep `{name}`, final checkpoints", *_corr_cell(c)] for name, c in a.per_sweep]
+    body += [[f"final checkpoints, all, distance `{d}`", *_corr_cell(c)] for d, c in a.per_distance]
     out += (
         _table(["points", "n", "Spearman ρ", "p-value", "note"], body)
         if body

@@ -50,6 +50,8 @@ def test_spearman_monotone_is_one_and_antimonotone_above_the_peak_is_minus_one(t
     assert _corr(a, "final checkpoints, all").rho == pytest.approx(1.0)
     assert _corr(a, "final checkpoints, all").n == 8
     assert _corr(a, "final checkpoints, all").p < 0.01
+    # meanpool and style are the local PS shifted down: the same ranks
+    assert [(d, c.rho) for d, c in a.per_distance] == [("meanpool", 1.0), ("style", 1.0)]
 
     # PS rises with top-1 up to 40 % and falls beyond: the upper half by top-1 (>= median 45 %)
     # is exactly anti-monotone, the whole set is not.
