@@ -278,3 +278,36 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert err.count("\n") == 1
     assert cli.main(["mnist", "--prepared-dir", str(tmp_path)]) == 2
     assert "fashion_mnist, imagenet64, tfds:<name>" in capsys.readouterr().err
+
+
+def test_training_data_path_runs_without_tensorflow(tmp_path):
+    """fashion_mnist preparation, loading and the pipeline never import TensorFlow."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = f"""
+import sys
+sys.modules["tensorflow"] = None  # any `import tensorflow` now fails
+import jax
+from sweeps.base import config_from
+from trainer.data import load_split
+from trainer.pipeline import TrainInput, augment, eval_batches
+cfg = config_from("embedded", {{"data.prepared_dir": {str(tmp_path)!r},
+                                "data.train_examples": 64, "data.eval_examples": 32}}).data
+train, ev = load_split(cfg, "train"), load_split(cfg, "eval")
+mesh = jax.make_mesh((1,), ("data",))
+ti = TrainInput(train, cfg, 16, 0, mesh)
+_, x, y = next(ti.iterate(0))
+augment(jax.random.key(0), x, cfg).block_until_ready()
+n = sum(float(m.sum()) for _, _, m in eval_batches(ev, 10, mesh))
+assert n == 32, n
+assert not any(m.startswith(("tensorflow", "tensorflow_datasets")) and sys.modules[m]
+               for m in list(sys.modules)), "TensorFlow was imported"
+print("OK")
+"""
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 0 and r.stdout.strip() == "OK", r.stderr[-2000:]
