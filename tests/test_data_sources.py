@@ -256,7 +256,7 @@ def test_cli_prepares_both_splits(tmp_path, capsys):
     prepared = tmp_path / "out"
     rc = cli.main(
         ["imagenet64", "--source-dir", str(tmp_path / "in64"), "--prepared-dir", str(prepared)]
-        + ["--image-size", "64", "--eval-examples", "2"]
+        + ["--eval-examples", "2"]  # the paper preset's 64x64 by default
     )
     out = capsys.readouterr().out
     assert rc == 0
@@ -266,9 +266,11 @@ def test_cli_prepares_both_splits(tmp_path, capsys):
     assert (prepared / "imagenet64" / "64" / "eval" / "meta.json").exists()
     # --force prepares again and swaps the new split in, leaving no stray directory.
     args = ["imagenet64", "--source-dir", str(tmp_path / "in64"), "--prepared-dir", str(prepared)]
-    assert cli.main(args + ["--image-size", "64", "--splits", "eval", "--force"]) == 0
+    assert cli.main(args + ["--splits", "eval", "--force"]) == 0
     assert "eval: 3 images" in capsys.readouterr().out
     assert sorted(p.name for p in (prepared / "imagenet64" / "64").iterdir()) == ["eval", "train"]
+    assert cli.main(args + ["--splits", "eval", "--preset", "embedded"]) == 0
+    assert "images (3, 32, 32, 3)" in capsys.readouterr().out
 
 
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sweeps.base import ConfigError, apply_overrides, get_config, validate
+from sweeps.base import PRESETS, ConfigError, apply_overrides, get_config, validate
 from trainer.data.errors import DataError
 from trainer.data.load import DATASETS, WHICH, load_split, prepare_split, split_dir
 
@@ -20,7 +20,13 @@ def _parser() -> argparse.ArgumentParser:
         description="Prepare a dataset's train and eval splits into the prepared-split format.",
     )
     p.add_argument("name", help=f"dataset: {', '.join(DATASETS)}, or bapps (download help)")
-    p.add_argument("--image-size", type=int, help="side of the prepared images (default 32)")
+    p.add_argument(
+        "--preset",
+        choices=PRESETS,
+        help="take data.* defaults (image size, ...) from this config preset; default: paper "
+        "for imagenet64 (64x64), embedded otherwise (32x32)",
+    )
+    p.add_argument("--image-size", type=int, help="side of the prepared images")
     p.add_argument("--source-dir", help="raw files (imagenet64 batches, a TFDS data_dir, ...)")
     p.add_argument("--prepared-dir", help="where splits go (default $PSWEEPS_DATA_DIR or ./data)")
     p.add_argument("--train-examples", type=int, help="report a class-balanced subset of N")
@@ -51,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         ):
             if value is not None:
                 overrides[f"data.{key}"] = value
-        cfg = get_config("embedded")
+        preset = args.preset or ("paper" if args.name == "imagenet64" else "embedded")
+        cfg = get_config(preset)
         apply_overrides(cfg, overrides)
         validate(cfg)
         data = cfg.data
