@@ -152,7 +152,7 @@ def test_stratified_subset_is_balanced_and_deterministic():
 # ----------------------------------------------------------------------------- ImageNet 64x64
 
 
-def _imagenet_fixture(d, fmt, per_file=3, seed=0):
+def _imagenet_fixture(d, fmt, per_file=3, seed=0, protocol=pickle.DEFAULT_PROTOCOL):
     """Tiny train_data_batch_1..10 + val_data in the official layout (pickle or npz)."""
     rng = np.random.default_rng(seed)
     files = {}
@@ -164,14 +164,15 @@ def _imagenet_fixture(d, fmt, per_file=3, seed=0):
             np.savez(d / f"{stem}.npz", data=data, labels=labels)
         else:
             with open(d / stem, "wb") as f:
-                pickle.dump({"data": data, "labels": labels.tolist(), "mean": data.mean(0)}, f)
+                d_ = {"data": data, "labels": labels.tolist(), "mean": data.mean(0)}
+                pickle.dump(d_, f, protocol=protocol)
         files[stem] = (data, labels)
     return files
 
 
-@pytest.mark.parametrize("fmt", ["pickle", "npz"])
-def test_imagenet64_batches_prepare_pixel_exact(tmp_path, fmt):
-    files = _imagenet_fixture(tmp_path / "in64" / "Imagenet64_train", fmt)
+@pytest.mark.parametrize("fmt,protocol", [("pickle", 2), ("pickle", 4), ("pickle", 5), ("npz", 0)])
+def test_imagenet64_batches_prepare_pixel_exact(tmp_path, fmt, protocol):
+    files = _imagenet_fixture(tmp_path / "in64" / "Imagenet64_train", fmt, protocol=protocol)
     cfg = _cfg(tmp_path, name="imagenet64", source_dir=str(tmp_path / "in64"), image_size=64)
     cfg.num_classes = 1000
     train = load_split(cfg, "train")

@@ -270,3 +270,17 @@ def test_augment_under_automatic_mesh_axes():
     y = fn(jax.random.key(0), jax.device_put(_batch(), sharding))
     ref = fn(jax.random.key(0), _batch())
     np.testing.assert_array_equal(np.asarray(y), np.asarray(ref))
+
+
+def test_resident_gather_fuses_into_a_step(mesh):
+    split = make_split(40)
+    ti = TrainInput(split, data_cfg(device_resident="yes"), 8, seed=0, mesh=mesh)
+
+    @jax.jit
+    def step(images_all, labels_all, idx):
+        images, labels = ti.gather(images_all, labels_all, idx)
+        return images[:, 0, 0, 0].astype(jnp.int32) + 256 * images[:, 0, 0, 1], labels
+
+    got, labels = step(*ti.device_split, ti.device_indices(3))
+    np.testing.assert_array_equal(np.asarray(got), ti.batch_indices(3))
+    np.testing.assert_array_equal(np.asarray(labels), split.labels[ti.batch_indices(3)])

@@ -141,11 +141,13 @@ class TrainInput:
         if self.device_resident:
             rep = NamedSharding(mesh, P())
             self._replicated = rep
-            self._images = jax.make_array_from_process_local_data(rep, np.asarray(split.images))
-            self._labels = jax.make_array_from_process_local_data(
-                rep, np.asarray(split.labels, np.int32)
+            # The whole split, replicated on every device: (images, labels).
+            self.device_split = (
+                jax.make_array_from_process_local_data(rep, np.asarray(split.images)),
+                jax.make_array_from_process_local_data(rep, np.asarray(split.labels, np.int32)),
             )
-            # The gather runs on the device; a trainer may also call it inside its own step.
+            # The gather runs on the device; a train step may also call it (with device_split
+            # and device_indices(step)) inside its own jit, fusing it with the step.
             self.gather = jax.jit(
                 lambda images, labels, idx: (images[idx], labels[idx]),
                 out_shardings=(self.sharding, self.sharding),
@@ -177,12 +179,15 @@ class TrainInput:
         rows = self.batch_indices(step)[self.rows]
         return _gather_rows(self.split.images, self.split.labels, rows)
 
+    def device_indices(self, step: int) -> jax.Array:
+        """``batch_indices(step)`` as a replicated int32 device array (device-resident mode)."""
+        return jax.make_array_from_process_local_data(
+            self._replicated, self.batch_indices(step).astype(np.int32)
+        )
+
     def get(self, step: int) -> tuple[jax.Array, jax.Array]:
         if self.device_resident:
-            idx = jax.make_array_from_process_local_data(
-                self._replicated, self.batch_indices(step).astype(np.int32)
-            )
-            return self.gather(self._images, self._labels, idx)
+            return self.gather(*self.device_split, self.device_indices(step))
         images, labels = self.host_batch(step)
         return (
             jax.make_array_from_process_local_data(self.sharding, images, self.image_shape),

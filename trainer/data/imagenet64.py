@@ -38,6 +38,9 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         ("numpy._core.multiarray", "_reconstruct"),
         ("numpy.core.multiarray", "scalar"),
         ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"),  # protocol 5
+        ("numpy._core.numeric", "_frombuffer"),
+        ("_codecs", "encode"),  # protocol 2 byte strings
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
         ("builtins", "list"),
