@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# GPU check of `make bench`: ResNet-6 and ResNet-50 at 64x64, batch 1024, bfloat16, on a synthetic
+# ImageNet-64-shaped prepared split (memory-mapped .npy, 131,072 images), then one table each.
+#
+# The GPU machine has jax (CUDA), flax, optax, orbax-checkpoint, numpy, scikit-image and matplotlib
+# but not ml-collections (nor clu). Fill bench/wheels/ first, on a machine that reaches PyPI, from
+# the repository root (pure-Python wheels; --no-deps because everything else is already there):
+#
+#   python3 -m pip download --no-deps --only-binary=:all: -d bench/wheels \
+#       ml-collections==1.1.0 clu==0.0.12
+#
+# bench/wheels/ is git-ignored: pass it along explicitly (the device tool: carry=["bench/wheels"]).
+# Then, on the GPU machine, from the repository root:
+#
+#   bash bench/gpu_check.sh            # tables on stdout, JSON in $OUT (or bench-results/)
+#
+# Budget: about 5 minutes on one H100/H200 (the synthetic split is written once, about 10 s; the
+# two models' compiles dominate; a persistent compilation cache lets the parts share them).
+# Environment: PY (python, default python3), OUT (JSON folder), GPU_CHECK_MODELS (default
+# "resnet6 resnet50"), GPU_CHECK_ARGS (extra flags for python -m trainer.bench).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-python3}
+RESULTS=${OUT:-bench-results}
+MODELS=${GPU_CHECK_MODELS:-resnet6 resnet50}
+SITE=${GPU_CHECK_SITE:-/tmp/gpu-check-site}
+mkdir -p "$RESULTS"
+
+if ! "$PY" -c "import ml_collections" 2>/dev/null; then
+  if ! ls bench/wheels/*.whl >/dev/null 2>&1; then
+    echo "gpu_check: ml_collections is missing and bench/wheels/ holds no wheels; fill it with:" >&2
+    echo "  python3 -m pip download --no-deps --only-binary=:all: -d bench/wheels ml-collections==1.1.0 clu==0.0.12" >&2
+    exit 2
+  fi
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target "$SITE" bench/wheels/*.whl || exit 2
+  export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/gpu-check-jax-cache}
+export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0
+
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader || true
+"$PY" -c "import jax, flax, optax, orbax.checkpoint as o, numpy; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, 'orbax', o.__version__, 'numpy', numpy.__version__, jax.devices())" || exit 1
+
+status=0
+for model in $MODELS; do
+  parts=bare,e2e,forward,evaluator
+  [ "$model" = "resnet6" ] && parts=$parts,memory  # memory flatness once, on the fast model
+  echo "== $model"
+  start=$(date +%s)
+  "$PY" -m trainer.bench --model "$model" --batch 1024 --size 64 --width 1 --dtype bfloat16 \
+    --data synthetic --bench-dir /tmp/gpu-check-bench --parts "$parts" \
+    --out "$RESULTS/gpu-$model.json" ${GPU_CHECK_ARGS:-} || status=1
+  echo "== $model took $(( $(date +%s) - start )) s"
+done
+exit $status

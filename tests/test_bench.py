@@ -1,0 +1,193 @@
+"""``python -m trainer.bench``: arguments, the steady-state window, synthetic data, and one real
+run end to end on a tiny config (no timing assertions: the numbers are only checked to exist)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trainer import bench, bench_parts
+from trainer.bench_data import SYNTHETIC_SOURCE, synthetic_images, write_synthetic_split
+from trainer.data.prepared import read_split
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("resnet18", {"model.name": "resnet", "model.depth": 18}),
+        ("resnet-50", {"model.name": "resnet", "model.depth": 50}),
+        ("vit-B/8", {"model.name": "vit", "model.variant": "B/8", "model.depth": 0}),
+        ("vit-ti/16", {"model.name": "vit", "model.variant": "Ti/16", "model.depth": 0}),
+        ("efficientnet-B0", {"model.name": "efficientnet", "model.variant": "b0"}),
+    ],
+)
+def test_model_names(name, expected):
+    assert bench.model_overrides(name) == expected
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--model", "alexnet"], ["--model", "alexnet", "resnet<depth>"]),
+        (["--batch", "0"], ["--batch=0", ">= 1"]),
+        (["--size", "4"], ["--size=4", "[8, 1024]"]),
+        (["--dtype", "float16"], ["--dtype", "float16", "bfloat16"]),
+        (["--data", "cifar"], ["--data", "cifar", "synthetic"]),
+        (["--parts", "bare,nap"], ["--parts", "nap", "evaluator"]),
+        (["--set", "train.epochs"], ["--set", "KEY=VALUE"]),
+    ],
+)
+def test_bad_arguments_fail_in_one_line(argv, words):
+    with pytest.raises(bench.BenchError) as e:
+        bench.check_args(bench.parse_args(argv))
+    msg = str(e.value)
+    assert "\n" not in msg
+    for w in words:
+        assert w in msg
+
+
+def test_cli_rejects_bad_config_before_work(tmp_path, capsys):
+    # A bad --set key fails (exit 2, one line) once the config is built, and nothing is written.
+    out = tmp_path / "r.json"
+    code = bench.main(["--model", "resnet7", "--out", str(out)])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "resnet7" in err
+    assert not out.exists()
+
+
+def test_parts_keep_canonical_order():
+    args = bench.parse_args(["--parts", "evaluator,bare"])
+    assert bench.check_args(args) == ["bare", "evaluator"]
+
+
+def _train(step, wall, rate=None):
+    return {"kind": "train", "step": step, "wall_time": wall, "images_per_sec": rate}
+
+
+def test_steady_rate_skips_the_compile_interval_and_dedups_resumed_lines():
+    records = [
+        _train(10, 50.0),  # includes compile
+        {"kind": "eval", "step": 10, "wall_time": 51.0},
+        _train(20, 60.0),
+        _train(20, 60.5),  # a line written twice after a resume: the last one counts
+        _train(30, 70.5),
+    ]
+    r = bench_parts.steady_rate(records, batch=8)
+    assert r["window"] == [10, 30]
+    assert r["window_steps"] == 20
+    assert r["seconds"] == pytest.approx(20.5)
+    assert r["images_per_sec"] == pytest.approx(20 * 8 / 20.5, rel=1e-3)
+
+
+def test_steady_rate_needs_enough_lines():
+    with pytest.raises(RuntimeError, match="train lines"):
+        bench_parts.steady_rate([_train(10, 1.0), _train(20, 2.0)], batch=8)
+
+
+@pytest.mark.parametrize(
+    "log_every, ckpt_every, windows", [(50, 100, 2), (100, 1000, 2), (7, 5, 1)]
+)
+def test_e2e_window_holds_a_periodic_checkpoint(log_every, ckpt_every, windows):
+    steps = bench_parts.e2e_steps(log_every, ckpt_every, windows)
+    assert steps % log_every == 0  # the last step is a log line
+    assert steps >= log_every * (1 + windows)
+    inside = [s for s in range(log_every + 1, steps) if s % ckpt_every == 0]
+    assert inside, (steps, log_every, ckpt_every)
+
+
+def test_synthetic_images_look_like_photos():
+    rng = np.random.default_rng(0)
+    labels = np.arange(64) % 10
+    x = synthetic_images(rng, labels, 32)
+    assert x.shape == (64, 32, 32, 3) and x.dtype == np.uint8
+    assert x.min() < 40 and x.max() > 215  # full value range
+    # smooth: neighbouring pixels are much closer than random pairs
+    near = np.abs(np.diff(x.astype(int), axis=2)).mean()
+    far = np.abs(x[:, :, :16].astype(int) - x[::-1, :, 16:].astype(int)).mean()
+    assert near < far / 3
+
+
+def test_synthetic_split_is_a_prepared_split(tmp_path):
+    path = write_synthetic_split(
+        tmp_path, dataset="imagenet64", split="train", count=5000, size=16, num_classes=1000
+    )
+    s = read_split(path)
+    assert s.images.shape == (5000, 16, 16, 3)
+    assert isinstance(s.images, np.memmap)
+    assert s.meta["source"] == SYNTHETIC_SOURCE and s.num_classes == 1000
+    assert s.labels.min() >= 0 and s.labels.max() < 1000
+    # written once: a second call keeps it; another count is refused in one line
+    assert (
+        write_synthetic_split(
+            tmp_path, dataset="imagenet64", split="train", count=5000, size=16, num_classes=1000
+        )
+        == path
+    )
+    with pytest.raises(ValueError, match="delete it"):
+        write_synthetic_split(
+            tmp_path, dataset="imagenet64", split="train", count=10, size=16, num_classes=1000
+        )
+
+
+@pytest.mark.slow
+def test_bench_end_to_end_writes_four_sections(tmp_path):
+    out = tmp_path / "bench.json"
+    cmd = [
+        sys.executable,
+        "-m",
+        "trainer.bench",
+        "--model=resnet6",
+        "--width=0.0625",
+        "--batch=16",
+        "--size=16",
+        "--data=synthetic",
+        "--examples=256",
+        f"--bench-dir={tmp_path / 'bench'}",
+        "--steps=2",
+        "--rounds=1",
+        "--e2e-windows=2",
+        "--set=train.log_every_steps=2",
+        "--set=checkpoint.every_steps=3",
+        "--set=eval.batch_size=200",
+        "--set=perceptual.batch_size=4",
+        f"--out={out}",
+    ]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(out.read_text())
+    assert doc["schema"] == bench.SCHEMA
+    assert doc["isolated"] is True
+    assert doc["run"]["data"]["source"] == SYNTHETIC_SOURCE
+    bare, e2e, ev, mem = doc["bare_step"], doc["end_to_end"], doc["evaluator"], doc["memory"]
+    assert bare["images_per_sec"] > 0 and bare["peak_rss_mb"] > 0
+    assert e2e["images_per_sec"] > 0 and e2e["peak_rss_mb"] > 0
+    assert e2e["ratio_to_bare"] == pytest.approx(
+        e2e["images_per_sec"] / bare["images_per_sec"], rel=1e-3
+    )
+    lo, hi = e2e["window"]
+    assert lo == 2 and hi == e2e["steps"] and hi - lo >= 3  # a checkpoint (every 3) inside
+    assert ev["forward"]["images_per_sec"] > 0 and ev["evaluator"]["images_per_sec"] > 0
+    assert ev["ratio_to_forward"] == pytest.approx(
+        ev["evaluator"]["images_per_sec"] / ev["forward"]["images_per_sec"], rel=1e-3
+    )
+    assert ev["evaluator"]["taps"] == ["stage1", "stage2", "stage3", "stage4"]
+    assert [s["examples"] for s in mem["splits"]] == [256, 512]
+    assert all(s["peak_rss_mb"] > 0 for s in mem["splits"])
+    assert mem["growth"] == pytest.approx(
+        mem["splits"][1]["peak_rss_mb"] / mem["splits"][0]["peak_rss_mb"], rel=1e-2
+    )
+    assert set(mem["peak_rss_mb"]) == {"bare_step", "end_to_end", "forward", "evaluator"}
+    # the trainer's own run directory was a real one: checkpoints and metrics
+    run = tmp_path / "bench" / "runs" / "e2e"
+    assert (run / "metrics.jsonl").exists() and (run / "checkpoints").is_dir()
+    # the table names every section
+    for word in ("bare train step", "end-to-end", "bare forward", "evaluator", "split x2"):
+        assert word in proc.stdout

@@ -1,0 +1,399 @@
+"""``python -m trainer.bench`` (``make bench``): how fast the trainer and the evaluator run
+against the ceilings the model sets, and how much host memory each takes.
+
+Four sections, one table, one JSON file (``bench-results/<UTC time>.json`` or ``--out``):
+
+1. ``bare_step``: images/s of the trainer's own jitted train step on a batch already on the
+   device: the ceiling for training.
+2. ``end_to_end``: images/s of the trainer's real loop (prepared memory-mapped split,
+   permutation batching, on-device augmentation, metrics, eval, checkpoints at the configured
+   rate) in steady state, from its own ``metrics.jsonl`` (compile and warm-up excluded), and the
+   ratio to (1).
+3. ``evaluator``: images/s of the evaluator's tap extraction + distances against a bare jitted
+   forward pass of the same model, and the ratio.
+4. ``memory``: peak host memory (``ru_maxrss``) of each part, and of the end-to-end loop on a
+   split N and 2N images large (flat when the split is memory-mapped).
+
+Every part runs in its own Python process (``trainer.bench_parts``), so each peak is that
+part's alone and one part's compile caches or buffers do not help or hurt another. Data: the
+prepared Fashion-MNIST at ``--size`` on a CPU, a synthetic ImageNet-64-shaped prepared split on
+an accelerator (``--data auto``), so nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from sweeps.base import DTYPES, ConfigError, config_from
+from trainer.files import atomic_write_json
+
+PARTS = ("bare", "e2e", "forward", "evaluator", "memory")
+DATA_CHOICES = ("auto", "fashion_mnist", "synthetic")
+TARGETS = {"end_to_end": 0.9, "evaluator": 0.85}
+SCHEMA = "perceptual-sweeps/bench/1"
+MODEL_PATTERNS = (
+    (re.compile(r"resnet-?(\d+)"), lambda m: {"model.name": "resnet", "model.depth": int(m[1])}),
+    (
+        re.compile(r"vit-?((?:Ti|S|B|L|H)/\d+)", re.IGNORECASE),
+        lambda m: {"model.name": "vit", "model.variant": _vit_variant(m[1]), "model.depth": 0},
+    ),
+    (
+        re.compile(r"efficientnet-?(b\d)", re.IGNORECASE),
+        lambda m: {"model.name": "efficientnet", "model.variant": m[1].lower()},
+    ),
+)
+MODEL_HELP = (
+    "resnet<depth> (resnet6, resnet18, resnet50), vit-<variant> (vit-B/8), efficientnet-b<k>"
+)
+
+
+class BenchError(ValueError):
+    """A bad bench argument or a part that failed; the message is one line."""
+
+
+def _vit_variant(text: str) -> str:
+    base, patch = text.split("/")
+    return {"ti": "Ti"}.get(base.lower(), base.upper()) + "/" + patch
+
+
+def model_overrides(name: str) -> dict[str, Any]:
+    """``resnet18`` -> ``{"model.name": "resnet", "model.depth": 18}`` (one-line error if not)."""
+    for pattern, build in MODEL_PATTERNS:
+        m = pattern.fullmatch(name.strip())
+        if m:
+            return build(m)
+    raise BenchError(f"--model {name!r} is not understood; allowed: {MODEL_HELP}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m trainer.bench",
+        description="Benchmark the train step, the trainer's loop and the evaluator.",
+    )
+    p.add_argument("--model", default="resnet18", help=MODEL_HELP)
+    p.add_argument("--batch", type=int, default=256, help="global batch size")
+    p.add_argument("--size", type=int, default=32, help="image side in pixels")
+    p.add_argument("--width", type=float, default=1.0, help="channel multiplier (model.width)")
+    p.add_argument(
+        "--dtype", default="", help="compute dtype; '' = bfloat16 on GPU/TPU, else float32"
+    )
+    p.add_argument("--data", default="auto", help="auto | fashion_mnist | synthetic")
+    p.add_argument(
+        "--examples",
+        type=int,
+        default=0,
+        help="images in the synthetic split (0 = 131072, ImageNet-64's scale for a bench)",
+    )
+    p.add_argument("--data-dir", default="", help="prepared data; '' = the config's default")
+    p.add_argument(
+        "--bench-dir", default="data/bench", help="synthetic splits and scratch runs (git-ignored)"
+    )
+    p.add_argument("--steps", type=int, default=20, help="timed steps per round (bare parts)")
+    p.add_argument("--rounds", type=int, default=3, help="timed rounds (the median is kept)")
+    p.add_argument(
+        "--e2e-windows",
+        type=int,
+        default=2,
+        help="log intervals timed in the trainer's loop, after the first (compile) one",
+    )
+    p.add_argument("--parts", default=",".join(PARTS), help="comma list of " + ", ".join(PARTS))
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for every part, e.g. --set train.log_every_steps=20",
+    )
+    p.add_argument("--out", default="", help="JSON path; '' = bench-results/<UTC time>.json")
+    p.add_argument("--timeout", type=float, default=1800.0, help="seconds per part")
+    p.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run every part in this process (faster; peak memory is then cumulative)",
+    )
+    return p.parse_args(argv)
+
+
+def _value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def check_args(args: argparse.Namespace) -> list[str]:
+    """Reject bad arguments with one line before anything starts; returns the parts to run."""
+    model_overrides(args.model)
+    for name, lo in (("batch", 1), ("steps", 1), ("rounds", 1), ("e2e_windows", 1)):
+        if getattr(args, name) < lo:
+            raise BenchError(f"--{name.replace('_', '-')}={getattr(args, name)} must be >= {lo}")
+    if not 8 <= args.size <= 1024:
+        raise BenchError(f"--size={args.size} must be in [8, 1024]")
+    if args.dtype and args.dtype not in DTYPES:
+        raise BenchError(f"--dtype={args.dtype!r} is unknown; allowed: {', '.join(DTYPES)}")
+    if args.data not in DATA_CHOICES:
+        raise BenchError(f"--data={args.data!r} is unknown; allowed: {', '.join(DATA_CHOICES)}")
+    if args.examples < 0:
+        raise BenchError(f"--examples={args.examples} must be >= 0")
+    parts = [x.strip() for x in args.parts.split(",") if x.strip()]
+    bad = [x for x in parts if x not in PARTS]
+    if bad or not parts:
+        raise BenchError(
+            f"--parts={args.parts!r} is not allowed; a comma list of {', '.join(PARTS)}"
+        )
+    for item in args.set:
+        if "=" not in item:
+            raise BenchError(f"--set {item!r} is not KEY=VALUE (e.g. train.log_every_steps=20)")
+    return [p for p in PARTS if p in parts]
+
+
+def overrides_for(args: argparse.Namespace, data: dict[str, Any]) -> dict[str, Any]:
+    """The bench trial's config overrides, given what the ``prepare`` part found."""
+    o: dict[str, Any] = {
+        **model_overrides(args.model),
+        "model.width": args.width,
+        "model.dtype": data["dtype"],
+        "data.name": data["dataset"],
+        "data.image_size": args.size,
+        "data.num_classes": data["num_classes"],
+        "data.prepared_dir": data["prepared_dir"],
+        "train.batch_size": args.batch,
+    }
+    for item in args.set:
+        key, _, value = item.partition("=")
+        o[key.strip()] = _value(value.strip())
+    return o
+
+
+def build_config(args: argparse.Namespace, data: dict[str, Any]):
+    try:
+        return config_from(data["preset"], overrides_for(args, data))
+    except ConfigError as e:
+        raise BenchError(f"bench config: {e}") from None
+
+
+# ----------------------------------------------------------------------------- running parts
+
+
+def run_part(
+    part: str, spec: dict[str, Any], *, in_process: bool, timeout: float
+) -> dict[str, Any]:
+    """Run one part in a fresh Python process (or here) and return its result dict."""
+    t0 = time.perf_counter()
+    if in_process:
+        from trainer import bench_parts
+
+        result = bench_parts.run(part, spec)
+    else:
+        with tempfile.TemporaryDirectory(prefix=f"bench-{part}-") as tmp:
+            spec_file, result_file = Path(tmp) / "spec.json", Path(tmp) / "result.json"
+            spec_file.write_text(json.dumps(spec))
+            cmd = [sys.executable, "-m", "trainer.bench_parts", part, str(spec_file)]
+            try:
+                proc = subprocess.run(
+                    [*cmd, str(result_file)],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    timeout=timeout,
+                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                )
+            except subprocess.TimeoutExpired:
+                raise BenchError(f"part {part!r} ran past --timeout={timeout:g} s") from None
+            if proc.returncode != 0 or not result_file.exists():
+                tail = proc.stdout.strip().splitlines()[-15:]
+                sys.stderr.write("\n".join(tail) + "\n")
+                last = tail[-1] if tail else f"exit code {proc.returncode}"
+                raise BenchError(f"part {part!r} failed: {last}")
+            result = json.loads(result_file.read_text())
+    result["part_wall_s"] = round(time.perf_counter() - t0, 2)
+    return result
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 4) if a and b else None
+
+
+def assemble(
+    args: argparse.Namespace,
+    parts: list[str],
+    prep: dict[str, Any],
+    config: Any,
+    results: dict[str, dict],
+) -> dict[str, Any]:
+    """The bench JSON: run description + the four sections (absent parts are null)."""
+    bare, e2e = results.get("bare"), results.get("e2e")
+    fwd, ev, mem = results.get("forward"), results.get("evaluator"), results.get("memory")
+    doc: dict[str, Any] = {
+        "schema": SCHEMA,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": "python -m trainer.bench " + " ".join(sys.argv[1:]),
+        "isolated": not args.in_process,
+        "device": prep["device"],
+        "versions": prep["versions"],
+        "run": {
+            "model": args.model,
+            "width": args.width,
+            "batch": args.batch,
+            "size": args.size,
+            "dtype": config.model.dtype,
+            "preset": prep["data"]["preset"],
+            "data": prep["data"],
+            "parts": parts,
+            "config_overrides": overrides_for(args, prep["data"]),
+        },
+        "bare_step": bare,
+        "end_to_end": None,
+        "evaluator": None,
+        "memory": None,
+    }
+    if e2e:
+        r = _ratio(e2e.get("images_per_sec"), bare and bare.get("images_per_sec"))
+        doc["end_to_end"] = {
+            **e2e,
+            "ratio_to_bare": r,
+            "target": TARGETS["end_to_end"],
+            "meets_target": None if r is None else r >= TARGETS["end_to_end"],
+        }
+    if ev or fwd:
+        r = _ratio(ev and ev.get("images_per_sec"), fwd and fwd.get("images_per_sec"))
+        doc["evaluator"] = {
+            "evaluator": ev,
+            "forward": fwd,
+            "ratio_to_forward": r,
+            "target": TARGETS["evaluator"],
+            "meets_target": None if r is None else r >= TARGETS["evaluator"],
+        }
+    peaks = {
+        name: res.get("peak_rss_mb")
+        for name, res in (
+            ("bare_step", bare),
+            ("end_to_end", e2e),
+            ("forward", fwd),
+            ("evaluator", ev),
+        )
+        if res
+    }
+    doc["memory"] = {"peak_rss_mb": peaks, "isolated": not args.in_process}
+    if mem:
+        doc["memory"].update(mem)
+    return doc
+
+
+# ----------------------------------------------------------------------------- table
+
+
+def _num(x: Any, fmt: str = "{:,.0f}") -> str:
+    return "-" if x is None else fmt.format(x)
+
+
+def _verdict(section: dict | None) -> str:
+    if not section or section.get("meets_target") is None:
+        return "-"
+    return (
+        (">=" if section["meets_target"] else "< ")
+        + f"{section['target']:.2f} "
+        + ("ok" if section["meets_target"] else "MISSED")
+    )
+
+
+def format_table(doc: dict[str, Any]) -> str:
+    """One plain-text table of the bench JSON."""
+    run, dev = doc["run"], doc["device"]
+    data = run["data"]
+    head = (
+        f"bench {run['model']} width {run['width']:g}  batch {run['batch']}  "
+        f"{run['size']}x{run['size']}  {run['dtype']}  on {dev['count']}x {dev['kind']} "
+        f"({dev['platform']})  data {data['dataset']} ({data['examples']:,} images)"
+    )
+    rows = [("part", "images/s", "ratio", "target", "peak host MB", "device peak MB", "note")]
+
+    def row(name, res, ratio=None, verdict="-", note=""):
+        res = res or {}
+        rows.append(
+            (
+                name,
+                _num(res.get("images_per_sec")),
+                "-" if ratio is None else f"{ratio:.2f}x",
+                verdict,
+                _num(res.get("peak_rss_mb")),
+                _num(res.get("device_peak_mb")),
+                note,
+            )
+        )
+
+    bare, e2e, ev = doc["bare_step"], doc["end_to_end"], doc["evaluator"]
+    if bare:
+        row("1 bare train step", bare, note=f"{bare['steps']} steps x {bare['rounds']} rounds")
+    if e2e:
+        note = f"steps {e2e['window'][0]}-{e2e['window'][1]}, {e2e.get('input_mode', '?')} input"
+        row("2 end-to-end trainer", e2e, e2e["ratio_to_bare"], _verdict(e2e), note)
+    if ev:
+        if ev["forward"]:
+            row("3a bare forward", ev["forward"], note="jitted model.apply, logits")
+        if ev["evaluator"]:
+            note = ev["evaluator"].get("note", "")
+            row("3b evaluator", ev["evaluator"], ev["ratio_to_forward"], _verdict(ev), note)
+    mem = doc["memory"] or {}
+    for item in mem.get("splits", []):
+        row(
+            f"4 e2e, split {item['examples']:,}",
+            {"peak_rss_mb": item["peak_rss_mb"], "device_peak_mb": item.get("device_peak_mb")},
+            note=f"{item['steps']} steps, {item.get('input_mode', '?')} input",
+        )
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    lines = [head]
+    for r in rows:
+        lines.append("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    if mem.get("growth") is not None:
+        lines.append(
+            f"4 host memory, split x2: peak RSS x{mem['growth']:.2f} "
+            f"({'flat' if mem['flat'] else 'NOT flat'}: limit x{mem['flat_limit']:.2f})"
+        )
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def default_out() -> Path:
+    return Path("bench-results") / (time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + ".json")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        parts = check_args(args)
+        out = Path(args.out) if args.out else default_out()
+        base_spec = {
+            "args": vars(args),
+            "bench_dir": str(Path(args.bench_dir).resolve()),
+        }
+        prep = run_part("prepare", base_spec, in_process=args.in_process, timeout=args.timeout)
+        config = build_config(args, prep["data"])
+        spec = {**base_spec, "config": config.to_dict(), "data": prep["data"]}
+        results: dict[str, dict] = {}
+        for part in parts:
+            print(f"bench: {part} ...", file=sys.stderr, flush=True)
+            results[part] = run_part(part, spec, in_process=args.in_process, timeout=args.timeout)
+        doc = assemble(args, parts, prep, config, results)
+    except (BenchError, ConfigError) as e:
+        print(f"bench: {e}", file=sys.stderr)
+        return 2
+    atomic_write_json(out, doc)
+    print(format_table(doc))
+    print(f"bench: wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,539 @@
+"""The measurements of ``python -m trainer.bench``, one per part, each meant to run in its own
+process: ``python -m trainer.bench_parts <part> <spec.json> <result.json>``.
+
+Parts: ``prepare`` (device, versions, data), ``bare`` (the trainer's jitted train step on a
+device-resident batch), ``e2e`` (the trainer's real loop, ``train_and_evaluate``), ``forward``
+(a bare jitted forward pass), ``evaluator`` (tap extraction + distances), ``memory`` (the real
+loop on a split N and 2N images large). Every result carries the process's peak host memory
+(``ru_maxrss``) and, where the backend reports it, the device's peak bytes in use.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+
+SYNTHETIC_EXAMPLES = 131072  # about a tenth of ImageNet-64 train: 1.6 GB at 64x64
+SYNTHETIC_EVAL_EXAMPLES = 10000
+MEMORY_FLAT_LIMIT = 1.15  # peak RSS with a 2x split may grow by at most this factor
+VERSION_PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "ml-collections")
+
+
+# ----------------------------------------------------------------------------- measurement
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size so far (Linux reports ru_maxrss in KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
+
+
+def device_peak_mb() -> float | None:
+    """Peak bytes in use on the first local device, where the backend reports it (GPU/TPU)."""
+    import jax
+
+    try:
+        stats = jax.local_devices()[0].memory_stats() or {}
+    except Exception:  # CPU backends raise or return None: no device memory to report
+        return None
+    peak = stats.get("peak_bytes_in_use")
+    return None if peak is None else round(peak / 2**20, 1)
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in VERSION_PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def device_info() -> dict[str, Any]:
+    import jax
+
+    devices = jax.devices()
+    return {
+        "platform": jax.default_backend(),
+        "kind": devices[0].device_kind,
+        "count": len(devices),
+        "processes": jax.process_count(),
+        "host_cpus": os.cpu_count(),
+        "host": platform.node(),
+    }
+
+
+def time_rounds(
+    run_steps: Callable[[int], None], steps: int, rounds: int, warmup: int = 2
+) -> dict[str, Any]:
+    """Median seconds of ``rounds`` calls of ``run_steps(steps)`` (which must block at its end),
+    after ``warmup`` steps that include compilation (timed separately)."""
+    t0 = time.perf_counter()
+    run_steps(warmup)
+    first = time.perf_counter() - t0
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        run_steps(steps)
+        times.append(time.perf_counter() - t0)
+    return {
+        "seconds": round(statistics.median(times), 4),
+        "round_seconds": [round(t, 4) for t in times],
+        "warmup_seconds": round(first, 3),
+        "steps": steps,
+        "rounds": rounds,
+    }
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def _data_cfg(preset: str, overrides: dict[str, Any]) -> ml_collections.ConfigDict:
+    from sweeps.base import config_from
+
+    return config_from(preset, overrides).data
+
+
+def prepare(spec: dict[str, Any]) -> dict[str, Any]:
+    """Device, versions, and the bench's data prepared (once) on disk."""
+    import jax
+
+    from trainer.bench_data import write_synthetic_split
+    from trainer.data import load_split
+
+    args = spec["args"]
+    bench_dir = Path(spec["bench_dir"])
+    backend = jax.default_backend()
+    kind = args["data"]
+    if kind == "auto":
+        kind = "fashion_mnist" if backend == "cpu" else "synthetic"
+    dtype = args["dtype"] or ("float32" if backend == "cpu" else "bfloat16")
+    size = int(args["size"])
+    if kind == "fashion_mnist":
+        preset, dataset, num_classes = "embedded", "fashion_mnist", 10
+        prepared_dir = args["data_dir"]
+        cfg = _data_cfg(preset, {"data.image_size": size, "data.prepared_dir": prepared_dir})
+        train = load_split(cfg, "train")
+        load_split(cfg, "eval")
+        examples, source = train.num_examples, train.meta.get("source", "?")
+    else:
+        preset, dataset, num_classes = "paper", "imagenet64", 1000
+        prepared_dir = args["data_dir"] or str(bench_dir / "synthetic")
+        examples = int(args["examples"]) or SYNTHETIC_EXAMPLES
+        for split, count in (("train", examples), ("eval", SYNTHETIC_EVAL_EXAMPLES)):
+            write_synthetic_split(
+                prepared_dir,
+                dataset=dataset,
+                split=split,
+                count=count,
+                size=size,
+                num_classes=num_classes,
+            )
+        source = "synthetic-bench"
+    data = {
+        "kind": kind,
+        "preset": preset,
+        "dataset": dataset,
+        "num_classes": num_classes,
+        "prepared_dir": str(prepared_dir),
+        "examples": int(examples),
+        "source": source,
+        "dtype": dtype,
+    }
+    parts = [p.strip() for p in args["parts"].split(",")]
+    if "memory" in parts:
+        data["memory_splits"] = []
+        for n in (examples, 2 * examples):
+            root = bench_dir / f"memory-{dataset}-{size}-{n}"
+            for split, count in (("train", n), ("eval", 1000)):
+                write_synthetic_split(
+                    root,
+                    dataset=dataset,
+                    split=split,
+                    count=count,
+                    size=size,
+                    num_classes=num_classes,
+                )
+            data["memory_splits"].append({"examples": n, "prepared_dir": str(root)})
+    return {"device": device_info(), "versions": versions(), "data": data}
+
+
+# ----------------------------------------------------------------------------- train step
+
+
+def _config(spec: dict[str, Any]) -> ml_collections.ConfigDict:
+    from sweeps.base import validate
+
+    cfg = ml_collections.ConfigDict(spec["config"])
+    validate(cfg)
+    return cfg
+
+
+def bare_step(spec: dict[str, Any]) -> dict[str, Any]:
+    """images/s of the trainer's jitted train step on one batch already on the device.
+
+    The step is ``trainer.train.make_train_step`` jitted exactly as ``train_and_evaluate`` jits
+    it (replicated state, batch sharded over the data axis, the same donation), fed the uint8
+    images of the real split, so augmentation, the loss, the optimiser and the metrics are all
+    in it; only the input pipeline and the loop around the step are left out.
+    """
+    import jax
+    import numpy as np
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    from trainer import optim, pipeline, train
+    from trainer.data import load_split
+    from trainer.models import build_model
+
+    config = _config(spec)
+    args = spec["args"]
+    mesh = train.make_mesh()
+    train.check_batch(config, mesh.size)
+    batch, size = int(config.train.batch_size), int(config.data.image_size)
+    split = load_split(config.data, "train")
+    rows = np.arange(batch) % split.num_examples
+    data_sharding = NamedSharding(mesh, P(train.DATA_AXIS))
+    images = jax.device_put(np.asarray(split.images[rows]), data_sharding)
+    labels = jax.device_put(np.asarray(split.labels[rows]), data_sharding)
+
+    steps_per_epoch = max(split.num_examples // batch, 1)
+    model = build_model(config.model, config.data.num_classes)
+    schedule = optim.make_schedule(config.train, steps_per_epoch, 10 * steps_per_epoch)
+    tx = optim.make_optimizer(config.train, schedule)
+    replicated = NamedSharding(mesh, P())
+    init = jax.jit(
+        functools.partial(train.init_state, model, config, (size, size, 3), tx),
+        out_shardings=replicated,
+    )
+    state = init(jax.random.PRNGKey(config.seed))
+    metrics = jax.device_put(train._zero_metrics(), replicated)
+    donate = (0, 1) if jax.default_backend() != "cpu" else ()
+    step = jax.jit(
+        train.make_train_step(model, config, tx, pipeline.augment),
+        out_shardings=(replicated, replicated),
+        donate_argnums=donate,
+    )
+    carry = {"state": state, "metrics": metrics}
+
+    def run_steps(n: int) -> None:
+        s, m = carry["state"], carry["metrics"]
+        for _ in range(n):
+            s, m = step(s, m, images, labels)
+        jax.block_until_ready((s, m))
+        carry["state"], carry["metrics"] = s, m
+
+    t = time_rounds(run_steps, int(args["steps"]), int(args["rounds"]))
+    return {
+        "images_per_sec": round(batch * t["steps"] / t["seconds"], 1),
+        **t,
+        "batch": batch,
+        "what": "trainer.train.make_train_step, jitted as train_and_evaluate does, batch on device",
+    }
+
+
+# ----------------------------------------------------------------------------- the real loop
+
+
+def steady_rate(records: list[dict], batch: int, skip: int = 1) -> dict[str, Any]:
+    """images/s between the ``skip``-th train log line and the last one (wall_time is taken
+    after a host sync, so each interval holds exactly the steps it names)."""
+    lines = sorted(
+        (r for r in records if r.get("kind") == "train"), key=lambda r: (r["step"], r["wall_time"])
+    )
+    last_by_step = {r["step"]: r for r in lines}
+    lines = [last_by_step[s] for s in sorted(last_by_step)]
+    if len(lines) < skip + 2:
+        raise RuntimeError(
+            f"the trainer logged {len(lines)} train lines; need {skip + 2} for a steady-state "
+            "window (raise --e2e-windows or lower train.log_every_steps)"
+        )
+    a, b = lines[skip], lines[-1]
+    seconds = float(b["wall_time"]) - float(a["wall_time"])
+    steps = int(b["step"]) - int(a["step"])
+    return {
+        "images_per_sec": round(steps * batch / max(seconds, 1e-9), 1),
+        "seconds": round(seconds, 3),
+        "window": [int(a["step"]), int(b["step"])],
+        "window_steps": steps,
+        "interval_images_per_sec": [r.get("images_per_sec") for r in lines],
+    }
+
+
+def _loop_config(config: ml_collections.ConfigDict, steps: int, examples: int, batch: int):
+    """``config`` with ``train.epochs`` set so the loop runs ``steps`` steps (< one epoch, so
+    the mid-run per-epoch eval does not fire; the final eval and save come after the window)."""
+    cfg = ml_collections.ConfigDict(config.to_dict())
+    steps_per_epoch = max(examples // batch, 1)
+    # total_steps = ceil(epochs * steps_per_epoch); half a step below keeps float error out.
+    cfg.train.epochs = (steps - 0.5) / steps_per_epoch
+    return cfg
+
+
+def run_loop(config, workdir: Path, steps: int) -> tuple[dict[str, Any], float]:
+    """Run ``train_and_evaluate`` for ``steps`` steps in a fresh workdir; returns the steady
+    rate and the loop's wall seconds."""
+    from trainer import train
+    from trainer.data import load_split
+    from trainer.files import read_jsonl
+
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    batch = int(config.train.batch_size)
+    split = load_split(config.data, "train")
+    cfg = _loop_config(config, steps, split.num_examples, batch)
+    del split
+    t0 = time.perf_counter()
+    outcome = train.train_and_evaluate(cfg, workdir)
+    wall = time.perf_counter() - t0
+    if outcome != "done":
+        raise RuntimeError(f"the trainer ended {outcome!r}, not 'done'")
+    rate = steady_rate(read_jsonl(workdir / "metrics.jsonl"), batch)
+    return rate, wall
+
+
+def _input_mode(config) -> str:
+    from trainer import pipeline
+
+    describe = getattr(pipeline, "describe_mode", None)
+    return describe(config.data) if describe else str(config.data.device_resident)
+
+
+def e2e_steps(log_every: int, checkpoint_every: int, windows: int) -> int:
+    """Steps of the timed loop: one log interval of warm-up (compile), then ``windows`` log
+    intervals, and at least enough that a periodic checkpoint falls inside the window."""
+    window = max(windows * log_every, -(-checkpoint_every // log_every) * log_every)
+    return log_every + window
+
+
+def end_to_end(spec: dict[str, Any]) -> dict[str, Any]:
+    """images/s of the trainer's own loop, steady state, from its metrics.jsonl."""
+    config = _config(spec)
+    args = spec["args"]
+    log_every = int(config.train.log_every_steps)
+    steps = e2e_steps(log_every, int(config.checkpoint.every_steps), int(args["e2e_windows"]))
+    workdir = Path(spec["bench_dir"]) / "runs" / "e2e"
+    rate, wall = run_loop(config, workdir, steps)
+    return {
+        **rate,
+        "steps": steps,
+        "loop_wall_seconds": round(wall, 2),
+        "log_every_steps": log_every,
+        "checkpoint_every_steps": int(config.checkpoint.every_steps),
+        "input_mode": _input_mode(config),
+        "what": "trainer.train.train_and_evaluate; window from the 1st log line to the last",
+    }
+
+
+def memory(spec: dict[str, Any]) -> dict[str, Any]:
+    """The real loop on a split N and on one 2N images large, each in its own process."""
+    import subprocess
+
+    out = []
+    for item in spec["data"]["memory_splits"]:
+        sub = {**spec, "memory_split": item}
+        with _tempdir() as tmp:
+            spec_file, result_file = tmp / "spec.json", tmp / "result.json"
+            spec_file.write_text(json.dumps(sub))
+            cmd = [sys.executable, "-m", "trainer.bench_parts", "memory_one", str(spec_file)]
+            subprocess.run([*cmd, str(result_file)], check=True)
+            out.append(json.loads(result_file.read_text()))
+    a, b = out[0]["peak_rss_mb"], out[-1]["peak_rss_mb"]
+    growth = round(b / a, 3)
+    return {
+        "splits": out,
+        "growth": growth,
+        "flat_limit": MEMORY_FLAT_LIMIT,
+        "flat": growth <= MEMORY_FLAT_LIMIT,
+    }
+
+
+def _tempdir():
+    import tempfile
+
+    class _Dir:
+        def __enter__(self):
+            self._t = tempfile.TemporaryDirectory(prefix="bench-memory-")
+            return Path(self._t.name)
+
+        def __exit__(self, *exc):
+            self._t.cleanup()
+            return False
+
+    return _Dir()
+
+
+def memory_one(spec: dict[str, Any]) -> dict[str, Any]:
+    config = _config(spec)
+    item = spec["memory_split"]
+    config.data.prepared_dir = item["prepared_dir"]
+    log_every = int(config.train.log_every_steps)
+    steps = 3 * log_every
+    workdir = Path(spec["bench_dir"]) / "runs" / f"memory-{item['examples']}"
+    rate, _ = run_loop(config, workdir, steps)
+    return {
+        "examples": item["examples"],
+        "steps": steps,
+        "images_per_sec": rate["images_per_sec"],
+        "input_mode": _input_mode(config),
+    }
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def _eval_shape(config) -> tuple[int, int]:
+    """(images per forward batch, image side) of the evaluator: triplets of ``perceptual.
+    batch_size`` (ref, p0, p1 in one forward pass) at the scored resolution."""
+    from evaluator.features import SCORED_SIZE
+
+    return 3 * int(config.perceptual.batch_size), SCORED_SIZE
+
+
+def _init_variables(config, size: int):
+    import jax
+    import jax.numpy as jnp
+
+    from trainer.models import build_model
+
+    model = build_model(config.model, config.data.num_classes)
+    init = jax.jit(lambda k: model.init({"params": k}, jnp.zeros((1, size, size, 3)), train=False))
+    return model, init(jax.random.PRNGKey(config.seed))
+
+
+def forward(spec: dict[str, Any]) -> dict[str, Any]:
+    """images/s of a bare jitted forward pass (``model.apply(..., train=False)``) on a batch of
+    normalised images already on the device, at the evaluator's batch and resolution: the
+    ceiling for the evaluator."""
+    import jax
+    import numpy as np
+
+    from trainer.bench_data import synthetic_images
+    from trainer.data import normalize
+
+    config = _config(spec)
+    args = spec["args"]
+    batch, size = _eval_shape(config)
+    model, variables = _init_variables(config, size)
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, config.data.num_classes, batch)
+    x = jax.device_put(normalize(synthetic_images(rng, labels, size)))
+    apply = jax.jit(lambda v, x: model.apply(v, x, train=False))
+
+    def run_steps(n: int) -> None:
+        out = None
+        for _ in range(n):
+            out = apply(variables, x)
+        jax.block_until_ready(out)
+
+    t = time_rounds(run_steps, int(args["steps"]), int(args["rounds"]))
+    return {
+        "images_per_sec": round(batch * t["steps"] / t["seconds"], 1),
+        **t,
+        "batch": batch,
+        "size": size,
+        "what": "jitted model.apply(train=False) on a normalised batch already on the device",
+    }
+
+
+def evaluator(spec: dict[str, Any]) -> dict[str, Any]:
+    """images/s of the evaluator's ``ScoringModel.triplet_distances`` (uint8 host images ->
+    device, normalise, taps, every distance on every tap, distances back to the host): the
+    path every benchmark triplet takes. Weights are freshly initialised (speed does not depend
+    on them); images are synthetic uint8 at the scored resolution."""
+    import jax
+    import numpy as np
+
+    from evaluator.features import ScoringModel
+    from trainer.bench_data import synthetic_images
+
+    config = _config(spec)
+    args = spec["args"]
+    batch, size = _eval_shape(config)
+    per_call = batch // 3
+    _, variables = _init_variables(config, size)
+    restored = jax.tree.map(np.asarray, dict(variables))
+    cfg = {"model": config.model.to_dict(), "data": config.data.to_dict()}
+    scorer = ScoringModel.from_variables(cfg, restored, batch_size=per_call)
+    n = per_call * int(args["steps"])
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, config.data.num_classes, n)
+    ref = synthetic_images(rng, labels, size)
+    p0 = synthetic_images(rng, labels, size)
+    p1 = synthetic_images(rng, labels, size)
+
+    def run_steps(k: int) -> None:
+        m = min(n, k * per_call)
+        out = scorer.triplet_distances(ref[:m], p0[:m], p1[:m])
+        jax.block_until_ready(out)
+
+    t = time_rounds(run_steps, int(args["steps"]), int(args["rounds"]), warmup=1)
+    return {
+        "images_per_sec": round(3 * n / t["seconds"], 1),
+        **t,
+        "batch": batch,
+        "size": size,
+        "taps": list(scorer.tap_names),
+        "note": f"{len(scorer.tap_names)} taps x 3 distances, {size}x{size}",
+        "what": "evaluator.features.ScoringModel.triplet_distances on host uint8 triplets",
+    }
+
+
+# ----------------------------------------------------------------------------- entry
+
+
+def _finish(result: dict[str, Any]) -> dict[str, Any]:
+    result["peak_rss_mb"] = peak_rss_mb()
+    if "device_peak_mb" not in result:
+        result["device_peak_mb"] = device_peak_mb()
+    return result
+
+
+RUNNERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "prepare": prepare,
+    "bare": bare_step,
+    "e2e": end_to_end,
+    "forward": forward,
+    "evaluator": evaluator,
+    "memory": memory,
+    "memory_one": memory_one,
+}
+
+
+def run(part: str, spec: dict[str, Any]) -> dict[str, Any]:
+    if part not in RUNNERS:
+        raise ValueError(f"bench part {part!r} is unknown; allowed: {', '.join(RUNNERS)}")
+    result = RUNNERS[part](spec)
+    if part in ("prepare", "memory"):
+        return result
+    return _finish(result)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3:
+        print("usage: python -m trainer.bench_parts <part> <spec.json> <result.json>")
+        return 2
+    part, spec_file, result_file = argv
+    spec = json.loads(Path(spec_file).read_text())
+    result = run(part, spec)
+    from trainer.files import atomic_write_json
+
+    atomic_write_json(result_file, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
