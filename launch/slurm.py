@@ -427,8 +427,10 @@ class TrialJob(Command):
             return "unreadable"
 
     def _finish(self, codes: list[int]) -> list[int]:
+        if _own_rank() != 0:  # status.json is rank 0's to write; the others report exit codes
+            return super()._finish(codes)
         state = self._state()
-        if state == "preempted" and _own_rank() == 0 and _requeue_self():
+        if state == "preempted" and _requeue_self():
             # Exit without a result, as submitit does after its own requeue; the job runs again.
             sys.exit(-1)
         if state != "done":

@@ -432,3 +432,25 @@ def test_smoke_sweep_through_slurm_with_a_preempted_trial(slurm_cluster, tmp_pat
         rec = json.loads((t.workdir / "perceptual" / "80.json").read_text())
         assert rec["error"] is None and rec["benchmarks"]
     assert (runs / "smoke" / "report.md").exists() and (runs / "smoke" / "results.csv").exists()
+
+
+@pytest.mark.slurm
+def test_trial_spans_several_tasks(slurm_cluster, tmp_path, monkeypatch):
+    """--ntasks-per-node=2: every task runs the same trainer command with its own SLURM_PROCID
+    (what jax.distributed.initialize() reads); only rank 0 writes the trial's train.log."""
+    monkeypatch.chdir(tmp_path)
+    python = fake_python(tmp_path)
+    trials = load_trials("smoke", "embedded", None, tmp_path / "runs")[:1]
+    prepare(trials, python)
+    args = slurm_args("--slurm-cpus=1", "--ntasks-per-node=2", "--slurm-time=10")
+    (job,) = slurm.submit(
+        trials, LaunchOptions(python=python, no_eval=True), slurm.options_from_args(args)
+    )
+    wait_queue_empty([job.job_id], 60)
+    t = trials[0]
+    runs = read_jsonl(t.workdir / "argv.jsonl")
+    assert sorted(r["rank"] for r in runs) == ["0", "1"]
+    assert {r["ntasks"] for r in runs} == {"2"}
+    assert all(r["argv"] == t.command(python)[1:] for r in runs)
+    assert t.status()["state"] == "done"
+    assert t.log_path.read_text().count("\n=== ") == 1

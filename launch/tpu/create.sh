@@ -11,6 +11,12 @@ VERSION=${TPU_VERSION:-tpu-ubuntu2204-base}
 SPOT=()
 if [[ ${TPU_SPOT:-0} == 1 ]]; then SPOT=(--spot); fi
 
+if [[ ${DRY_RUN:-0} != 1 ]] \
+  && "${GCLOUD[@]}" compute tpus tpu-vm describe "$TPU_NAME" "--zone=$TPU_ZONE" >/dev/null 2>&1; then
+  echo "$TPU_NAME exists in $TPU_ZONE; using it"
+  exit 0
+fi
+
 if [[ ${TPU_QUEUED:-0} == 1 ]]; then
   run "${GCLOUD[@]}" compute tpus queued-resources create "$TPU_NAME" "--zone=$TPU_ZONE" \
     "--node-id=$TPU_NAME" "--accelerator-type=$TYPE" "--runtime-version=$VERSION" "${SPOT[@]}"

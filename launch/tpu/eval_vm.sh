@@ -10,6 +10,11 @@ SSH=("${GCLOUD[@]}" compute ssh "$EVAL_VM" "--zone=$TPU_ZONE")
 
 case $ACTION in
   create)
+    if [[ ${DRY_RUN:-0} != 1 ]] \
+      && "${GCLOUD[@]}" compute instances describe "$EVAL_VM" "--zone=$TPU_ZONE" >/dev/null 2>&1; then
+      echo "$EVAL_VM exists in $TPU_ZONE; using it"
+      exit 0
+    fi
     run "${GCLOUD[@]}" compute instances create "$EVAL_VM" "--zone=$TPU_ZONE" \
       "--machine-type=${EVAL_MACHINE:-e2-standard-8}" --image-family=ubuntu-2204-lts \
       --image-project=ubuntu-os-cloud --boot-disk-size=100GB --scopes=cloud-platform

@@ -38,9 +38,18 @@ def trainer(args: list[str]) -> int:
     step_s = float(os.environ.get("FAKE_STEP_S", "0.05"))
     _append(
         wd / "argv.jsonl",
-        {"argv": args, "resumed_from": start, "job": os.environ.get("SLURM_JOB_ID", "")},
+        {
+            "argv": args,
+            "resumed_from": start,
+            "job": os.environ.get("SLURM_JOB_ID", ""),
+            "rank": os.environ.get("SLURM_PROCID", ""),
+            "ntasks": os.environ.get("SLURM_NTASKS", ""),
+        },
     )
     state = {"step": start}
+    if int(os.environ.get("SLURM_PROCID", "0") or 0) != 0:  # other ranks: train, write nothing
+        time.sleep(steps * step_s / 2)
+        return 0
 
     def on_term(signum, frame):
         ckpt.write_text(str(state["step"]))
