@@ -56,7 +56,8 @@ class Trial:
         atomic_write_json(self.dir / "config.json", self.cfg.to_dict())
         model = build_model(self.cfg.model, self.cfg.data.num_classes)
         x = np.zeros((1, 16, 16, 3), np.float32)
-        self.variables = model.init({"params": jax.random.key(0)}, x, train=False)
+        init = jax.jit(lambda k, x: model.init({"params": k}, x, train=False))  # faster than eager
+        self.variables = init(jax.random.key(0), x)
         self.total_steps = total_steps
         self.status("running")
 
