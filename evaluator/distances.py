@@ -145,15 +145,23 @@ def lpips_lab(images: np.ndarray) -> np.ndarray:
     return color.rgb2lab(_ROUNDTRIP[images]).astype(np.float32)
 
 
-def pixel_l2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """LPIPS's Lab L2 between uint8 RGB image batches (N, H, W, 3): (N,) float64."""
+_CHUNK = 512  # images converted to Lab at a time (float64 Lab of all of BAPPS would be ~10 GB)
+
+
+def _chunked(fn, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if len(a) != len(b):
+        raise ValueError(f"pixel metrics need equal batches; got {len(a)} and {len(b)} images")
+    parts = [fn(a[i : i + _CHUNK], b[i : i + _CHUNK]) for i in range(0, len(a), _CHUNK)]
+    return np.concatenate(parts) if parts else np.zeros(0, np.float64)
+
+
+def _l2(a, b):
     la = lpips_lab(a).astype(np.float64) / 100.0
     lb = lpips_lab(b).astype(np.float64) / 100.0
     return 0.5 * np.mean((la - lb) ** 2, axis=(1, 2, 3))
 
 
-def pixel_ssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """LPIPS's Lab DSSIM ``(1 - SSIM) / 2`` between uint8 RGB batches (N, H, W, 3): (N,)."""
+def _ssim(a, b):
     from skimage.metrics import structural_similarity
 
     la = lpips_lab(a).astype(np.float64)
@@ -163,6 +171,16 @@ def pixel_ssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         s = structural_similarity(la[i], lb[i], data_range=100.0, channel_axis=-1)
         out[i] = (1.0 - s) / 2.0
     return out
+
+
+def pixel_l2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """LPIPS's Lab L2 between uint8 RGB image batches (N, H, W, 3): (N,) float64."""
+    return _chunked(_l2, a, b)
+
+
+def pixel_ssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """LPIPS's Lab DSSIM ``(1 - SSIM) / 2`` between uint8 RGB batches (N, H, W, 3): (N,)."""
+    return _chunked(_ssim, a, b)
 
 
 PIXEL_FUNCTIONS = {"l2": pixel_l2, "ssim": pixel_ssim}

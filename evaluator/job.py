@@ -126,6 +126,15 @@ def _release(ckpt_dir: Path, step: int) -> None:
     shutil.rmtree(ckpt_dir / SNAPSHOTS / str(step), ignore_errors=True)
 
 
+def _drop_stale_snapshots(trial: Path) -> None:
+    """Snapshots left by a killed evaluator (one evaluator per sweep owns _SNAPSHOTS)."""
+    snaps = trial / "checkpoints" / SNAPSHOTS
+    if snaps.is_dir():
+        for d in snaps.iterdir():
+            if d.name.isdigit():
+                shutil.rmtree(d, ignore_errors=True)
+
+
 # ----------------------------------------------------------------------------- the job
 
 
@@ -262,6 +271,7 @@ class Evaluator:
 
         trials = find_trials(runs)
         for trial in trials:
+            _drop_stale_snapshots(trial)
             for key in self.trial_benchmarks(read_trial_config(trial)):
                 self.benchmark(key)
         total = 0
