@@ -199,7 +199,9 @@ class ScoringModel:
     def _collect(parts: list[tuple[int, Any]]):
         host = [(m, jax.device_get(tree)) for m, tree in parts]
         return jax.tree.map(
-            lambda *xs: np.concatenate([np.asarray(x)[:m] for (m, _), x in zip(host, xs, strict=True)]),
+            lambda *xs: np.concatenate(
+                [np.asarray(x)[:m] for (m, _), x in zip(host, xs, strict=True)]
+            ),
             *[t for _, t in host],
         )
 
