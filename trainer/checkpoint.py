@@ -60,7 +60,8 @@ class Checkpointer:
         return self.manager.latest_step()
 
     def restore(self, step: int, like: Any) -> Any:
-        """Restore ``step`` into the structure, shapes, dtypes and shardings of ``like``."""
+        """Restore ``step`` into the structure, shapes, dtypes and shardings of ``like`` (arrays
+        or ``ShapeDtypeStruct``s with shardings)."""
         abstract = jax.tree.map(
             lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), like
         )

@@ -54,12 +54,19 @@ def _normalised(config: Mapping[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(base.flatten(config), default=list))
 
 
+# Where a trial runs, not what it trains: each process of one run has its own process_id.
+_PLACEMENT = ("distributed.",)
+
+
 def config_drift(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """``key: old -> new`` for every flattened key whose value differs (or exists on one side)."""
+    """``key: old -> new`` for every flattened key whose value differs (or exists on one side),
+    ignoring the ``distributed.*`` placement keys."""
     a, b = _normalised(old), _normalised(new)
     missing = object()
     out = []
     for key in sorted(set(a) | set(b)):
+        if key.startswith(_PLACEMENT):
+            continue
         va, vb = a.get(key, missing), b.get(key, missing)
         if va != vb:
             show = lambda v: "<absent>" if v is missing else json.dumps(v)

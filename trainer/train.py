@@ -187,11 +187,14 @@ def make_eval_step(model, normalize):
 class _SigtermFlag:
     """Sets ``self.set`` on SIGTERM (single-process runs; restores the old handler on exit)."""
 
-    def __init__(self):
+    def __init__(self, install: bool = True):
         self.set = False
+        self.install = install
         self._old = None
 
     def __enter__(self):
+        if not self.install:
+            return self
         try:
             self._old = signal.signal(signal.SIGTERM, self._handle)
         except ValueError:  # not the main thread: no handler, no graceful preemption
@@ -221,14 +224,23 @@ def train_and_evaluate(
     workdir = Path(workdir).absolute()
     status.check_config(workdir, config)
     distributed.initialize(config.distributed)
+    # Without jax.distributed a SIGTERM handler asks the loop to save and stop; under it, JAX's
+    # preemption notifier already catches SIGTERM (CheckpointManager.reached_preemption).
+    with _SigtermFlag(install=not distributed.is_initialized()) as sigterm:
+        return _setup_and_run(config, workdir, command, sigterm)
 
-    from trainer import pipeline  # imported here: the data stack loads only when training
+
+def _setup_and_run(config, workdir, command, sigterm) -> str:
+
+    # Imported here: the data stack loads only when training.
+    from trainer import pipeline
+    from trainer.data import load_split
 
     mesh = make_mesh()
     check_batch(config, mesh.size)
     primary = jax.process_index() == 0
-    train_split = pipeline.load_split(config.data, "train")
-    eval_split = pipeline.load_split(config.data, "eval")
+    train_split = load_split(config.data, "train")
+    eval_split = load_split(config.data, "eval")
     train_input = pipeline.TrainInput(
         train_split, config.data, config.train.batch_size, config.seed, mesh
     )
@@ -244,7 +256,15 @@ def train_and_evaluate(
         records.write_config(config)
         records.update(state="running")
         return _run(
-            config, workdir, mesh, train_input, eval_split, steps_per_epoch, total_steps, records
+            config,
+            workdir,
+            mesh,
+            train_input,
+            eval_split,
+            steps_per_epoch,
+            total_steps,
+            records,
+            sigterm,
         )
     except BaseException as e:
         records.update(state="failed", error=f"{type(e).__name__}: {e}".splitlines()[0])
@@ -254,7 +274,9 @@ def train_and_evaluate(
         records.close()
 
 
-def _run(config, workdir, mesh, train_input, eval_split, steps_per_epoch, total_steps, records):
+def _run(
+    config, workdir, mesh, train_input, eval_split, steps_per_epoch, total_steps, records, sigterm
+):
     from trainer import pipeline
     from trainer.models import build_model
 
@@ -268,12 +290,19 @@ def _run(config, workdir, mesh, train_input, eval_split, steps_per_epoch, total_
         functools.partial(init_state, model, config, (size, size, 3), tx),
         out_shardings=replicated,
     )
-    state = init(jax.random.PRNGKey(config.seed))
+    key = jax.random.PRNGKey(config.seed)
     ckpt = checkpoint.Checkpointer(workdir, config.checkpoint, total_steps)
     latest = ckpt.latest_step()
     if latest is not None:
-        state = ckpt.restore(latest, state)
+        # Restoring needs only the shapes and shardings: skip compiling the initialiser.
+        shapes = jax.eval_shape(init, key)
+        like = jax.tree.map(
+            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated), shapes
+        )
+        state = ckpt.restore(latest, like)
         records.progress(f"resumed from checkpoint {latest}")
+    else:
+        state = init(key)
     step = int(jax.device_get(state["step"]))
     last_saved = latest
 
@@ -337,64 +366,63 @@ def _run(config, workdir, mesh, train_input, eval_split, steps_per_epoch, total_
         return m
 
     try:
-        with _SigtermFlag() as sigterm:
-            batches = train_input.iterate(step)
-            while step < total_steps:
-                images, labels = next(batches)
-                state, metrics = train_step(state, metrics, images, labels)
-                step += 1
-                if block:
-                    jax.block_until_ready(metrics)
-                preempted = ckpt.reached_preemption(step) if use_jax_preemption else sigterm.set
-                last = step == total_steps
-                if step % log_every == 0 or last or preempted:
-                    m = read_metrics(step)
-                    now = time.time()
-                    rate = (step - step_log) * batch / max(now - t_log, 1e-9)
-                    overall = (step - step_start) / max(now - t_start, 1e-9)
-                    lr = float(schedule(step - 1))
-                    rec = {
-                        "step": step,
-                        "epoch": round(step / steps_per_epoch, 4),
-                        "lr": lr,
-                        "train_loss": m["loss_sum"] / max(m["count"], 1.0),
-                        "train_accuracy": m["correct"] / max(m["count"], 1.0),
-                        "images_per_sec": round(rate, 1),
-                    }
-                    records.train(rec)
-                    records.update(step=step, epoch=rec["epoch"])
-                    records.progress(
-                        f"step {step}/{total_steps} ep {rec['epoch']:.2f} "
-                        f"loss {rec['train_loss']:.4f} acc {rec['train_accuracy']:.4f} "
-                        f"{rate:.0f} img/s eta "
-                        f"{status.format_eta((total_steps - step) / max(overall, 1e-9))}"
-                    )
-                    metrics = jax.device_put(_zero_metrics(), replicated)
-                    t_log, step_log = now, step
-                if preempted:
-                    read_metrics(step)
-                    save(step)
-                    ckpt.wait()
-                    records.update(step=step, epoch=round(step / steps_per_epoch, 4))
-                    records.progress(f"preempted: saved step {step}")
-                    outcome = "preempted"
-                    break
-                if step % eval_every == 0 and not last:
-                    evaluate(step)
-                if checkpoint.save_steps(step, config.checkpoint, total_steps) and not last:
-                    read_metrics(step)
-                    save(step)
-            if outcome == "done":
+        batches = train_input.iterate(step)
+        while step < total_steps:
+            _, images, labels = next(batches)
+            state, metrics = train_step(state, metrics, images, labels)
+            step += 1
+            if block:
+                jax.block_until_ready(metrics)
+            preempted = ckpt.reached_preemption(step) if use_jax_preemption else sigterm.set
+            last = step == total_steps
+            if step % log_every == 0 or last or preempted:
+                m = read_metrics(step)
+                now = time.time()
+                rate = (step - step_log) * batch / max(now - t_log, 1e-9)
+                overall = (step - step_start) / max(now - t_start, 1e-9)
+                lr = float(schedule(step - 1))
+                rec = {
+                    "step": step,
+                    "epoch": round(step / steps_per_epoch, 4),
+                    "lr": lr,
+                    "train_loss": m["loss_sum"] / max(m["count"], 1.0),
+                    "train_accuracy": m["correct"] / max(m["count"], 1.0),
+                    "images_per_sec": round(rate, 1),
+                }
+                records.train(rec)
+                records.update(step=step, epoch=rec["epoch"])
+                records.progress(
+                    f"step {step}/{total_steps} ep {rec['epoch']:.2f} "
+                    f"loss {rec['train_loss']:.4f} acc {rec['train_accuracy']:.4f} "
+                    f"{rate:.0f} img/s eta "
+                    f"{status.format_eta((total_steps - step) / max(overall, 1e-9))}"
+                )
+                metrics = jax.device_put(_zero_metrics(), replicated)
+                t_log, step_log = now, step
+            if preempted:
                 read_metrics(step)
-                evaluate(step)
                 save(step)
+                ckpt.wait()
+                records.update(step=step, epoch=round(step / steps_per_epoch, 4))
+                records.progress(f"preempted: saved step {step}")
+                outcome = "preempted"
+                break
+            if step % eval_every == 0 and not last:
+                evaluate(step)
+            if checkpoint.save_steps(step, config.checkpoint, total_steps) and not last:
+                read_metrics(step)
+                save(step)
+        if outcome == "done":
+            read_metrics(step)
+            evaluate(step)
+            save(step)
         ckpt.wait()
     except Diverged as e:
         ckpt.wait()
         records.update(state="diverged", step=step, error=str(e))
         records.progress(f"diverged: {e}")
-        ckpt.close()
         return "diverged"
-    ckpt.close()
+    finally:
+        ckpt.close()
     records.update(state=outcome, step=step, epoch=round(step / steps_per_epoch, 4), error=None)
     return outcome
