@@ -100,8 +100,11 @@ def _snapshot(ckpt_dir: Path, step: int) -> Path | None:
     """Hard-link copy of ``ckpt_dir/<step>`` at ``ckpt_dir/_SNAPSHOTS/<step>``; None when the step
     vanished. orbax's own snapshot helper is private and deep-copies; links cost nothing and
     committed orbax files are never rewritten in place."""
+    from etils import epath
+    from orbax.checkpoint import checkpoint_utils
+
     src = ckpt_dir / str(step)
-    dst = ckpt_dir / SNAPSHOTS / str(step)
+    dst = Path(checkpoint_utils.get_snapshot_dir_from_step_dir(epath.Path(src)))
     if dst.exists():  # left by a killed run: rebuild, it may be partial
         shutil.rmtree(dst, ignore_errors=True)
     dst.parent.mkdir(parents=True, exist_ok=True)
