@@ -243,3 +243,18 @@ def test_sigkill_mid_pass_then_restart_loses_and_redoes_nothing(tmp_path: Path, 
     after = {p.name: p.stat().st_mtime_ns for p in (t.dir / "perceptual").glob("*.json")}
     assert {k: after[k] for k in before} == before  # finished steps were not redone
     assert f"{len(steps) - len(before)} step(s) scored" in out
+
+
+def test_score_cli_on_a_checkpoint(tmp_path: Path, proxy_dir: Path, capsys):
+    t = Trial(tmp_path / "runs", "depth-2", proxy_dir)
+    t.save(10, 20)
+    argv = ["score", "--benchmark=proxy", f"--data-dir={proxy_dir}", "--json"]
+    assert main([*argv, f"--metric=checkpoint:{t.dir / 'checkpoints' / '10'}"]) == 0
+    at10 = json.loads(capsys.readouterr().out)
+    assert at10["step"] == 10 and set(at10["2afc"]) == set(proxy.CATEGORIES)
+    assert at10["ps"] == pytest.approx(np.mean(list(at10["2afc"].values())), abs=1e-3)
+    assert at10["jnd"] is None and at10["ps"] == at10["distances"]["local"]["ps"]
+    assert main([*argv, f"--metric=checkpoint:{t.dir}"]) == 0  # a trial dir: its latest step
+    assert json.loads(capsys.readouterr().out)["step"] == 20
+    assert main([*argv, f"--metric=checkpoint:{tmp_path}"]) == 2
+    assert "neither a trial directory" in capsys.readouterr().err
