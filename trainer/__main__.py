@@ -6,6 +6,7 @@ Exit codes: 0 done (or preempted after a clean save), 1 failed, 2 bad config / b
 
 from __future__ import annotations
 
+import os
 import sys
 
 from absl import flags
@@ -28,12 +29,40 @@ def _fail(message: str) -> int:
     return 2
 
 
+def _one_line(e: BaseException) -> str:
+    """The message that names the bad thing, out of a flag error that may wrap a traceback."""
+    cause: BaseException | None = e
+    innermost = None  # config_flags re-raises a ConfigError wrapped in one of the same type
+    while cause is not None:
+        if isinstance(cause, base.ConfigError):
+            innermost = cause
+        cause = cause.__cause__ or cause.__context__
+    if innermost is not None:
+        return str(innermost)
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    if any(ln.startswith("Traceback") for ln in lines):
+        return lines[-1]
+    return lines[0] if lines else type(e).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv if argv is None else argv)
+    known = base.flatten(base.get_config())
+    for arg in argv[1:]:
+        if arg.startswith("--config."):
+            key = arg[len("--config.") :].split("=", 1)[0]
+            if key not in known:
+                return _fail(f"unknown config key {key!r}; see sweeps/base.py for the schema")
+        if arg.startswith("--config="):
+            path = arg[len("--config=") :].split(":", 1)[0]
+            if not os.path.isfile(path):
+                return _fail(
+                    f"config file {path!r} not found; expected a sweep file like sweeps/smoke.py"
+                )
     try:
         rest = flags.FLAGS(argv)
-    except (flags.Error, base.ConfigError) as e:
-        return _fail(str(e))
+    except Exception as e:  # flag syntax, the config file, its get_config, a value's type
+        return _fail(_one_line(e))
     if len(rest) > 1:
         return _fail(
             f"unexpected arguments {rest[1:]}; allowed: --config=..., --config.k=v, --workdir=..."
