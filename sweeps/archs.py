@@ -17,7 +17,7 @@ from sweeps import grid
 PAPER_RESNETS = (18, 34, 50, 101, 152, 200)
 PAPER_VITS = ("B/8", "L/4")
 PAPER_EFFICIENTNETS = tuple(f"b{i}" for i in range(6))
-EMBEDDED = {"data.train_examples": 20000}
+EMBEDDED = grid.EMBEDDED_SHORT
 
 trial_name = grid.namer()
 

@@ -15,7 +15,7 @@ from sweeps import grid
 
 PAPER_RATES = (0.0, 0.1, 0.2, 0.4, 0.6, 0.8)
 EMBEDDED_RATES = (0.0, 0.2, 0.4, 0.8)
-EMBEDDED = {"data.train_examples": 20000}
+EMBEDDED = grid.EMBEDDED_SHORT
 
 trial_name = grid.namer("model.dropout", "model.encoder_dropout")
 

@@ -17,7 +17,7 @@ from sweeps import grid
 PAPER_EPOCHS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 60.0, 90.0)
 PAPER_RESNETS = (6, 50)
 EMBEDDED_EPOCHS = (0.25, 0.5, 1.0, 2.0)
-EMBEDDED = {"data.train_examples": 20000}
+EMBEDDED = grid.EMBEDDED_SHORT
 
 trial_name = grid.namer("train.epochs")
 

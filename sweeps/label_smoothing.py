@@ -15,7 +15,7 @@ from sweeps import grid
 
 PAPER_LS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5)
 EMBEDDED_LS = (0.0, 0.1, 0.3, 0.5)
-EMBEDDED = {"data.train_examples": 20000}
+EMBEDDED = grid.EMBEDDED_SHORT
 
 trial_name = grid.namer("train.label_smoothing")
 

@@ -16,7 +16,7 @@ from sweeps import grid
 PAPER_RESNET_WD = (1e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 1e-2)
 PAPER_VIT_WD = (1e-3, 1e-2, 0.03, 0.1, 0.3, 1.0, 3.0)
 EMBEDDED_WD = (5e-6, 5e-5, 5e-4, 5e-3, 5e-2)
-EMBEDDED = {"data.train_examples": 20000}
+EMBEDDED = grid.EMBEDDED_SHORT
 
 trial_name = grid.namer("train.weight_decay")
 

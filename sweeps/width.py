@@ -16,7 +16,7 @@ from sweeps import grid
 PAPER_WIDTHS = (0.0625, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0)
 PAPER_RESNETS = (6, 50, 200)
 EMBEDDED_WIDTHS = (0.0625, 0.125, 0.25, 0.5)
-EMBEDDED = {"data.train_examples": 20000}
+EMBEDDED = grid.EMBEDDED_SHORT
 
 trial_name = grid.namer("model.width")
 
