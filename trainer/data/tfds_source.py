@@ -77,6 +77,9 @@ class TfdsSource:
                 f"{dataset}: feature {image_key!r} has shape {self.image_shape}; expected "
                 f"(height, width, 1 or 3) images"
             )
+        dtype = np.dtype(getattr(image_feature, "np_dtype", np.uint8))
+        if dtype != np.uint8:
+            raise DataError(f"{dataset}: feature {image_key!r} is {dtype}; expected uint8 images")
         self.builder = builder
         self.image_size = image_size
         self.source = f"TFDS {builder.info.full_name}"
