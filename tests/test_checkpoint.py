@@ -196,23 +196,40 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 @pytest.mark.multiprocess
-def test_two_processes_match_one_process(tmp_path, reference, cache_dir):
+def test_two_processes_match_one_process_and_share_preemption(tmp_path, reference, cache_dir):
     wd = tmp_path / "run"
-    port = _free_port()
-    procs = [
-        start_trainer(
-            wd,
-            *SHORT,
-            f"--config.distributed.coordinator_address=127.0.0.1:{port}",
-            "--config.distributed.num_processes=2",
-            f"--config.distributed.process_id={i}",
-            env=trainer_env(cache_dir, devices=1),
-        )
-        for i in range(2)
-    ]
+
+    def start_both():
+        port = _free_port()
+        return [
+            start_trainer(
+                wd,
+                *SHORT,
+                f"--config.distributed.coordinator_address=127.0.0.1:{port}",
+                "--config.distributed.num_processes=2",
+                f"--config.distributed.process_id={i}",
+                env=trainer_env(cache_dir, devices=1),
+            )
+            for i in range(2)
+        ]
+
+    # SIGTERM to process 1 only: under jax.distributed both agree on a step, save it, exit 0.
+    procs = start_both()
+    got = wait_for(lambda: train_steps_logged(wd) >= 5, procs[0], poll=0.05)
+    procs[1].send_signal(signal.SIGTERM)
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert got, outs
+    for p, out in zip(procs, outs, strict=True):
+        assert p.returncode == 0, out
+    status = json.loads((wd / "status.json").read_text())
+    assert status["state"] == "preempted" and 5 <= status["step"] < 40, status
+    assert status["step"] in checkpoint.list_steps(wd / "checkpoints")
+    # Resume both to the end.
+    procs = start_both()
     outs = [p.communicate(timeout=300)[0] for p in procs]
     for p, out in zip(procs, outs, strict=True):
         assert p.returncode == 0, out
+    assert f"resumed from checkpoint {status['step']}" in outs[0]
     status = json.loads((wd / "status.json").read_text())
     assert status["state"] == "done" and status["step"] == 40
     # The same global batch over the same 2-device mesh as the one-process reference: the
