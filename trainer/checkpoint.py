@@ -90,7 +90,7 @@ def _reader(ckpt_dir: str | os.PathLike) -> ocp.CheckpointManager:
     return ocp.CheckpointManager(
         Path(ckpt_dir).absolute(),
         item_handlers=ocp.StandardCheckpointHandler(),
-        options=ocp.CheckpointManagerOptions(read_only=True, create=False),
+        options=ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0),
     )
 
 
@@ -99,7 +99,7 @@ def list_steps(ckpt_dir: str | os.PathLike) -> list[int]:
     if not Path(ckpt_dir).is_dir():
         return []
     with _reader(ckpt_dir) as m:
-        return sorted(int(s) for s in m.all_steps(read=True))
+        return sorted(int(s) for s in m.all_steps())
 
 
 def restore_variables(ckpt_dir: str | os.PathLike, step: int) -> dict[str, Any]:
