@@ -78,11 +78,12 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(e))
 
     from trainer import status
+    from trainer.data import DataError
     from trainer.train import exit_code, train_and_evaluate
 
     try:
         state = train_and_evaluate(config, _WORKDIR.value, command=status.command_from_argv(argv))
-    except base.ConfigError as e:
+    except (base.ConfigError, DataError) as e:  # bad config or input: one line, exit 2
         return _fail(str(e))
     return exit_code(state)
 

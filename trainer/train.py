@@ -231,30 +231,30 @@ def train_and_evaluate(
 
 
 def _setup_and_run(config, workdir, command, sigterm) -> str:
-
     # Imported here: the data stack loads only when training.
     from trainer import pipeline
     from trainer.data import load_split
 
-    mesh = make_mesh()
-    check_batch(config, mesh.size)
-    primary = jax.process_index() == 0
-    train_split = load_split(config.data, "train")
-    eval_split = load_split(config.data, "eval")
-    train_input = pipeline.TrainInput(
-        train_split, config.data, config.train.batch_size, config.seed, mesh
-    )
-    steps_per_epoch = int(train_input.steps_per_epoch)
-    total_steps = max(int(math.ceil(config.train.epochs * steps_per_epoch)), 1)
     records = status.Records(
         workdir,
-        primary=primary,
+        primary=jax.process_index() == 0,
         command=command or status.command_from_config(config, workdir),
-        total_steps=total_steps,
+        total_steps=0,
     )
+    train_input = None
     try:
         records.write_config(config)
         records.update(state="running")
+        mesh = make_mesh()
+        check_batch(config, mesh.size)
+        train_split = load_split(config.data, "train")
+        eval_split = load_split(config.data, "eval")
+        train_input = pipeline.TrainInput(
+            train_split, config.data, config.train.batch_size, config.seed, mesh
+        )
+        steps_per_epoch = int(train_input.steps_per_epoch)
+        total_steps = max(int(math.ceil(config.train.epochs * steps_per_epoch)), 1)
+        records.update(total_steps=total_steps)
         return _run(
             config,
             workdir,
@@ -267,10 +267,12 @@ def _setup_and_run(config, workdir, command, sigterm) -> str:
             sigterm,
         )
     except BaseException as e:
-        records.update(state="failed", error=f"{type(e).__name__}: {e}".splitlines()[0])
+        lines = f"{type(e).__name__}: {e}".strip().splitlines()
+        records.update(state="failed", error=(lines[0] if lines else type(e).__name__)[:2000])
         raise
     finally:
-        train_input.close()
+        if train_input is not None:
+            train_input.close()
         records.close()
 
 
