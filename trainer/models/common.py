@@ -8,14 +8,15 @@ from typing import Any
 import jax.numpy as jnp
 import ml_collections
 
-from sweeps.base import DTYPES, MODEL_NAMES, ConfigError, get_config
+from sweeps.base import DTYPES, MODEL_NAMES, ConfigError, _base
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 assert set(_DTYPES) == set(DTYPES)
 
 
 def model_fields(model_cfg: Mapping[str, Any] | ml_collections.ConfigDict) -> dict[str, Any]:
-    """``config.model`` as a plain dict, missing keys filled from the schema's defaults.
+    """``config.model`` as a plain dict, missing keys filled from the schema's own defaults
+    (before any preset: width 1.0, float32, no dropout).
 
     Accepts the ``ConfigDict`` section or the ``model`` dict of a saved ``config.json`` (the
     evaluator rebuilds models from that), so older or partial dicts still build.
@@ -24,7 +25,7 @@ def model_fields(model_cfg: Mapping[str, Any] | ml_collections.ConfigDict) -> di
         model_cfg = model_cfg.to_dict()
     if not isinstance(model_cfg, Mapping):
         raise ConfigError(f"model config must be a mapping, got {type(model_cfg).__name__}")
-    fields = get_config().model.to_dict()
+    fields = _base().model.to_dict()
     unknown = sorted(set(model_cfg) - set(fields))
     if unknown:
         raise ConfigError(

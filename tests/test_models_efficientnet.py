@@ -1,0 +1,119 @@
+"""EfficientNet B0..B7: reference parameter counts, compound scaling, taps, forward passes."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from test_models_support import model_cfg, random_variables
+
+from sweeps.base import EFFICIENTNET_VARIANTS
+from trainer.models import build_model, describe, efficientnet_defaults, tap_names
+from trainer.models.efficientnet import round_filters, round_repeats
+
+
+def effnet(variant, **kw):
+    return model_cfg("efficientnet", variant=variant, **{"width": 1.0, **kw})
+
+
+@pytest.mark.parametrize("variant, expected", [("b0", 5_288_548), ("b7", 66_347_960)])
+def test_parameter_counts_match_the_keras_reference(variant, expected):
+    assert describe(effnet(variant), 224, 1000)["params"] == expected
+
+
+def test_compound_scaling_rules():
+    # round_filters: multiples of 8, never below 90% of the scaled value
+    assert [round_filters(c, 1.0) for c in (32, 16, 24, 40, 80, 112, 192, 320, 1280)] == [
+        32,
+        16,
+        24,
+        40,
+        80,
+        112,
+        192,
+        320,
+        1280,
+    ]
+    assert round_filters(32, 1.1) == 32 and round_filters(1280, 1.1) == 1408
+    assert round_filters(24, 1.4) == 32 and round_filters(40, 2.0) == 80
+    assert round_filters(16, 0.0625) == 8  # never below the divisor
+    assert round_repeats(3, 3.1) == 10 and round_repeats(1, 1.1) == 2 and round_repeats(4, 1.0) == 4
+    assert [efficientnet_defaults(f"b{i}")["dropout"] for i in range(8)] == [
+        0.2,
+        0.2,
+        0.3,
+        0.3,
+        0.4,
+        0.4,
+        0.5,
+        0.5,
+    ]
+    assert efficientnet_defaults("b3") == {
+        "width": 1.2,
+        "depth": 1.4,
+        "resolution": 300,
+        "dropout": 0.3,
+    }
+
+
+@pytest.mark.parametrize("variant", EFFICIENTNET_VARIANTS)
+def test_taps_at_strides_4_8_16_32(variant):
+    width = efficientnet_defaults(variant)["width"]
+    info = describe(effnet(variant), 64, 10)
+    assert (
+        list(info["taps"])
+        == tap_names(effnet(variant), 64)
+        == ["stage1", "stage2", "stage3", "stage4"]
+    )
+    channels = [round_filters(c, width) for c in (24, 40, 112, 1280)]
+    assert info["taps"] == {
+        f"stage{i + 1}": [size, size, c]
+        for i, (size, c) in enumerate(zip((16, 8, 4, 2), channels, strict=True))
+    }
+
+
+def test_width_multiplies_the_variants_coefficient():
+    narrow = describe(effnet("b0", width=0.5), 64, 10)
+    assert narrow["taps"]["stage4"] == [2, 2, 640] and narrow["taps"]["stage1"] == [16, 16, 16]
+    assert narrow["params"] < describe(effnet("b0"), 64, 10)["params"] / 3
+
+
+@pytest.mark.slow
+def test_every_variant_runs_a_forward_pass_at_64():
+    images = jnp.asarray(np.random.default_rng(0).standard_normal((2, 64, 64, 3), np.float32))
+    for variant in EFFICIENTNET_VARIANTS:
+        cfg = effnet(variant, width=0.0625)
+        model = build_model(cfg, 10)
+        variables = random_variables(model, images)
+        logits, taps = model.apply(variables, images, train=False, taps=True)
+        assert logits.shape == (2, 10) and logits.dtype == jnp.float32, variant
+        assert np.all(np.isfinite(logits)) and not np.allclose(logits[0], logits[1]), variant
+        expected = describe(cfg, 64, 10)["taps"]
+        assert {k: list(v.shape[1:]) for k, v in taps.items()} == expected, variant
+        assert all(v.dtype == jnp.float32 for v in taps.values())
+
+
+def test_stochastic_depth_only_in_training():
+    images = jnp.asarray(np.random.default_rng(1).standard_normal((4, 32, 32, 3), np.float32))
+    model = build_model(effnet("b0", width=0.0625, stochastic_depth=0.8), 10)
+    variables = random_variables(model, images)
+    run = lambda key: model.apply(
+        variables,
+        images,
+        train=True,
+        mutable=["batch_stats"],
+        rngs={"dropout": jax.random.key(key)},
+    )[0]
+    a, b = run(0), run(1)
+    assert not np.allclose(a, b)  # different blocks dropped
+    np.testing.assert_array_equal(run(0), a)  # same key, same blocks
+    eval_a = model.apply(variables, images, train=False)
+    eval_b = model.apply(variables, images, train=False)
+    np.testing.assert_array_equal(eval_a, eval_b)
+    plain = build_model(effnet("b0", width=0.0625), 10)  # rate 0: no randomness in training
+    c = plain.apply(
+        variables, images, train=True, mutable=["batch_stats"], rngs={"dropout": jax.random.key(0)}
+    )[0]
+    d = plain.apply(
+        variables, images, train=True, mutable=["batch_stats"], rngs={"dropout": jax.random.key(1)}
+    )[0]
+    np.testing.assert_array_equal(c, d)
