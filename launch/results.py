@@ -1,10 +1,10 @@
 """After training: score the sweep's checkpoints and write its report, through their CLIs.
 
 ``python -m evaluator --runs=<sweep_dir>`` (output to ``<sweep_dir>/evaluator.log``, a short
-line on the console) and then ``python -m evaluator.report <sweep_dir>`` (output on the console:
-the results table and the paths of the plots). Separate processes, so a crash in either leaves
-the launcher's state and the trained checkpoints as they are; a stage that is not installed is
-reported and skipped.
+line on the console), then ``python -m evaluator.report <sweep_dir>`` (its output on the
+console), then the report's results table and the paths of report.md, results.csv and the plots.
+Separate processes, so a crash in either leaves the launcher's state and the trained checkpoints
+as they are; a stage that is not installed is reported and skipped.
 """
 
 from __future__ import annotations
@@ -61,7 +61,31 @@ def report(sweep_dir: Path, python: str) -> int:
     rc = subprocess.run(cmd, stdin=subprocess.DEVNULL, env=_env(), check=False).returncode
     if rc != 0:
         print(f"[report] FAILED (exit {rc})", flush=True)
+        return rc
+    print(summary(sweep_dir), flush=True)
     return rc
+
+
+def summary(sweep_dir: Path) -> str:
+    """The report's first table (the trials' results) and the paths of its files and plots."""
+    out = []
+    md = sweep_dir / "report.md"
+    try:
+        lines = md.read_text().splitlines()
+    except OSError:
+        lines = []
+    start = next((i for i, ln in enumerate(lines) if ln.startswith("|")), None)
+    if start is not None:
+        end = next(
+            (i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines)
+        )
+        out += ["", *lines[start:end], ""]
+    if md.exists():
+        out.append(f"report: {md}")
+    if (sweep_dir / "results.csv").exists():
+        out.append(f"results: {sweep_dir / 'results.csv'}")
+    out += [f"plot: {p}" for p in sorted(sweep_dir.glob("*.png"))]
+    return "\n".join(out)
 
 
 def evaluate_and_report(sweep_dir: Path, python: str) -> int:

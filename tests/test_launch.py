@@ -31,6 +31,17 @@ REPO = Path(__file__).resolve().parent.parent
 FAKE_TRAINER = r"""
 import json, os, signal, socket, sys, time
 args = sys.argv[1:]
+if args[:2] == ["-m", "evaluator"]:  # stands in for the evaluator job too
+    runs = args[2].split("=", 1)[1]
+    json.dump(args, open(os.path.join(runs, "evaluator_args.json"), "w"))
+    print("evaluator: scoring failed: no checkpoints readable")
+    sys.exit(int(os.environ.get("FAKE_EVAL_RC", "0")))
+if args[:2] == ["-m", "evaluator.report"]:  # ... and for the report
+    with open(os.path.join(args[2], "report.md"), "w") as f:
+        f.write("# Report\n\n| trial | PS |\n| --- | --- |\n| `ok1` | 71.0 |\n\nmore\n")
+    open(os.path.join(args[2], "top1_vs_ps.png"), "w").close()
+    print("wrote report.md")
+    sys.exit(0)
 assert args[:2] == ["-m", "trainer"], args
 workdir = next(a.split("=", 1)[1] for a in args if a.startswith("--workdir="))
 over = dict(a[len("--config."):].split("=", 1) for a in args if a.startswith("--config."))
@@ -344,3 +355,36 @@ def test_status_flag_prints_the_table(tmp_path, fake_python, capsys):
     lines = {ln.split()[0]: ln.split() for ln in out.splitlines() if ln.startswith("source_dir-")}
     assert lines["source_dir-ok1"][1:4] == ["done", "10/10", "90.00%"]
     assert lines["source_dir-fail"][1] == "failed"
+
+
+@pytest.mark.parametrize("eval_rc", [0, 1])
+def test_evaluator_and_report_run_after_training(tmp_path, fake_python, eval_rc):
+    path = sweep_file(tmp_path, ["ok1"])
+    runs = tmp_path / "runs"
+    args = [str(path), "--runs-dir", str(runs), "--python", fake_python]
+    r = run_launcher(args, env={"FAKE_EVAL_RC": str(eval_rc)})
+    assert r.returncode == eval_rc, r.stdout + r.stderr
+    sweep_dir = runs / "fake"
+    assert json.loads((sweep_dir / "evaluator_args.json").read_text()) == [
+        "-m",
+        "evaluator",
+        f"--runs={sweep_dir}",
+    ]
+    assert "no checkpoints readable" in (sweep_dir / "evaluator.log").read_text()
+    if eval_rc:
+        assert "[evaluator] FAILED (exit 1): evaluator: scoring failed" in r.stdout
+    # the report runs either way, and the run ends with its table and files
+    tail = r.stdout[r.stdout.index("wrote report.md") :]
+    assert "| `ok1` | 71.0 |" in tail and "more" not in tail
+    assert f"report: {sweep_dir / 'report.md'}" in tail
+    assert f"plot: {sweep_dir / 'top1_vs_ps.png'}" in tail
+
+
+def test_missing_evaluator_is_reported_and_skipped(tmp_path, monkeypatch, capsys):
+    from launch import results
+
+    monkeypatch.setattr(results, "_available", lambda module: False)
+    assert results.evaluate_and_report(tmp_path, sys.executable) == 0
+    out = capsys.readouterr().out
+    assert "python -m evaluator) is not available; scoring skipped" in out
+    assert "python -m evaluator.report) is not available; report skipped" in out
