@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -26,6 +27,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any
 
 from launch import results
@@ -36,6 +38,7 @@ POLL_S = 0.5
 PROGRESS_EVERY_S = 20.0
 STOP_GRACE_S = 60.0
 EXIT_INTERRUPTED = 130
+EXIT_BUSY = 2
 
 
 def detect_gpus() -> list[str]:
@@ -168,8 +171,13 @@ class LocalRunner:
         if step is None or step == r.last_step:
             return
         r.last_step, r.last_print = step, now
-        top1 = (st.get("last_eval") or {}).get("top1")
-        acc = f", top-1 {100 * top1:.2f}%" if isinstance(top1, (int, float)) else ""
+        last = st.get("last_eval") or {}
+        top1 = last.get("top1")
+        acc = (
+            f", top-1 {100 * top1:.2f}% at step {last.get('step', '?')}"
+            if isinstance(top1, (int, float))
+            else ""
+        )
         _say(r.trial.name, f"step {step}/{st.get('total_steps', '?')}{acc}")
 
     def finish(self, r: Running, rc: int) -> None:
@@ -202,6 +210,18 @@ class LocalRunner:
     # -- the sweep
 
     def run(self) -> int:
+        sweep_dir = self.trials[0].workdir.parent
+        with SweepLock(sweep_dir) as lock:
+            if not lock.held:
+                print(
+                    f"launch: error: another launcher is running {sweep_dir} (pid {lock.owner}); "
+                    "wait for it or stop it first",
+                    file=sys.stderr,
+                )
+                return EXIT_BUSY
+            return self._run(sweep_dir)
+
+    def _run(self, sweep_dir: Path) -> int:
         queue = todo(self.trials)
         done = len(self.trials) - len(queue)
         print(f"launch: {len(self.trials)} trials, {done} done, {len(queue)} to run", flush=True)
@@ -222,7 +242,6 @@ class LocalRunner:
             1 if self.failed or any(t.status().get("state") == "failed" for t in self.trials) else 0
         )
         if not self.options.no_eval:
-            sweep_dir = self.trials[0].workdir.parent
             if results.evaluate_and_report(sweep_dir, self.options.python) != 0:
                 rc = 1
         return rc
@@ -260,6 +279,40 @@ class LocalRunner:
                 _signal_group(r.proc, signal.SIGKILL)
             self.finish(r, r.proc.wait())
         self.running = []
+
+
+class SweepLock:
+    """An exclusive ``flock`` on ``<sweep_dir>/.launch.lock`` for the launcher's lifetime, so two
+    launchers on one machine never start the same pending trial twice (the kernel drops the lock
+    when the process dies, so a crash leaves nothing stale)."""
+
+    def __init__(self, sweep_dir: Path):
+        self.path = Path(sweep_dir) / ".launch.lock"
+        self.held = False
+        self.owner = "?"
+        self._f: IO[str] | None = None
+
+    def __enter__(self) -> SweepLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._f = open(self.path, "a+")
+        try:
+            fcntl.flock(self._f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._f.seek(0)
+            self.owner = self._f.read().strip() or "?"
+            return self
+        self.held = True
+        self._f.seek(0)
+        self._f.truncate()
+        self._f.write(str(os.getpid()))
+        self._f.flush()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._f is not None:
+            if self.held:
+                fcntl.flock(self._f, fcntl.LOCK_UN)
+            self._f.close()
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:

@@ -388,3 +388,27 @@ def test_missing_evaluator_is_reported_and_skipped(tmp_path, monkeypatch, capsys
     out = capsys.readouterr().out
     assert "python -m evaluator) is not available; scoring skipped" in out
     assert "python -m evaluator.report) is not available; report skipped" in out
+
+
+def test_a_second_launcher_on_the_same_sweep_is_refused(tmp_path, fake_python):
+    path = sweep_file(tmp_path, ["hold"])
+    runs = tmp_path / "runs"
+    (t,) = tr.load_trials(str(path), runs_dir=runs)
+    t.workdir.mkdir(parents=True)
+    (t.workdir / "hold").touch()
+    args = [str(path), "--runs-dir", str(runs), "--python", fake_python, "--no-eval"]
+    first = subprocess.Popen(
+        [sys.executable, "-m", "launch", *args], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.time() + 60
+        while t.status().get("state") != "running" and time.time() < deadline:
+            time.sleep(0.05)
+        second = run_launcher(args)
+        assert second.returncode == 2
+        assert f"another launcher is running {runs / 'fake'} (pid {first.pid})" in second.stderr
+        assert starts(t.workdir) == 1
+    finally:
+        (t.workdir / "hold").unlink()
+        first.communicate(timeout=60)
+    assert first.returncode == 0 and t.status()["state"] == "done"
