@@ -11,7 +11,7 @@ Four sections, one table, one JSON file (``bench-results/<UTC time>.json`` or ``
    ratio to (1).
 3. ``evaluator``: images/s of the evaluator's tap extraction + distances against a bare jitted
    forward pass of the same model, and the ratio.
-4. ``memory``: peak host memory (``ru_maxrss``) of each part, and of the end-to-end loop on a
+4. ``memory``: peak host memory (``VmHWM``, and the anonymous part) of each part, and of the end-to-end loop on a
    split N and 2N images large (flat when the split is memory-mapped).
 
 Every part runs in its own Python process (``trainer.bench_parts``), so each peak is that
@@ -54,6 +54,14 @@ MODEL_PATTERNS = (
 MODEL_HELP = (
     "resnet<depth> (resnet6, resnet18, resnet50), vit-<variant> (vit-B/8), efficientnet-b<k>"
 )
+
+
+PLACEHOLDER_DATA = {
+    "preset": "embedded",
+    "dataset": "fashion_mnist",
+    "num_classes": 10,
+    "prepared_dir": "",
+}
 
 
 class BenchError(ValueError):
@@ -273,17 +281,12 @@ def assemble(
             "target": TARGETS["evaluator"],
             "meets_target": None if r is None else r >= TARGETS["evaluator"],
         }
-    peaks = {
-        name: res.get("peak_rss_mb")
-        for name, res in (
-            ("bare_step", bare),
-            ("end_to_end", e2e),
-            ("forward", fwd),
-            ("evaluator", ev),
-        )
-        if res
+    named = [("bare_step", bare), ("end_to_end", e2e), ("forward", fwd), ("evaluator", ev)]
+    doc["memory"] = {
+        "peak_rss_mb": {name: res.get("peak_rss_mb") for name, res in named if res},
+        "peak_anon_mb": {name: res.get("peak_anon_mb") for name, res in named if res},
+        "isolated": not args.in_process,
     }
-    doc["memory"] = {"peak_rss_mb": peaks, "isolated": not args.in_process}
     if mem:
         doc["memory"].update(mem)
     return doc
@@ -315,7 +318,18 @@ def format_table(doc: dict[str, Any]) -> str:
         f"{run['size']}x{run['size']}  {run['dtype']}  on {dev['count']}x {dev['kind']} "
         f"({dev['platform']})  data {data['dataset']} ({data['examples']:,} images)"
     )
-    rows = [("part", "images/s", "ratio", "target", "peak host MB", "device peak MB", "note")]
+    rows = [
+        (
+            "part",
+            "images/s",
+            "ratio",
+            "target",
+            "peak RSS MB",
+            "peak anon MB",
+            "device peak MB",
+            "note",
+        )
+    ]
 
     def row(name, res, ratio=None, verdict="-", note=""):
         res = res or {}
@@ -326,6 +340,7 @@ def format_table(doc: dict[str, Any]) -> str:
                 "-" if ratio is None else f"{ratio:.2f}x",
                 verdict,
                 _num(res.get("peak_rss_mb")),
+                _num(res.get("peak_anon_mb")),
                 _num(res.get("device_peak_mb")),
                 note,
             )
@@ -347,18 +362,34 @@ def format_table(doc: dict[str, Any]) -> str:
     for item in mem.get("splits", []):
         row(
             f"4 e2e, split {item['examples']:,}",
-            {"peak_rss_mb": item["peak_rss_mb"], "device_peak_mb": item.get("device_peak_mb")},
+            item,
             note=f"{item['steps']} steps, {item.get('input_mode', '?')} input",
         )
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     lines = [head]
     for r in rows:
         lines.append("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-    if mem.get("growth") is not None:
+    loads = [
+        r.get("load_avg_1m") or 0.0
+        for r in (bare, e2e, *(ev.values() if ev else ()), *mem.get("splits", []))
+        if isinstance(r, dict)
+    ]
+    if loads and max(loads) > dev["host_cpus"]:
         lines.append(
-            f"4 host memory, split x2: peak RSS x{mem['growth']:.2f} "
-            f"({'flat' if mem['flat'] else 'NOT flat'}: limit x{mem['flat_limit']:.2f})"
+            f"warning: the host was busy (1-minute load up to {max(loads):.1f} on "
+            f"{dev['host_cpus']} CPUs): other work shared the cores, timings are unreliable"
         )
+    if mem.get("growth") is not None:
+        text = (
+            f"4 host memory, split x2: peak RSS x{mem['growth']:.2f} "
+            f"({'flat' if mem['flat'] else 'NOT flat'}, limit x{mem['flat_limit']:.2f})"
+        )
+        if mem.get("anon_growth") is not None:
+            text += (
+                f"; anonymous (without mapped file pages) x{mem['anon_growth']:.2f} "
+                f"({'flat' if mem['anon_flat'] else 'NOT flat'})"
+            )
+        lines.append(text)
     return "\n".join(lines)
 
 
@@ -378,6 +409,9 @@ def main(argv: list[str] | None = None) -> int:
             "args": vars(args),
             "bench_dir": str(Path(args.bench_dir).resolve()),
         }
+        # The whole config is checked once before any data is prepared (the data keys are
+        # filled in from what ``prepare`` finds; they cannot make a valid config invalid).
+        build_config(args, {**PLACEHOLDER_DATA, "dtype": args.dtype or "float32"})
         prep = run_part("prepare", base_spec, in_process=args.in_process, timeout=args.timeout)
         config = build_config(args, prep["data"])
         spec = {**base_spec, "config": config.to_dict(), "data": prep["data"]}

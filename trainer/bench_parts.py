@@ -27,7 +27,9 @@ from typing import Any
 import ml_collections
 
 SYNTHETIC_EXAMPLES = 131072  # about a tenth of ImageNet-64 train: 1.6 GB at 64x64
-SYNTHETIC_EVAL_EXAMPLES = 10000
+# ImageNet's val/train sizes: the synthetic eval split keeps their ratio, so the trainer's
+# per-epoch eval costs the same fraction of the loop as on ImageNet.
+IMAGENET_TRAIN, IMAGENET_VAL = 1281167, 50000
 MEMORY_FLAT_LIMIT = 1.15  # peak RSS with a 2x split may grow by at most this factor
 VERSION_PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "ml-collections")
 
@@ -36,8 +38,64 @@ VERSION_PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident set size so far (Linux reports ru_maxrss in KiB)."""
+    """This process's peak resident set size so far: ``VmHWM`` of /proc/self/status, else
+    ``ru_maxrss`` (which Linux carries over fork and exec, so a child started by a large
+    process would report its parent's peak)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024.0, 1)
+    except OSError:
+        pass
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
+
+
+class AnonPeak:
+    """Samples this process's anonymous resident memory (``RssAnon`` in /proc/self/status)
+    every ``interval`` seconds in a daemon thread and keeps the peak.
+
+    ``ru_maxrss`` also counts the file-backed pages of a memory-mapped split that were touched
+    (page cache, which the kernel can drop at any time), so a loop that reads a whole split
+    shows a peak that grows with the split although it allocates nothing for it; the
+    anonymous peak is the memory the process itself holds. (Linux has no peak counter for it,
+    hence the sampling; a spike shorter than ``interval`` can be missed.)
+    """
+
+    def __init__(self, interval: float = 0.02):
+        import threading
+
+        self.interval = interval
+        self.peak_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-anon-peak", daemon=True)
+
+    @staticmethod
+    def read_kb() -> int:
+        try:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1])
+        except OSError:
+            pass
+        return 0
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak_kb = max(self.peak_kb, self.read_kb())
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> AnonPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_kb = max(self.peak_kb, self.read_kb())
+
+    @property
+    def peak_mb(self) -> float | None:
+        return round(self.peak_kb / 1024.0, 1) if self.peak_kb else None
 
 
 def device_peak_mb() -> float | None:
@@ -72,6 +130,7 @@ def device_info() -> dict[str, Any]:
         "count": len(devices),
         "processes": jax.process_count(),
         "host_cpus": os.cpu_count(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
         "host": platform.node(),
     }
 
@@ -133,7 +192,8 @@ def prepare(spec: dict[str, Any]) -> dict[str, Any]:
         preset, dataset, num_classes = "paper", "imagenet64", 1000
         prepared_dir = args["data_dir"] or str(bench_dir / "synthetic")
         examples = int(args["examples"]) or SYNTHETIC_EXAMPLES
-        for split, count in (("train", examples), ("eval", SYNTHETIC_EVAL_EXAMPLES)):
+        eval_count = max(1000, round(examples * IMAGENET_VAL / IMAGENET_TRAIN))
+        for split, count in (("train", examples), ("eval", eval_count)):
             write_synthetic_split(
                 prepared_dir,
                 dataset=dataset,
@@ -157,6 +217,9 @@ def prepare(spec: dict[str, Any]) -> dict[str, Any]:
     if "memory" in parts:
         data["memory_splits"] = []
         for n in (examples, 2 * examples):
+            if kind == "synthetic" and n == examples:  # the bench's own split is N
+                data["memory_splits"].append({"examples": n, "prepared_dir": str(prepared_dir)})
+                continue
             root = bench_dir / f"memory-{dataset}-{size}-{n}"
             for split, count in (("train", n), ("eval", 1000)):
                 write_synthetic_split(
@@ -249,8 +312,9 @@ def bare_step(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def steady_rate(records: list[dict], batch: int, skip: int = 1) -> dict[str, Any]:
-    """images/s between the ``skip``-th train log line and the last one (wall_time is taken
-    after a host sync, so each interval holds exactly the steps it names)."""
+    """images/s from the end of the first ``skip`` log intervals (compile, warm-up) to the last
+    train log line (wall_time is taken after a host sync, so each interval holds exactly the
+    steps it names)."""
     lines = sorted(
         (r for r in records if r.get("kind") == "train"), key=lambda r: (r["step"], r["wall_time"])
     )
@@ -261,7 +325,7 @@ def steady_rate(records: list[dict], batch: int, skip: int = 1) -> dict[str, Any
             f"the trainer logged {len(lines)} train lines; need {skip + 2} for a steady-state "
             "window (raise --e2e-windows or lower train.log_every_steps)"
         )
-    a, b = lines[skip], lines[-1]
+    a, b = lines[skip - 1], lines[-1]
     seconds = float(b["wall_time"]) - float(a["wall_time"])
     steps = int(b["step"]) - int(a["step"])
     return {
@@ -305,11 +369,23 @@ def run_loop(config, workdir: Path, steps: int) -> tuple[dict[str, Any], float]:
     return rate, wall
 
 
-def _input_mode(config) -> str:
+def _input_mode(config, examples: int) -> str:
+    """'device-resident' or 'host (memory-mapped)': the choice ``pipeline.TrainInput`` makes for
+    this config (its rule for ``auto``, restated here because it is decided inside the loop)."""
+    import jax
+
     from trainer import pipeline
 
-    describe = getattr(pipeline, "describe_mode", None)
-    return describe(config.data) if describe else str(config.data.device_resident)
+    mode = str(config.data.device_resident)
+    if mode == "auto":
+        device = jax.local_devices()[0]
+        limit = (
+            0 if device.platform == "cpu" else (device.memory_stats() or {}).get("bytes_limit", 0)
+        )
+        size = int(config.data.image_size)
+        need = examples * (size * size * 3 + 4)
+        mode = "yes" if limit and need <= pipeline.RESIDENT_FRACTION * limit else "no"
+    return "device-resident" if mode == "yes" else "host (memory-mapped)"
 
 
 def e2e_steps(log_every: int, checkpoint_every: int, windows: int) -> int:
@@ -333,7 +409,7 @@ def end_to_end(spec: dict[str, Any]) -> dict[str, Any]:
         "loop_wall_seconds": round(wall, 2),
         "log_every_steps": log_every,
         "checkpoint_every_steps": int(config.checkpoint.every_steps),
-        "input_mode": _input_mode(config),
+        "input_mode": _input_mode(config, spec["data"]["examples"]),
         "what": "trainer.train.train_and_evaluate; window from the 1st log line to the last",
     }
 
@@ -351,13 +427,16 @@ def memory(spec: dict[str, Any]) -> dict[str, Any]:
             cmd = [sys.executable, "-m", "trainer.bench_parts", "memory_one", str(spec_file)]
             subprocess.run([*cmd, str(result_file)], check=True)
             out.append(json.loads(result_file.read_text()))
-    a, b = out[0]["peak_rss_mb"], out[-1]["peak_rss_mb"]
-    growth = round(b / a, 3)
+    growth = round(out[-1]["peak_rss_mb"] / out[0]["peak_rss_mb"], 3)
+    anon = [o.get("peak_anon_mb") for o in out]
+    anon_growth = round(anon[-1] / anon[0], 3) if all(anon) else None
     return {
         "splits": out,
         "growth": growth,
+        "anon_growth": anon_growth,
         "flat_limit": MEMORY_FLAT_LIMIT,
         "flat": growth <= MEMORY_FLAT_LIMIT,
+        "anon_flat": None if anon_growth is None else anon_growth <= MEMORY_FLAT_LIMIT,
     }
 
 
@@ -388,7 +467,7 @@ def memory_one(spec: dict[str, Any]) -> dict[str, Any]:
         "examples": item["examples"],
         "steps": steps,
         "images_per_sec": rate["images_per_sec"],
-        "input_mode": _input_mode(config),
+        "input_mode": _input_mode(config, item["examples"]),
     }
 
 
@@ -497,6 +576,7 @@ def evaluator(spec: dict[str, Any]) -> dict[str, Any]:
 
 def _finish(result: dict[str, Any]) -> dict[str, Any]:
     result["peak_rss_mb"] = peak_rss_mb()
+    result["load_avg_1m"] = round(os.getloadavg()[0], 2)  # others' work skews CPU timings
     if "device_peak_mb" not in result:
         result["device_peak_mb"] = device_peak_mb()
     return result
@@ -516,9 +596,11 @@ RUNNERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 def run(part: str, spec: dict[str, Any]) -> dict[str, Any]:
     if part not in RUNNERS:
         raise ValueError(f"bench part {part!r} is unknown; allowed: {', '.join(RUNNERS)}")
-    result = RUNNERS[part](spec)
     if part in ("prepare", "memory"):
-        return result
+        return RUNNERS[part](spec)
+    with AnonPeak() as anon:
+        result = RUNNERS[part](spec)
+    result["peak_anon_mb"] = anon.peak_mb
     return _finish(result)
 
 
