@@ -17,7 +17,11 @@ PAPER_RATES = (0.0, 0.1, 0.2, 0.4, 0.6, 0.8)
 EMBEDDED_RATES = (0.0, 0.2, 0.4, 0.8)
 EMBEDDED = grid.EMBEDDED_SHORT
 
-trial_name = grid.namer("model.dropout", "model.encoder_dropout")
+
+def trial_name(overrides):
+    """``resnet-50_dropout-0.2``, ``vit-B8_encdrop-0.2``, ``dropout-0.2`` (the swept rate only)."""
+    swept = "model.encoder_dropout" if "model.encoder_dropout" in overrides else "model.dropout"
+    return grid.namer(swept)(overrides)
 
 
 def get_config(arg=None):

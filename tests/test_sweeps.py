@@ -166,3 +166,42 @@ def test_trainer_argv_rebuilds_each_trial_config(sweep, preset, monkeypatch):
         assert config.to_dict() == t.config.to_dict(), t.name
         assert config.data.source_dir == extra["data.source_dir"]
         assert workdir == str(t.workdir)
+
+
+def _builds(config):
+    import jax
+    import jax.numpy as jnp
+
+    from trainer.models import build_model
+
+    model = build_model(config.model, config.data.num_classes)
+    size = config.data.image_size
+    x = jnp.zeros((2, size, size, 3))
+    rngs = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
+    shapes = jax.eval_shape(lambda: model.init(rngs, x, train=False))
+    logits = jax.eval_shape(lambda v: model.apply(v, x, train=False), shapes)
+    assert logits.shape == (2, config.data.num_classes)
+
+
+def test_every_embedded_model_builds():
+    seen = set()
+    for sweep in AXES:
+        for t in load_trials(sweep, "embedded"):
+            key = repr(t.config.model.to_dict())
+            if key not in seen:
+                seen.add(key)
+                _builds(t.config)
+
+
+@pytest.mark.parametrize(
+    "sweep, name",
+    [
+        ("width", "resnet-6_width-4"),
+        ("width", "vit-B8_width-0.0625"),
+        ("archs", "vit-L4"),
+        ("archs", "efficientnet-b5"),
+    ],
+)
+def test_paper_extremes_build(sweep, name):
+    (t,) = [t for t in load_trials(sweep, "paper") if t.name == name]
+    _builds(t.config)
