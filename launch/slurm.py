@@ -318,10 +318,7 @@ class Command:
         return {**self.__dict__, "_pid": None, "_returncode": None}
 
     def __call__(self) -> list[int]:
-        import submitit
-
-        rank = submitit.JobEnvironment().global_rank if "SLURM_JOB_ID" in os.environ else 0
-        if rank != 0:
+        if _own_rank() != 0:
             # submitit only calls checkpoint() on rank 0; the other ranks pass the warning on.
             signal.signal(_usr_signal(), lambda *_: self._terminate())
         codes = []
@@ -441,6 +438,7 @@ class TrialJob(Command):
 
 
 def _own_rank() -> int:
+    """This task's global rank (submitit's ``JobEnvironment().global_rank`` reads the same)."""
     return int(os.environ.get("SLURM_PROCID", "0") or 0)
 
 
@@ -636,19 +634,19 @@ def submit(trials: Sequence[Trial], options: LaunchOptions, opts: SlurmOptions) 
     return submitted
 
 
-def wait(job_ids: Sequence[str], poll_s: float = 2.0) -> None:
-    """Block until none of ``job_ids`` is in the queue (requeued jobs count as queued)."""
-    ids = sorted({j.split("_")[0] for j in job_ids})
-    while ids:
-        out = subprocess.run(
-            ["squeue", "-h", "-o", "%i", "-j", ",".join(ids)],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout
-        if not out.strip():
-            return
-        time.sleep(poll_s)
+def wait(job_ids: Sequence[str], poll_s: float = 5.0) -> None:
+    """Block until none of ``job_ids`` is in the queue (requeued jobs count as queued): two
+    clean empty answers from squeue in a row, since a requeue passes through short states."""
+    ids = ",".join(sorted({j.split("_")[0] for j in job_ids}))
+    empty = 0
+    while empty < 2:
+        r = subprocess.run(
+            ["squeue", "-h", "-o", "%i", "-j", ids], capture_output=True, text=True, check=False
+        )
+        gone = "Invalid job id" in r.stderr  # purged MinJobAge after it ended
+        empty = empty + 1 if (r.returncode == 0 or gone) and not r.stdout.strip() else 0
+        if empty < 2:
+            time.sleep(poll_s)
 
 
 def launch(

@@ -288,18 +288,23 @@ def release_requeued(job_ids):
 
 
 def wait_queue_empty(job_ids, timeout_s):
-    deadline = time.time() + timeout_s
+    """Until none of ``job_ids`` is queued: two clean empty answers from squeue in a row (a
+    requeued job passes through states that a single look may miss)."""
+    deadline, empty, out = time.time() + timeout_s, 0, ""
     while time.time() < deadline:
         release_requeued(job_ids)
-        out = subprocess.run(
+        r = subprocess.run(
             ["squeue", "-h", "-o", "%i", "-j", ",".join(job_ids)],
             capture_output=True,
             text=True,
             check=False,
-        ).stdout
-        if not out.strip():
+        )
+        out = r.stdout + r.stderr
+        gone = "Invalid job id" in r.stderr  # purged MinJobAge after it ended
+        empty = empty + 1 if (r.returncode == 0 or gone) and not r.stdout.strip() else 0
+        if empty >= 2:
             return
-        time.sleep(0.5)
+        time.sleep(0.5 if empty == 0 else 1.5)
     raise AssertionError(f"jobs {job_ids} still queued after {timeout_s} s: {out}")
 
 
@@ -470,3 +475,30 @@ def test_trial_spans_several_tasks(slurm_cluster, tmp_path, monkeypatch):
     assert all(r["argv"] == t.command(python)[1:] for r in runs)
     assert t.status()["state"] == "done"
     assert t.log_path.read_text().count("\n=== ") == 1
+
+
+@pytest.mark.slurm
+def test_cli_slurm_wait(slurm_cluster, tmp_path):
+    """`python -m launch ... --launcher slurm --slurm-wait` returns once the queue is empty,
+    with the status table and exit 0 when every trial is done; a second run has nothing to do."""
+    python = fake_python(tmp_path)
+    argv = [
+        sys.executable,
+        "-m",
+        "launch",
+        "smoke",
+        "--launcher=slurm",
+        f"--runs-dir={tmp_path / 'runs'}",
+        f"--python={python}",
+        "--no-eval",
+        "--slurm-cpus=1",
+        "--slurm-time=5",
+        "--slurm-wait",
+    ]
+    r = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "2 trials: 2 done" in r.stdout
+    for t in load_trials("smoke", runs_dir=tmp_path / "runs"):
+        assert t.status()["state"] == "done"
+    again = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "nothing to submit" in again.stdout, again.stdout
