@@ -65,6 +65,9 @@ def test_accepts_configdict_and_partial_dicts():
     assert model.depth == 50 and model.dtype == jnp.bfloat16
     assert build_model(ml_collections.ConfigDict({"name": "resnet", "depth": 18}), 10).depth == 18
     assert describe({"name": "resnet", "depth": 18}, 224, 1000)["params"] == 11_693_736
+    # numbers read back from JSON/numpy are fine too
+    model = build_model({"name": "vit", "variant": "S/16", "depth": np.int64(2)}, np.int64(10))
+    assert (model.depth, model.num_classes, model.hidden_size) == (2, 10, 384)
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))

@@ -80,7 +80,7 @@ def build_model(model_cfg: Mapping[str, Any], num_classes: int) -> nn.Module:
     if name == "resnet":
         _check_resnet(fields)
         return resnet.ResNet(
-            depth=fields["depth"],
+            depth=int(fields["depth"]),
             num_classes=num_classes,
             width=float(fields["width"]),
             dropout=float(fields["dropout"]),
@@ -110,7 +110,7 @@ def tap_names(model_cfg: Mapping[str, Any], image_size: int) -> list[str]:
     fields = model_fields(model_cfg)
     if fields["name"] == "resnet":
         _check_resnet(fields)
-        return resnet.tap_names(fields["depth"])
+        return resnet.tap_names(int(fields["depth"]))
     if fields["name"] == "vit":
         shape = vit.vit_shape(fields)
         if image_size < shape["patch_size"]:

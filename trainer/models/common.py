@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from typing import Any
 
@@ -41,15 +42,19 @@ def model_fields(model_cfg: Mapping[str, Any] | ml_collections.ConfigDict) -> di
             f"model.dtype={fields['dtype']!r} is not supported; allowed: {', '.join(_DTYPES)}"
         )
     width = fields["width"]
-    if not isinstance(width, (int, float)) or not 0.0625 <= width <= 4.0:
+    if not _is_number(width) or not 0.0625 <= width <= 4.0:
         raise ConfigError(
             f"model.width={width!r} is not supported; allowed: a number in [0.0625, 4]"
         )
     for key in ("dropout", "encoder_dropout", "stochastic_depth"):
         rate = fields[key]
-        if not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+        if not _is_number(rate) or not 0.0 <= rate < 1.0:
             raise ConfigError(f"model.{key}={rate!r} is not supported; allowed: a number in [0, 1)")
     return fields
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
 def compute_dtype(name: str) -> Any:
@@ -68,6 +73,10 @@ def float32_taps(taps: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def check_num_classes(num_classes: Any) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+    if (
+        isinstance(num_classes, bool)
+        or not isinstance(num_classes, numbers.Integral)
+        or num_classes < 1
+    ):
         raise ConfigError(f"num_classes={num_classes!r} is not allowed; expected an integer >= 1")
-    return num_classes
+    return int(num_classes)

@@ -15,6 +15,7 @@ last one before the final LayerNorm).
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import flax.linen as nn
@@ -53,11 +54,18 @@ def vit_shape(fields: dict[str, Any]) -> dict[str, int]:
     width = float(fields["width"])
     for key in ("depth", "patch_size", "hidden_size", "mlp_dim", "num_heads"):
         value = fields[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
             raise ConfigError(
                 f"model.{key}={value!r} is not supported for vit; allowed: an integer >= 0 "
                 "(0 = the variant's)"
             )
+    fields = {
+        **fields,
+        **{
+            k: int(fields[k])
+            for k in ("depth", "patch_size", "hidden_size", "mlp_dim", "num_heads")
+        },
+    }
     heads = fields["num_heads"] or heads
     if fields["hidden_size"]:
         hidden = fields["hidden_size"]
