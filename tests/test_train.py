@@ -26,10 +26,16 @@ def _no_augment(rng, images, data_cfg):
     return normalize(images)
 
 
-def _setup(dropout: float):
+def _setup(dropout: float, **overrides):
     config = base.config_from(
         "embedded",
-        {"model.depth": 2, "model.width": 0.0625, "model.dropout": dropout, "data.image_size": 8},
+        {
+            "model.depth": 2,
+            "model.width": 0.0625,
+            "model.dropout": dropout,
+            "data.image_size": 8,
+            **overrides,
+        },
     )
     model = build_model(config.model, 10)
     tx = optim.make_optimizer(config.train, optim.make_schedule(config.train, 10, 10))
@@ -75,6 +81,29 @@ def test_train_step_counts_and_flags_nonfinite():
     bad = dict(state, params=jax.tree.map(lambda p: p * jnp.nan, state["params"]))
     _, m2 = step(bad, train._zero_metrics(), images, labels)
     assert int(m2["nonfinite"]) == 1
+
+
+def test_ema_is_kept_in_the_state():
+    _, step, state, images, labels = _setup(
+        0.0, **{"train.ema_decay": 0.75, "train.warmup_epochs": 0.0}
+    )
+    assert_close = np.testing.assert_allclose
+    for a, b in zip(
+        jax.tree.leaves(state["ema_params"]), jax.tree.leaves(state["params"]), strict=True
+    ):
+        assert_close(np.asarray(a), np.asarray(b))
+    new, _ = step(state, train._zero_metrics(), images, labels)
+    expected = jax.tree.map(lambda e, p: 0.75 * e + 0.25 * p, state["ema_params"], new["params"])
+    for a, b in zip(jax.tree.leaves(new["ema_params"]), jax.tree.leaves(expected), strict=True):
+        assert_close(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+    assert not all(
+        np.array_equal(a, b)
+        for a, b in zip(
+            jax.tree.leaves(new["ema_params"]), jax.tree.leaves(new["params"]), strict=True
+        )
+    )
+    _, _, plain, _, _ = _setup(0.0)
+    assert "ema_params" not in plain
 
 
 def test_eval_step_masks_padding():
