@@ -3,6 +3,7 @@ DRY_RUN=1), its options, and shellcheck on the scripts."""
 
 from __future__ import annotations
 
+import json
 import shlex
 import shutil
 import subprocess
@@ -191,3 +192,55 @@ def test_scripts_fail_clearly_without_settings():
         env={"PATH": "/usr/bin:/bin"},
     )
     assert r.returncode != 0 and "TPU_NAME" in r.stderr
+
+
+def test_launch_runs_the_steps_in_order_and_always_deletes(tmp_path, monkeypatch):
+    """The real (not dry) path against a stand-in ``gcloud`` that records its calls: status
+    sync, slice, setup, evaluator VM, evaluator beside the trials, report, sync, delete; each
+    trial's worker output lands in its train.log."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls.jsonl"
+    (bin_dir / "gcloud").write_text(
+        "#!/usr/bin/env python3\n"
+        "import json, sys\n"
+        f"open({str(calls)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
+        "if 'describe' in sys.argv: sys.exit(1)  # nothing exists yet\n"
+        "print('worker output for', sys.argv[-1][-40:])\n"
+    )
+    (bin_dir / "gcloud").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
+    monkeypatch.setenv("TARBALL", str(tmp_path / "project.tar.gz"))
+    monkeypatch.chdir(REPO)
+    from launch.trials import LaunchOptions, prepare
+
+    runs = tmp_path / "runs"
+    trials = load_trials("smoke", runs_dir=runs)
+    prepare(trials)
+    args = tpu_args("gs://my-bucket/runs", type="v4-16")
+    args.sweep = "smoke"
+    rc = tpu.launch(trials, LaunchOptions(), args)
+    assert rc == 1  # the stand-in trains nothing: no trial is done
+    seq = [json.loads(x) for x in calls.read_text().splitlines()]
+    kinds = []
+    for c in seq:
+        words = [w for w in c if not w.startswith("-")]
+        kinds.append(" ".join(words[:4]))
+    assert kinds[0].startswith("storage rsync")
+    assert kinds[1:5] == [
+        "compute tpus tpu-vm describe",
+        "compute tpus tpu-vm create",
+        "compute tpus tpu-vm scp",
+        "compute tpus tpu-vm ssh",
+    ]
+    trainer_calls = [c for c in seq if "trainer" in c[-1]]
+    assert len(trainer_calls) == 2 and all("--worker=all" in c for c in trainer_calls)
+    assert any(" -m evaluator --runs=/gcs/my-bucket/runs/smoke --watch" in c[-1] for c in seq)
+    assert any(" -m evaluator.report " in c[-1] for c in seq)
+    assert kinds[-2:] == [
+        "compute tpus tpu-vm delete",
+        "compute instances delete psweeps-smoke-eval",
+    ]
+    assert (tmp_path / "project.tar.gz").stat().st_size > 0
+    for t in trials:
+        assert "worker output for" in t.log_path.read_text()
