@@ -3,7 +3,7 @@
 The pending trials of a sweep go in as ONE job array (``executor.batch()``; at most
 ``--slurm-array-parallelism`` tasks at once), and the evaluator (``python -m evaluator
 --runs=<sweep dir> --watch``, then the report) as a job of its own. Nothing is kept besides the
-trials' status.json: rerunning the command submits what is still to do (``launch.trials.todo``),
+trials' status.json: rerunning the command submits what is still to do (``to_run``),
 and refuses while jobs of the same sweep are still in the queue, so nothing runs twice.
 
 Each array task runs the trainer as a child process (the exact argv of ``Trial.command``) in a
@@ -330,6 +330,10 @@ class Command:
         return self._finish(codes)
 
     def _finish(self, codes: list[int]) -> list[int]:
+        if codes[-1] in (-signal.SIGTERM, 128 + signal.SIGTERM) and _own_rank() == 0:
+            # stopped by Slurm's SIGTERM (preemption): run again if nobody cancelled the job
+            if _requeue_self():
+                sys.exit(-1)
         if codes[-1] != 0:
             raise RuntimeError(f"{shlex.join(self.argvs[len(codes) - 1])} exited {codes[-1]}")
         return codes
@@ -485,7 +489,7 @@ class JobPlan:
 def plan(trials: Sequence[Trial], options: LaunchOptions, opts: SlurmOptions) -> list[JobPlan]:
     """The jobs for the trials still to run (one array) and the evaluator (unless --no-eval)."""
     cwd = os.getcwd()
-    left = todo(trials)
+    left = to_run(trials)
     sweep_dir = trials[0].workdir.parent
     comment = {"comment": _sweep_tag(sweep_dir)}
     jobs = []
@@ -530,6 +534,14 @@ def plan(trials: Sequence[Trial], options: LaunchOptions, opts: SlurmOptions) ->
             )
         )
     return jobs
+
+
+def to_run(trials: Sequence[Trial]) -> list[Trial]:
+    """``launch.trials.todo`` plus trials whose status says ``running``: on a cluster a trial is
+    alive only while its job is queued, and ``submit`` refuses while jobs of the sweep are, so a
+    ``running`` status here is a job that died without saying so (node failure, SIGKILL)."""
+    left = {t.name for t in todo(trials)}
+    return [t for t in trials if t.name in left or t.status().get("state") == "running"]
 
 
 def job_folder(trials: Sequence[Trial], opts: SlurmOptions) -> Path:

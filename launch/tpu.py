@@ -7,7 +7,8 @@ CPU VM (``python -m evaluator --watch``), then the report. The runs live in a bu
 the trainer and evaluator write plain paths. Steps, each a script in launch/tpu/:
 
 1. ``sync.sh``: the trials' status.json from the bucket into the local runs dir (what is left
-   to run is ``launch.trials.todo``, as for every launcher);
+   to run is ``launch.trials.todo``, as for every launcher, plus ``running`` trials: this
+   launcher runs the sweep's trials itself, one at a time, so such a status is a dead run);
 2. ``create.sh`` the slice (``tpu-vm create`` or a queued resource), ``setup.sh`` the project on
    every worker (``--worker=all``); ``eval_vm.sh create`` / ``setup`` the evaluator VM;
 3. ``eval_vm.sh run`` the evaluator (in the background), ``run.sh`` each trial, streaming the
@@ -29,8 +30,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from launch.slurm import to_run
 from launch.table import status_table
-from launch.trials import DONE_STATES, LaunchOptions, Trial, todo
+from launch.trials import DONE_STATES, LaunchOptions, Trial
 from sweeps.base import ConfigError
 
 SCRIPTS = Path(__file__).resolve().parent / "tpu"
@@ -233,7 +235,7 @@ def dry_run(trials: Sequence[Trial], args: argparse.Namespace) -> int:
     sys.stdout.flush()
     for cmd in [sync_step(trials, opts), *setup_steps(opts), eval_step(trials, opts)]:
         _run(cmd, env, dry=True)
-    for t in todo(trials):
+    for t in to_run(trials):
         print(f"# trial {t.name}", flush=True)
         _run(script("run.sh", *remote_command(t, opts)), env, dry=True)
     for cmd in [report_step(trials, opts), sync_step(trials, opts), *teardown_steps(opts)]:
@@ -256,7 +258,7 @@ def launch(
     opts = options_from_args(args, trials[0].sweep)
     env = opts.env(trials[0].sweep)
     _run(sync_step(trials, opts), env, dry=False)
-    left = todo(trials)
+    left = to_run(trials)
     if not left:
         print(status_table(trials))
         return 0

@@ -13,6 +13,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -502,3 +503,63 @@ def test_cli_slurm_wait(slurm_cluster, tmp_path):
         assert t.status()["state"] == "done"
     again = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "nothing to submit" in again.stdout, again.stdout
+
+
+def test_to_run_counts_a_stale_running_trial(tmp_path):
+    trials = load_trials("smoke", "embedded", None, tmp_path / "runs")
+    prepare(trials)
+    trials[0].write_status(state="done")
+    trials[1].write_status(state="running", host="node-17", pid=4242)
+    assert [t.name for t in slurm.to_run(trials)] == [trials[1].name]
+
+
+@pytest.mark.slurm
+def test_killed_trial_is_resubmitted_by_the_next_run(slurm_cluster, tmp_path, monkeypatch):
+    """A trainer killed outright (SIGKILL: no save, status stays 'running') is submitted again
+    by the next run, and the trial resumes from its last checkpoint."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FAKE_STEPS", "60")
+    monkeypatch.setenv("FAKE_STEP_S", "0.1")
+    python = fake_python(tmp_path)
+    trials = load_trials("smoke", "embedded", None, tmp_path / "runs")[:1]
+    t = trials[0]
+    prepare(trials, python)
+    opts = slurm.options_from_args(slurm_args("--slurm-cpus=1", "--slurm-time=10"))
+    options = LaunchOptions(python=python, no_eval=True)
+    (job,) = slurm.submit(trials, options, opts)
+    deadline = time.time() + 60
+    while time.time() < deadline and (t.status().get("step") or 0) < 5:
+        time.sleep(0.1)
+    (t.workdir / "ckpt").write_text("5")  # the last checkpoint the fake trainer resumes from
+    os.kill(t.status()["pid"], signal.SIGKILL)  # e.g. the OOM killer: no save, no last word
+    wait_queue_empty([job.job_id], 60)
+    assert t.status()["state"] == "running"
+    (job2,) = slurm.submit(trials, options, opts)
+    wait_queue_empty([job2.job_id], 120)
+    runs = read_jsonl(t.workdir / "argv.jsonl")
+    assert [r["resumed_from"] for r in runs] == [0, 5]
+    assert t.status()["state"] == "done"
+
+
+@pytest.mark.slurm
+def test_evaluator_job_killed_by_sigterm_runs_again(slurm_cluster, tmp_path):
+    """The evaluator's job (a plain Command): a SIGTERM from Slurm ends the evaluator, the job
+    requeues itself and the evaluator starts over (it resumes from its result files)."""
+    marks = tmp_path / "starts.txt"
+    code = (
+        "import pathlib, sys, time\n"
+        f"p = pathlib.Path({str(marks)!r})\n"
+        "n = len(p.read_text().splitlines()) if p.exists() else 0\n"
+        "p.open('a').write('start\\n')\n"
+        "time.sleep(60 if n == 0 else 0)\n"
+    )
+    ex = submitit.SlurmExecutor(folder=tmp_path / "jobs" / "%j")
+    ex.update_parameters(time=5, cpus_per_task=1)
+    job = ex.submit(slurm.Command([[sys.executable, "-c", code]], str(tmp_path)))
+    deadline = time.time() + 60
+    while time.time() < deadline and not marks.exists():
+        time.sleep(0.1)
+    subprocess.run(["scancel", "--signal=TERM", job.job_id], check=True)
+    wait_queue_empty([job.job_id], 120)
+    assert marks.read_text().splitlines() == ["start", "start"]
+    assert job.result() == [0]
