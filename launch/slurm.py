@@ -159,7 +159,8 @@ _TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
 
 def parse_time(text: str) -> int:
     """A Slurm time limit (``90``, ``90:00``, ``4:00:00``, ``1-12``, ``2-00:00:00``) in whole
-    minutes (rounded up), the unit submitit counts in."""
+    minutes (rounded up), the unit submitit counts in (it needs a number to judge timeouts and
+    has no parser for Slurm's formats)."""
     m = _TIME.match(text.strip())
     if not m or not text.strip():
         raise SlurmError(
