@@ -230,7 +230,7 @@ def test_smoke_run_trains_and_writes_its_records(tmp_path):
     assert st["state"] == "done" and st["step"] == st["total_steps"] == 80 and st["epoch"] == 2.0
     assert st["error"] is None and st["finished"] and st["versions"]["jax"] == jax.__version__
     assert st["command"].startswith("python -m trainer --config=sweeps/smoke.py")
-    assert st["last_eval"]["step"] == 80 and st["last_eval"]["top1"] > 0.4  # chance: 0.1
+    assert st["last_eval"]["step"] == 80 and st["last_eval"]["top1"] > 0.6  # chance: 0.1
     assert json.loads((wd / "config.json").read_text()) == json.loads(
         json.dumps(smoke.get_config().to_dict())
     )

@@ -12,9 +12,14 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 
-# 1 epoch of 2000 examples at batch 50 = 40 steps, a checkpoint every 5 steps.
+# 1 epoch of 2000 examples at batch 50 = 40 steps, a checkpoint every 5 steps; random crops,
+# flips and dropout, so an exact resume must also restore every random stream.
 SHORT = [
     "--config.train.epochs=1",
+    "--config.data.crop=pad_crop",
+    "--config.data.crop_padding=2",
+    "--config.data.flip=True",
+    "--config.model.dropout=0.2",
     "--config.train.log_every_steps=5",
     "--config.checkpoint.every_steps=5",
     "--config.checkpoint.keep_every_steps=0",

@@ -13,7 +13,7 @@ continues exactly as the uninterrupted run would (bitwise on CPU).
 Host syncs: the loop dispatches steps asynchronously and reads values back only every
 ``train.log_every_steps`` steps, before a checkpoint is saved, and at evaluations. Train
 metrics (loss sum, correct count, non-finite count) accumulate on the device in between. A
-NaN/Inf loss is therefore caught within ``log_every_steps`` steps, and always before the next
+NaN/Inf loss (or state) is therefore caught within ``log_every_steps`` steps, and always before the next
 save, so no checkpoint ever holds a diverged state; the run then ends as ``diverged``.
 
 Preemption: SIGTERM makes the loop save the current step and end as ``preempted``. Under
@@ -142,10 +142,11 @@ def make_train_step(model, config, tx, augment):
         )
         if ema > 0:
             new["ema_params"] = optim.ema_update(state["ema_params"], params, ema)
+        # The loss and every float in the new state (params, BN statistics, optimiser moments,
+        # EMA) must be finite: a state that overflowed is never saved.
+        floats = [x for x in jax.tree.leaves(new) if jnp.issubdtype(x.dtype, jnp.floating)]
         finite = functools.reduce(
-            jnp.logical_and,
-            [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)],
-            jnp.isfinite(total),
+            jnp.logical_and, [jnp.all(jnp.isfinite(x)) for x in floats], jnp.isfinite(total)
         )
         correct = jnp.sum(jnp.argmax(logits, -1) == labels)
         n = labels.shape[0]
@@ -364,7 +365,7 @@ def _run(
     def read_metrics(at_step: int) -> dict[str, float]:
         m = jax.tree.map(float, jax.device_get(metrics))
         if m["nonfinite"] > 0:
-            raise Diverged(f"non-finite loss or gradient before step {at_step}")
+            raise Diverged(f"non-finite loss or state before step {at_step}")
         return m
 
     try:
@@ -381,7 +382,8 @@ def _run(
                 m = read_metrics(step)
                 now = time.time()
                 rate = (step - step_log) * batch / max(now - t_log, 1e-9)
-                overall = (step - step_start) / max(now - t_start, 1e-9)
+                since = (step_start, t_start) if step_log > step_start else (step_log, t_log)
+                overall = (step - since[0]) / max(now - since[1], 1e-9)
                 lr = float(schedule(step - 1))
                 rec = {
                     "step": step,
@@ -400,6 +402,8 @@ def _run(
                     f"{status.format_eta((total_steps - step) / max(overall, 1e-9))}"
                 )
                 metrics = jax.device_put(_zero_metrics(), replicated)
+                if step_log == step_start:  # the ETA leaves out the first interval (compiling)
+                    t_start, step_start = now, step
                 t_log, step_log = now, step
             if preempted:
                 read_metrics(step)
