@@ -253,6 +253,7 @@ def test_divergence_stops_with_exit_3_and_saves_nothing_after(tmp_path):
     wd = tmp_path / "run"
     r = run_trainer(
         wd,
+        "--config.model.depth=2",
         "--config.train.base_lr=999",
         "--config.train.log_every_steps=2",
         "--config.checkpoint.every_steps=1",
