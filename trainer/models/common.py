@@ -11,8 +11,7 @@ import ml_collections
 
 from sweeps.base import DTYPES, MODEL_NAMES, ConfigError, _base
 
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-assert set(_DTYPES) == set(DTYPES)
+_DTYPES = {name: getattr(jnp, name) for name in DTYPES}  # the schema's compute dtypes
 
 
 def model_fields(model_cfg: Mapping[str, Any] | ml_collections.ConfigDict) -> dict[str, Any]:
@@ -26,7 +25,7 @@ def model_fields(model_cfg: Mapping[str, Any] | ml_collections.ConfigDict) -> di
         model_cfg = model_cfg.to_dict()
     if not isinstance(model_cfg, Mapping):
         raise ConfigError(f"model config must be a mapping, got {type(model_cfg).__name__}")
-    fields = _base().model.to_dict()
+    fields = _base().model.to_dict()  # the schema itself, not a preset's values
     unknown = sorted(set(model_cfg) - set(fields))
     if unknown:
         raise ConfigError(

@@ -52,6 +52,7 @@ def vit_shape(fields: dict[str, Any]) -> dict[str, int]:
         )
     hidden, depth, mlp_dim, heads = VARIANTS[base]
     width = float(fields["width"])
+    sizes = {}
     for key in ("depth", "patch_size", "hidden_size", "mlp_dim", "num_heads"):
         value = fields[key]
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
@@ -59,13 +60,8 @@ def vit_shape(fields: dict[str, Any]) -> dict[str, int]:
                 f"model.{key}={value!r} is not supported for vit; allowed: an integer >= 0 "
                 "(0 = the variant's)"
             )
-    fields = {
-        **fields,
-        **{
-            k: int(fields[k])
-            for k in ("depth", "patch_size", "hidden_size", "mlp_dim", "num_heads")
-        },
-    }
+        sizes[key] = int(value)
+    fields = {**fields, **sizes}
     heads = fields["num_heads"] or heads
     if fields["hidden_size"]:
         hidden = fields["hidden_size"]
