@@ -597,8 +597,10 @@ def queued_jobs(sweep_dir: Path) -> list[str]:
             check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError) as e:
+        said = (getattr(e, "stderr", None) or str(e)).strip().splitlines()
         raise SlurmError(
-            f"squeue failed ({e}); --launcher slurm needs a reachable Slurm cluster"
+            f"squeue failed ({said[-1] if said else e}); --launcher slurm needs a reachable "
+            "Slurm controller"
         ) from None
     tag = _sweep_tag(sweep_dir)
     return [line.split("|", 1)[0] for line in out.splitlines() if line.split("|", 1)[-1] == tag]
@@ -607,10 +609,13 @@ def queued_jobs(sweep_dir: Path) -> list[str]:
 def check_args(args: argparse.Namespace) -> None:
     """Validate the Slurm flags before anything is written (``SlurmError``, one line)."""
     opts = options_from_args(args)
-    if not opts.dry_run and shutil.which("sbatch") is None:
+    if opts.dry_run:
+        return
+    if shutil.which("sbatch") is None:
         raise SlurmError(
             "sbatch is not on PATH; --launcher slurm needs a Slurm cluster (or use --dry-run)"
         )
+    queued_jobs(Path("."))  # the controller answers (else a one-line SlurmError)
 
 
 def dry_run(trials: Sequence[Trial], args: argparse.Namespace) -> int:

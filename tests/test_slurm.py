@@ -104,6 +104,29 @@ def test_cli_bad_option_exits_2_before_writing(tmp_path, capsys):
     assert not any(tmp_path.iterdir())
 
 
+def test_unreachable_controller_exits_2_before_writing(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in (
+        ("sbatch", "exit 0"),
+        ("squeue", "echo 'squeue: error: no controller' >&2; exit 1"),
+    ):
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    runs = tmp_path / "runs"
+    r = subprocess.run(
+        [sys.executable, "-m", "launch", "smoke", "--launcher=slurm", f"--runs-dir={runs}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
+    )
+    err = r.stderr.strip()
+    assert r.returncode == 2 and "\n" not in err and "no controller" in err, err
+    assert not runs.exists()
+
+
 def test_dry_run_sbatch_scripts(tmp_path, capsys):
     from launch.__main__ import main
 
