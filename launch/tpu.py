@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -246,6 +247,8 @@ def dry_run(trials: Sequence[Trial], args: argparse.Namespace) -> int:
 def check_args(args: argparse.Namespace) -> None:
     """Validate the TPU flags before anything is written (``TpuError``, one line)."""
     options_from_args(args, Path(args.sweep).stem)
+    if not getattr(args, "dry_run", False) and shutil.which("gcloud") is None:
+        raise TpuError("gcloud is not on PATH; --launcher tpu needs the Google Cloud CLI")
 
 
 def launch(
