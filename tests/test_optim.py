@@ -204,3 +204,24 @@ def test_grad_clip_limits_global_norm():
 def test_ema_update():
     e = optim.ema_update({"w": jnp.array([1.0])}, {"w": jnp.array([3.0])}, 0.75)
     assert float(e["w"][0]) == pytest.approx(1.5)
+
+
+@pytest.mark.parametrize("preset", base.PRESETS)
+def test_every_preset_recipe_builds_and_steps(preset):
+    cfg = base.get_config(preset).train
+    spe = 1251
+    total = int(cfg.epochs * spe)
+    s = optim.make_schedule(cfg, spe, total)
+    peak = optim.peak_lr(cfg)
+    warm = int(round(cfg.warmup_epochs * spe))
+    assert float(s(warm)) == pytest.approx(peak, rel=1e-5)
+    assert float(s(total)) == pytest.approx(0.0, abs=1e-6 * peak)  # all presets: cosine
+    tx = optim.make_optimizer(cfg, s)
+    params = _params()
+    state = tx.init(params)
+    grads = jax.tree.map(lambda p: jnp.full_like(p, 0.01), params)
+    for _ in range(3):
+        updates, state = tx.update(grads, state, params)
+        params = optax.apply_updates(params, updates)
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params))
+    assert not np.array_equal(np.asarray(params["conv"]["kernel"]), 0.5)

@@ -106,6 +106,21 @@ def test_ema_is_kept_in_the_state():
     assert "ema_params" not in plain
 
 
+def test_bfloat16_compute_keeps_float32_state():
+    _, step, state, images, labels = _setup(
+        0.0, **{"model.dtype": "bfloat16", "train.warmup_epochs": 0.0}
+    )
+    new, m = step(state, train._zero_metrics(), images, labels)
+    dtypes = {x.dtype for x in jax.tree.leaves((new["params"], new["batch_stats"]))}
+    assert dtypes == {jnp.dtype("float32")}
+    assert m["loss_sum"].dtype == jnp.float32 and np.isfinite(float(m["loss_sum"]))
+    assert int(m["nonfinite"]) == 0
+    assert not np.array_equal(
+        np.asarray(jax.tree.leaves(new["params"])[0]),
+        np.asarray(jax.tree.leaves(state["params"])[0]),
+    )
+
+
 def test_eval_step_masks_padding():
     model, _, state, images, labels = _setup(0.0)
     ev = jax.jit(train.make_eval_step(model, normalize))
