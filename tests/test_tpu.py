@@ -244,3 +244,31 @@ def test_launch_runs_the_steps_in_order_and_always_deletes(tmp_path, monkeypatch
     assert (tmp_path / "project.tar.gz").stat().st_size > 0
     for t in trials:
         assert "worker output for" in t.log_path.read_text()
+
+
+@pytest.mark.parametrize(
+    "state,expect",
+    [
+        ("", ["describe", "create"]),
+        ("READY", ["describe"]),
+        ("PREEMPTED", ["describe", "delete", "create"]),
+    ],
+)
+def test_create_reuses_a_ready_slice_and_replaces_a_preempted_one(tmp_path, state, expect):
+    calls = tmp_path / "calls"
+    gcloud = tmp_path / "gcloud"
+    gcloud.write_text(
+        "#!/bin/sh\n"
+        f'echo "$4" >> {shlex.quote(str(calls))}\n'
+        f'case "$4" in describe) [ -n "{state}" ] && echo {state} && exit 0; exit 1;; esac\n'
+    )
+    gcloud.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "TPU_NAME": "s", "TPU_ZONE": "z"}
+    r = subprocess.run(
+        ["bash", str(REPO / "launch" / "tpu" / "create.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    assert calls.read_text().split() == expect

@@ -11,10 +11,16 @@ VERSION=${TPU_VERSION:-tpu-ubuntu2204-base}
 SPOT=()
 if [[ ${TPU_SPOT:-0} == 1 ]]; then SPOT=(--spot); fi
 
-if [[ ${DRY_RUN:-0} != 1 ]] \
-  && "${GCLOUD[@]}" compute tpus tpu-vm describe "$TPU_NAME" "--zone=$TPU_ZONE" >/dev/null 2>&1; then
-  echo "$TPU_NAME exists in $TPU_ZONE; using it"
-  exit 0
+if [[ ${DRY_RUN:-0} != 1 ]]; then
+  state=$("${GCLOUD[@]}" compute tpus tpu-vm describe "$TPU_NAME" "--zone=$TPU_ZONE" \
+    "--format=value(state)" 2>/dev/null || true)
+  case $state in
+    "") ;;
+    READY) echo "$TPU_NAME exists in $TPU_ZONE; using it"; exit 0 ;;
+    *) # a preempted spot slice (PREEMPTED, TERMINATED, ...) cannot run: make it anew
+      echo "$TPU_NAME is $state; deleting it to create it again"
+      bash "$(dirname "$0")/delete.sh" ;;
+  esac
 fi
 
 if [[ ${TPU_QUEUED:-0} == 1 ]]; then
