@@ -39,6 +39,8 @@ def initialize(dist_cfg: Any, env: Mapping[str, str] | None = None) -> bool:
     Returns whether it did."""
     if not should_initialize(dist_cfg, env):
         return False
+    if jax.distributed.is_initialized():  # a second run in the same process
+        return True
     kwargs: dict[str, Any] = {}
     if dist_cfg.coordinator_address:
         kwargs["coordinator_address"] = dist_cfg.coordinator_address

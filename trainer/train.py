@@ -10,6 +10,9 @@ The step count ``s`` is the number of finished optimiser steps; the batch, the a
 the dropout of step ``s`` are functions of (seed, s), so a run restored from checkpoint ``s``
 continues exactly as the uninterrupted run would (bitwise on CPU).
 
+``train_loss`` in the records is the mean (label-smoothed) cross-entropy of the training
+batches since the last log line, without the L2 term; ``train_accuracy`` is their top-1.
+
 Host syncs: the loop dispatches steps asynchronously and reads values back only every
 ``train.log_every_steps`` steps, before a checkpoint is saved, and at evaluations. Train
 metrics (loss sum, correct count, non-finite count) accumulate on the device in between. A
