@@ -9,7 +9,8 @@
 ``<sweep>`` is a file in sweeps/ (depth, width, epochs, weight_decay, label_smoothing, dropout,
 archs, smoke) or a path to a sweep .py file. Trials go to ``<runs-dir>/<sweep>/<trial>``.
 Exit codes: 0 all trials done (and scored), 1 a trial (or the evaluator/report) failed, 2 bad
-input or a trial directory holding another config (nothing started), 130 interrupted.
+input, a trial directory holding another config, or another local launcher already on the sweep
+(nothing started), 130 interrupted.
 """
 
 from __future__ import annotations
