@@ -113,6 +113,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=2,
         help="log intervals timed in the trainer's loop, after the first (compile) one",
     )
+    p.add_argument(
+        "--memory-input",
+        default="host",
+        help="input mode of the memory part: host (memory-mapped split, device_resident=no) "
+        "or config (as the config decides; a device-resident split grows device memory)",
+    )
     p.add_argument("--parts", default=",".join(PARTS), help="comma list of " + ", ".join(PARTS))
     p.add_argument(
         "--set",
@@ -150,6 +156,8 @@ def check_args(args: argparse.Namespace) -> list[str]:
         raise BenchError(f"--dtype={args.dtype!r} is unknown; allowed: {', '.join(DTYPES)}")
     if args.data not in DATA_CHOICES:
         raise BenchError(f"--data={args.data!r} is unknown; allowed: {', '.join(DATA_CHOICES)}")
+    if args.memory_input not in ("host", "config"):
+        raise BenchError(f"--memory-input={args.memory_input!r} is unknown; allowed: host, config")
     if args.examples < 0:
         raise BenchError(f"--examples={args.examples} must be >= 0")
     parts = [x.strip() for x in args.parts.split(",") if x.strip()]
@@ -384,6 +392,8 @@ def format_table(doc: dict[str, Any]) -> str:
             f"4 host memory, split x2: peak RSS x{mem['growth']:.2f} "
             f"({'flat' if mem['flat'] else 'NOT flat'}, limit x{mem['flat_limit']:.2f})"
         )
+        if mem.get("device_growth") is not None:
+            text += f"; device peak x{mem['device_growth']:.2f}"
         if mem.get("anon_growth") is not None:
             text += (
                 f"; anonymous (without mapped file pages) x{mem['anon_growth']:.2f} "
