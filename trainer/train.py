@@ -85,8 +85,12 @@ def _top_k_correct(logits: jax.Array, labels: jax.Array, k: int) -> jax.Array:
 def init_state(model, config, image_shape, tx, rng) -> dict[str, Any]:
     """The initial train state (a dict of arrays; the checkpoint item)."""
     init_rng, run_rng = jax.random.split(rng)
+    # Parameter initialisers draw through XLA's RngBitGenerator ("rbg" keys): the same values
+    # on every device and run of one platform, and about 3x faster to compile on CPU than
+    # threefry for a ResNet. The run's own stream (augmentation, dropout) stays threefry.
+    init_key = jax.random.wrap_key_data(jax.random.bits(init_rng, (4,), jnp.uint32), impl="rbg")
     dummy = jnp.zeros((1, *image_shape), jnp.float32)
-    variables = model.init({"params": init_rng, "dropout": init_rng}, dummy, train=False)
+    variables = model.init({"params": init_key, "dropout": init_key}, dummy, train=False)
     params = variables["params"]
     state = {
         "step": jnp.zeros((), jnp.int32),
