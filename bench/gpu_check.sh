@@ -24,6 +24,7 @@ PY=${PY:-python3}
 RESULTS=${OUT:-bench-results}
 MODELS=${GPU_CHECK_MODELS:-resnet6 resnet50}
 SITE=${GPU_CHECK_SITE:-/tmp/gpu-check-site}
+BENCH_DIR=${GPU_CHECK_BENCH_DIR:-/tmp/gpu-check-bench}  # synthetic splits (1.6 GB) + scratch runs
 mkdir -p "$RESULTS"
 
 if ! "$PY" -c "import ml_collections" 2>/dev/null; then
@@ -47,11 +48,16 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm 
 status=0
 for model in $MODELS; do
   parts=bare,e2e,forward,evaluator
-  [ "$model" = "resnet6" ] && parts=$parts,memory  # memory flatness once, on the fast model
+  mem=()
+  if [ "$model" = "resnet6" ]; then  # memory flatness once, on the fast model
+    parts=$parts,memory
+    mem=(--memory-examples 32768)    # splits of 32,768 and 65,536 images, host input
+  fi
   echo "== $model"
   start=$(date +%s)
+  # shellcheck disable=SC2086  # GPU_CHECK_ARGS is a list of flags
   "$PY" -m trainer.bench --model "$model" --batch 1024 --size 64 --width 1 --dtype bfloat16 \
-    --data synthetic --bench-dir /tmp/gpu-check-bench --parts "$parts" \
+    --data synthetic --bench-dir "$BENCH_DIR" --parts "$parts" "${mem[@]}" \
     --out "$RESULTS/gpu-$model.json" ${GPU_CHECK_ARGS:-} || status=1
   echo "== $model took $(( $(date +%s) - start )) s"
 done

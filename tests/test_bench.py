@@ -171,13 +171,13 @@ def test_bench_end_to_end_writes_four_sections(tmp_path):
     assert bare["images_per_sec"] > 0 and bare["peak_rss_mb"] > 0
     assert e2e["images_per_sec"] > 0 and e2e["peak_rss_mb"] > 0
     assert e2e["ratio_to_bare"] == pytest.approx(
-        e2e["images_per_sec"] / bare["images_per_sec"], rel=1e-3
+        e2e["images_per_sec"] / bare["images_per_sec"], abs=1e-4
     )
     lo, hi = e2e["window"]
     assert lo == 2 and hi == e2e["steps"] and hi - lo >= 3  # a checkpoint (every 3) inside
     assert ev["forward"]["images_per_sec"] > 0 and ev["evaluator"]["images_per_sec"] > 0
     assert ev["ratio_to_forward"] == pytest.approx(
-        ev["evaluator"]["images_per_sec"] / ev["forward"]["images_per_sec"], rel=1e-3
+        ev["evaluator"]["images_per_sec"] / ev["forward"]["images_per_sec"], abs=1e-4
     )
     assert ev["evaluator"]["taps"] == ["stem"]
     assert [s["examples"] for s in mem["splits"]] == [256, 512]

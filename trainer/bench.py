@@ -119,6 +119,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="input mode of the memory part: host (memory-mapped split, device_resident=no) "
         "or config (as the config decides; a device-resident split grows device memory)",
     )
+    p.add_argument(
+        "--memory-examples",
+        type=int,
+        default=0,
+        help="N of the memory part's synthetic splits (N and 2N); 0 = the bench split's size",
+    )
     p.add_argument("--parts", default=",".join(PARTS), help="comma list of " + ", ".join(PARTS))
     p.add_argument(
         "--set",
@@ -158,8 +164,10 @@ def check_args(args: argparse.Namespace) -> list[str]:
         raise BenchError(f"--data={args.data!r} is unknown; allowed: {', '.join(DATA_CHOICES)}")
     if args.memory_input not in ("host", "config"):
         raise BenchError(f"--memory-input={args.memory_input!r} is unknown; allowed: host, config")
-    if args.examples < 0:
-        raise BenchError(f"--examples={args.examples} must be >= 0")
+    for name in ("examples", "memory_examples"):
+        if getattr(args, name) < 0:
+            flag = "--" + name.replace("_", "-")
+            raise BenchError(f"{flag}={getattr(args, name)} must be >= 0")
     parts = [x.strip() for x in args.parts.split(",") if x.strip()]
     bad = [x for x in parts if x not in PARTS]
     if bad or not parts:

@@ -220,7 +220,8 @@ def prepare(spec: dict[str, Any]) -> dict[str, Any]:
     parts = [p.strip() for p in args["parts"].split(",")]
     if "memory" in parts:
         data["memory_splits"] = []
-        for n in (examples, 2 * examples):
+        base = int(args.get("memory_examples") or 0) or examples
+        for n in (base, 2 * base):
             if kind == "synthetic" and n == examples:  # the bench's own split is N
                 data["memory_splits"].append({"examples": n, "prepared_dir": str(prepared_dir)})
                 continue
