@@ -281,3 +281,28 @@ def test_divergence_stops_with_exit_3_and_saves_nothing_after(tmp_path):
         v = checkpoint.restore_variables(wd / "checkpoints", s)
         assert all(np.isfinite(x).all() for x in jax.tree.leaves(v))
         assert s < st["step"]
+
+
+def test_records_keep_foreign_fields_and_the_last_eval(tmp_path):
+    (tmp_path / "status.json").write_text(
+        json.dumps(
+            {
+                "state": "preempted",
+                "job_id": "1234_5",
+                "last_eval": {"step": 20, "top1": 0.5},
+                "finished": "2026-01-01T00:00:00+00:00",
+                "error": "old",
+            }
+        )
+    )
+    rec = status.Records(tmp_path, primary=True, command="cmd", total_steps=9, tensorboard=False)
+    rec.update(state="running")
+    st = json.loads((tmp_path / "status.json").read_text())
+    assert st["job_id"] == "1234_5" and st["last_eval"] == {"step": 20, "top1": 0.5}
+    assert st["state"] == "running" and st["finished"] is None and st["error"] is None
+    assert st["command"] == "cmd" and st["total_steps"] == 9
+    rec.update(state="done")
+    assert json.loads((tmp_path / "status.json").read_text())["finished"]
+    other = status.Records(tmp_path / "p1", primary=False, command="c", total_steps=1)
+    other.update(state="running")
+    assert not (tmp_path / "p1").exists()

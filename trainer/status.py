@@ -216,6 +216,15 @@ class Records:
         }
         self._tb = None
         if primary:
+            # Fields another stage put there (a launcher's job id, say) and the last evaluation
+            # of an earlier attempt survive a restart; everything else is this attempt's.
+            try:
+                before = read_status(self.workdir) or {}
+            except (OSError, ValueError):
+                before = {}
+            if isinstance(before, dict):
+                last_eval = before.get("last_eval") or None
+                self.status = {**before, **self.status, "last_eval": last_eval}
             self.workdir.mkdir(parents=True, exist_ok=True)
             if tensorboard is None:
                 tensorboard = tensorboard_available()
