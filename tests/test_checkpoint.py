@@ -132,14 +132,15 @@ def _tmp_step_dirs(ckpt_dir):
 
 @pytest.mark.slow
 def test_sigkill_during_a_save_and_mid_training_resumes_exactly(tmp_path, reference, cache_dir):
-    wd = tmp_path / "run"
     env = trainer_env(cache_dir, devices=2)
-    ckpt = wd / "checkpoints"
-    # 1. SIGKILL while a checkpoint is being written (retry until the kill leaves a partial step).
+    # 1. SIGKILL while a checkpoint is being written (a fresh run per try, until a kill leaves
+    #    a partial step directory behind).
     left_partial = False
-    for _ in range(4):
+    for attempt in range(4):
+        wd = tmp_path / f"run{attempt}"
+        ckpt = wd / "checkpoints"
         p = start_trainer(wd, *SHORT, env=env)
-        seen = wait_for(lambda: _tmp_step_dirs(ckpt), p)
+        seen = wait_for(lambda d=ckpt: _tmp_step_dirs(d), p, poll=0.001)
         p.kill()
         p.wait()
         if seen and _tmp_step_dirs(ckpt):
