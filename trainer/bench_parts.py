@@ -431,7 +431,13 @@ def memory(spec: dict[str, Any]) -> dict[str, Any]:
             spec_file.write_text(json.dumps(sub))
             cmd = [sys.executable, "-m", "trainer.bench_parts", "memory_one", str(spec_file)]
             # Allocate device memory on demand: a parent running --in-process holds its own.
-            env = {**os.environ, "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+            # No TensorBoard thread: it imports TensorFlow (hundreds of MB) at a moment that
+            # varies from run to run, which would swamp the difference being measured.
+            env = {
+                **os.environ,
+                "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+                "PSWEEPS_TENSORBOARD": "0",
+            }
             subprocess.run([*cmd, str(result_file)], check=True, env=env)
             out.append(json.loads(result_file.read_text()))
     growth = round(out[-1]["peak_rss_mb"] / out[0]["peak_rss_mb"], 3)
