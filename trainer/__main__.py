@@ -47,6 +47,14 @@ def _one_line(e: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv if argv is None else argv)
+    if any(a in ("-h", "--help", "--helpshort", "--helpfull") for a in argv[1:]):
+        print(__doc__.strip())
+        print(
+            "\n  --config=FILE[:PRESET]  a sweep file (sweeps/*.py) and its preset argument"
+            "\n  --config.KEY=VALUE      any key of the schema in sweeps/base.py"
+            "\n  --workdir=DIR           the run's directory (created; resumed if it exists)"
+        )
+        return 0
     known = base.flatten(base.get_config())
     for arg in argv[1:]:
         if arg.startswith("--config."):
