@@ -373,14 +373,17 @@ def _run(
             raise Diverged(f"non-finite loss or state before step {at_step}")
         return m
 
+    first_step, t_first = step + 1, time.time()
     try:
         batches = train_input.iterate(step)
         while step < total_steps:
             _, images, labels = next(batches)
             state, metrics = train_step(state, metrics, images, labels)
             step += 1
-            if block:
+            if block or step == first_step:
                 jax.block_until_ready(metrics)
+            if step == first_step:
+                records.progress(f"first step (compiling included) {time.time() - t_first:.1f} s")
             preempted = ckpt.reached_preemption(step) if use_jax_preemption else sigterm.set
             last = step == total_steps
             if step % log_every == 0 or last or preempted:
