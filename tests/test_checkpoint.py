@@ -157,7 +157,7 @@ def test_sigkill_during_a_save_and_mid_training_resumes_exactly(tmp_path, refere
         steps = checkpoint.list_steps(ckpt)
         return steps and train_steps_logged(wd, skip) > steps[-1]
 
-    got = wait_for(trained_past_a_checkpoint, p, poll=0.05)
+    got = wait_for(trained_past_a_checkpoint, p, poll=0.01)
     p.kill()
     out = p.communicate()[0]
     assert got and p.returncode == -signal.SIGKILL, out
@@ -216,7 +216,7 @@ def test_two_processes_match_one_process_and_share_preemption(tmp_path, referenc
 
     # SIGTERM to process 1 only: under jax.distributed both agree on a step, save it, exit 0.
     procs = start_both()
-    got = wait_for(lambda: train_steps_logged(wd) >= 5, procs[0], poll=0.05)
+    got = wait_for(lambda: train_steps_logged(wd) >= 5, procs[0], poll=0.005)
     procs[1].send_signal(signal.SIGTERM)
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert got, outs
