@@ -60,5 +60,6 @@ for model in $MODELS; do
     --data synthetic --bench-dir "$BENCH_DIR" --parts "$parts" "${mem[@]}" \
     --out "$RESULTS/gpu-$model.json" ${GPU_CHECK_ARGS:-} || status=1
   echo "== $model took $(( $(date +%s) - start )) s"
+  tar czf "$RESULTS/logs-$model.tgz" -C "$BENCH_DIR" logs 2>/dev/null || true  # each part's output
 done
 exit $status

@@ -63,6 +63,14 @@ def test_cli_rejects_bad_config_before_work(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_interleaved_rounds_alternate():
+    calls = []
+    runners = {name: (lambda n, name=name: calls.append((name, n))) for name in ("a", "b")}
+    t = bench_parts.time_interleaved(runners, steps=3, rounds=2, warmup=1)
+    assert calls == [("a", 1), ("b", 1), ("a", 3), ("b", 3), ("a", 3), ("b", 3)]
+    assert set(t) == {"a", "b"} and len(t["a"]["round_seconds"]) == 2
+
+
 def test_parts_keep_canonical_order():
     args = bench.parse_args(["--parts", "evaluator,bare"])
     assert bench.check_args(args) == ["bare", "evaluator"]
@@ -176,8 +184,10 @@ def test_bench_end_to_end_writes_four_sections(tmp_path):
     lo, hi = e2e["window"]
     assert lo == 2 and hi == e2e["steps"] and hi - lo >= 3  # a checkpoint (every 3) inside
     assert ev["forward"]["images_per_sec"] > 0 and ev["evaluator"]["images_per_sec"] > 0
+    # the ratio pairs the evaluator with the forward pass timed in alternating rounds beside it
+    assert ev["evaluator"]["forward_images_per_sec"] > 0
     assert ev["ratio_to_forward"] == pytest.approx(
-        ev["evaluator"]["images_per_sec"] / ev["forward"]["images_per_sec"], abs=1e-4
+        ev["evaluator"]["images_per_sec"] / ev["evaluator"]["forward_images_per_sec"], abs=1e-4
     )
     assert ev["evaluator"]["taps"] == ["stem"]
     assert [s["examples"] for s in mem["splits"]] == [256, 512]

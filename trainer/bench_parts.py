@@ -139,26 +139,43 @@ def device_info() -> dict[str, Any]:
     }
 
 
+def time_interleaved(
+    runners: dict[str, Callable[[int], None]], steps: int, rounds: int, warmup: int = 2
+) -> dict[str, dict[str, Any]]:
+    """For each runner, the median seconds of ``rounds`` calls of ``run(steps)`` (each must
+    block at its end), after ``warmup`` steps that include compilation (timed separately).
+
+    With several runners the rounds alternate (A B A B ...), so a slow drift in what else the
+    machine is doing hits all of them alike and their ratio stays fair.
+    """
+    first: dict[str, float] = {}
+    for name, run_steps in runners.items():
+        t0 = time.perf_counter()
+        run_steps(warmup)
+        first[name] = time.perf_counter() - t0
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(rounds):
+        for name, run_steps in runners.items():
+            t0 = time.perf_counter()
+            run_steps(steps)
+            times[name].append(time.perf_counter() - t0)
+    return {
+        name: {
+            "seconds": round(statistics.median(times[name]), 4),
+            "round_seconds": [round(t, 4) for t in times[name]],
+            "warmup_seconds": round(first[name], 3),
+            "steps": steps,
+            "rounds": rounds,
+        }
+        for name in runners
+    }
+
+
 def time_rounds(
     run_steps: Callable[[int], None], steps: int, rounds: int, warmup: int = 2
 ) -> dict[str, Any]:
-    """Median seconds of ``rounds`` calls of ``run_steps(steps)`` (which must block at its end),
-    after ``warmup`` steps that include compilation (timed separately)."""
-    t0 = time.perf_counter()
-    run_steps(warmup)
-    first = time.perf_counter() - t0
-    times = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        run_steps(steps)
-        times.append(time.perf_counter() - t0)
-    return {
-        "seconds": round(statistics.median(times), 4),
-        "round_seconds": [round(t, 4) for t in times],
-        "warmup_seconds": round(first, 3),
-        "steps": steps,
-        "rounds": rounds,
-    }
+    """``time_interleaved`` of one runner."""
+    return time_interleaved({"one": run_steps}, steps, rounds, warmup)["one"]
 
 
 # ----------------------------------------------------------------------------- data
@@ -512,21 +529,15 @@ def _init_variables(config, size: int):
     return model, init(jax.random.PRNGKey(config.seed))
 
 
-def forward(spec: dict[str, Any]) -> dict[str, Any]:
-    """images/s of a bare jitted forward pass (``model.apply(..., train=False)``) on a batch of
-    normalised images already on the device, at the evaluator's batch and resolution: the
-    ceiling for the evaluator."""
+def _forward_runner(config, model, variables, batch: int, size: int) -> Callable[[int], None]:
+    """``run(n)``: n jitted ``model.apply(train=False)`` calls on one normalised device batch."""
     import jax
     import numpy as np
 
     from trainer.bench_data import synthetic_images
     from trainer.data import normalize
 
-    config = _config(spec)
-    args = spec["args"]
-    batch, size = _eval_shape(config)
-    model, variables = _init_variables(config, size)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(1)
     labels = rng.integers(0, config.data.num_classes, batch)
     x = jax.device_put(normalize(synthetic_images(rng, labels, size)))
     apply = jax.jit(lambda v, x: model.apply(v, x, train=False))
@@ -537,6 +548,18 @@ def forward(spec: dict[str, Any]) -> dict[str, Any]:
             out = apply(variables, x)
         jax.block_until_ready(out)
 
+    return run_steps
+
+
+def forward(spec: dict[str, Any]) -> dict[str, Any]:
+    """images/s of a bare jitted forward pass (``model.apply(..., train=False)``) on a batch of
+    normalised images already on the device, at the evaluator's batch and resolution: the
+    ceiling for the evaluator (in a process of its own, for its own peak memory)."""
+    config = _config(spec)
+    args = spec["args"]
+    batch, size = _eval_shape(config)
+    model, variables = _init_variables(config, size)
+    run_steps = _forward_runner(config, model, variables, batch, size)
     t = time_rounds(run_steps, int(args["steps"]), int(args["rounds"]))
     return {
         "images_per_sec": round(batch * t["steps"] / t["seconds"], 1),
@@ -562,7 +585,7 @@ def evaluator(spec: dict[str, Any]) -> dict[str, Any]:
     args = spec["args"]
     batch, size = _eval_shape(config)
     per_call = batch // 3
-    _, variables = _init_variables(config, size)
+    model, variables = _init_variables(config, size)
     restored = jax.tree.map(np.asarray, dict(variables))
     cfg = {"model": config.model.to_dict(), "data": config.data.to_dict()}
     scorer = ScoringModel.from_variables(cfg, restored, batch_size=per_call)
@@ -578,9 +601,16 @@ def evaluator(spec: dict[str, Any]) -> dict[str, Any]:
         out = scorer.triplet_distances(ref[:m], p0[:m], p1[:m])
         jax.block_until_ready(out)
 
-    t = time_rounds(run_steps, int(args["steps"]), int(args["rounds"]), warmup=1)
+    # The bare forward pass runs here too, its rounds alternating with the evaluator's, so the
+    # ratio is taken under the same conditions (a shared CPU's load drifts between processes).
+    fwd = _forward_runner(config, model, variables, batch, size)
+    steps, rounds = int(args["steps"]), int(args["rounds"])
+    both = time_interleaved({"evaluator": run_steps, "forward": fwd}, steps, rounds, warmup=1)
+    t, f = both["evaluator"], both["forward"]
     return {
         "images_per_sec": round(3 * n / t["seconds"], 1),
+        "forward_images_per_sec": round(batch * steps / f["seconds"], 1),
+        "forward_round_seconds": f["round_seconds"],
         **t,
         "batch": batch,
         "size": size,
