@@ -102,6 +102,9 @@ class AnonPeak:
         return round(self.peak_kb / 1024.0, 1) if self.peak_kb else None
 
 
+ANON: AnonPeak | None = None  # the sampler of the part running in this process
+
+
 def device_peak_mb() -> float | None:
     """Peak bytes in use on the first local device, where the backend reports it (GPU/TPU)."""
     import jax
@@ -267,8 +270,9 @@ def _config(spec: dict[str, Any]) -> ml_collections.ConfigDict:
     return cfg
 
 
-def bare_step(spec: dict[str, Any]) -> dict[str, Any]:
-    """images/s of the trainer's jitted train step on one batch already on the device.
+def bare_runner(config) -> tuple[Callable[[int], None], int]:
+    """``(run(n), batch)``: ``run(n)`` does n steps of the trainer's jitted train step on one
+    batch already on the device, then blocks.
 
     The step is ``trainer.train.make_train_step`` jitted exactly as ``train_and_evaluate`` jits
     it (replicated state, batch sharded over the data axis, the same donation), fed the uint8
@@ -284,8 +288,6 @@ def bare_step(spec: dict[str, Any]) -> dict[str, Any]:
     from trainer.data import load_split
     from trainer.models import build_model
 
-    config = _config(spec)
-    args = spec["args"]
     mesh = train.make_mesh()
     train.check_batch(config, mesh.size)
     batch, size = int(config.train.batch_size), int(config.data.image_size)
@@ -304,15 +306,16 @@ def bare_step(spec: dict[str, Any]) -> dict[str, Any]:
         functools.partial(train.init_state, model, config, (size, size, 3), tx),
         out_shardings=replicated,
     )
-    state = init(jax.random.PRNGKey(config.seed))
-    metrics = jax.device_put(train._zero_metrics(), replicated)
+    carry = {
+        "state": init(jax.random.PRNGKey(config.seed)),
+        "metrics": jax.device_put(train._zero_metrics(), replicated),
+    }
     donate = (0, 1) if jax.default_backend() != "cpu" else ()
     step = jax.jit(
         train.make_train_step(model, config, tx, pipeline.augment),
         out_shardings=(replicated, replicated),
         donate_argnums=donate,
     )
-    carry = {"state": state, "metrics": metrics}
 
     def run_steps(n: int) -> None:
         s, m = carry["state"], carry["metrics"]
@@ -321,12 +324,22 @@ def bare_step(spec: dict[str, Any]) -> dict[str, Any]:
         jax.block_until_ready((s, m))
         carry["state"], carry["metrics"] = s, m
 
+    return run_steps, batch
+
+
+BARE_WHAT = "trainer.train.make_train_step, jitted as train_and_evaluate does, batch on device"
+
+
+def bare_step(spec: dict[str, Any]) -> dict[str, Any]:
+    """images/s of the trainer's jitted train step on one batch already on the device."""
+    args = spec["args"]
+    run_steps, batch = bare_runner(_config(spec))
     t = time_rounds(run_steps, int(args["steps"]), int(args["rounds"]))
     return {
         "images_per_sec": round(batch * t["steps"] / t["seconds"], 1),
         **t,
         "batch": batch,
-        "what": "trainer.train.make_train_step, jitted as train_and_evaluate does, batch on device",
+        "what": BARE_WHAT,
     }
 
 
@@ -425,8 +438,17 @@ def end_to_end(spec: dict[str, Any]) -> dict[str, Any]:
     steps = e2e_steps(log_every, int(config.checkpoint.every_steps), int(args["e2e_windows"]))
     workdir = Path(spec["bench_dir"]) / "runs" / "e2e"
     rate, wall = run_loop(config, workdir, steps)
+    # The loop's own peaks, before anything else runs in this process.
+    peaks = {"peak_rss_mb": peak_rss_mb(), "peak_anon_mb": ANON.peak_mb if ANON else None}
+    # Then the bare step again, here and now: the ratio compares the two under the same
+    # conditions (on a shared machine the load drifts between processes minutes apart).
+    run_steps, batch = bare_runner(config)
+    t = time_rounds(run_steps, int(args["steps"]), int(args["rounds"]))
     return {
         **rate,
+        **peaks,
+        "bare_same_process_images_per_sec": round(batch * t["steps"] / t["seconds"], 1),
+        "bare_same_process_round_seconds": t["round_seconds"],
         "steps": steps,
         "loop_wall_seconds": round(wall, 2),
         "log_every_steps": log_every,
@@ -624,7 +646,7 @@ def evaluator(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _finish(result: dict[str, Any]) -> dict[str, Any]:
-    result["peak_rss_mb"] = peak_rss_mb()
+    result.setdefault("peak_rss_mb", peak_rss_mb())
     result["load_avg_1m"] = round(os.getloadavg()[0], 2)  # others' work skews CPU timings
     if "device_peak_mb" not in result:
         result["device_peak_mb"] = device_peak_mb()
@@ -645,11 +667,16 @@ RUNNERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 def run(part: str, spec: dict[str, Any]) -> dict[str, Any]:
     if part not in RUNNERS:
         raise ValueError(f"bench part {part!r} is unknown; allowed: {', '.join(RUNNERS)}")
+    global ANON
     if part in ("prepare", "memory"):
         return RUNNERS[part](spec)
     with AnonPeak() as anon:
-        result = RUNNERS[part](spec)
-    result["peak_anon_mb"] = anon.peak_mb
+        ANON = anon
+        try:
+            result = RUNNERS[part](spec)
+        finally:
+            ANON = None
+    result.setdefault("peak_anon_mb", anon.peak_mb)
     return _finish(result)
 
 
