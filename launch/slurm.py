@@ -652,18 +652,34 @@ def submit(trials: Sequence[Trial], options: LaunchOptions, opts: SlurmOptions) 
     return submitted
 
 
-def wait(job_ids: Sequence[str], poll_s: float = 5.0) -> None:
-    """Block until none of ``job_ids`` is in the queue (requeued jobs count as queued): two
-    clean empty answers from squeue in a row, since a requeue passes through short states."""
+ENDED = ("BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL")
+ENDED += ("OUT_OF_MEMORY", "PREEMPTED", "TIMEOUT")
+
+
+def active_jobs(job_ids: Sequence[str]) -> list[str] | None:
+    """``id state`` of each of ``job_ids`` (array tasks included) that has not ended; None when
+    squeue did not answer. Ended jobs stay listed for MinJobAge, then are gone."""
     ids = ",".join(sorted({j.split("_")[0] for j in job_ids}))
-    empty = 0
-    while empty < 2:
-        r = subprocess.run(
-            ["squeue", "-h", "-o", "%i", "-j", ids], capture_output=True, text=True, check=False
-        )
-        gone = "Invalid job id" in r.stderr  # purged MinJobAge after it ended
-        empty = empty + 1 if (r.returncode == 0 or gone) and not r.stdout.strip() else 0
-        if empty < 2:
+    r = subprocess.run(
+        ["squeue", "-h", "--states=all", "-o", "%i %T", "-j", ids],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if r.returncode != 0 and "Invalid job id" not in r.stderr:  # that one: purged, ended
+        return None
+    rows = [line.split() for line in r.stdout.splitlines() if line.strip()]
+    return [" ".join(row) for row in rows if len(row) == 2 and row[1] not in ENDED]
+
+
+def wait(job_ids: Sequence[str], poll_s: float = 5.0) -> None:
+    """Block until every one of ``job_ids`` has ended (a requeued job has not): three answers
+    in a row, since a requeue passes through short states."""
+    ended = 0
+    while ended < 3:
+        active = active_jobs(job_ids)
+        ended = ended + 1 if active == [] else 0
+        if ended < 3:
             time.sleep(poll_s)
 
 

@@ -299,37 +299,42 @@ def slurm_cluster(slurm_session):
         time.sleep(0.5)
 
 
+_PENDING_SINCE: dict[str, float] = {}
+
+
 def release_requeued(job_ids):
     """Slurm holds a requeued batch job for ~2 minutes (its BeginTime); on the test cluster
-    start it at once instead."""
+    start it sooner. Not before the node has finished the job's previous run: a release while it
+    is still completing lets that run's exit code end the new one (measured: FAILED)."""
     out = subprocess.run(
         ["squeue", "-h", "-o", "%i %T %r"], capture_output=True, text=True, check=False
+    ).stdout
+    node = subprocess.run(
+        ["scontrol", "show", "node", "-o"], capture_output=True, text=True, check=False
     ).stdout
     for line in out.splitlines():
         jid, state, reason = (line.split() + ["", "", ""])[:3]
         if state == "PENDING" and reason == "BeginTime" and jid.split("_")[0] in job_ids:
-            subprocess.run(["scontrol", "update", f"JobId={jid}", "StartTime=now"], check=False)
+            since = _PENDING_SINCE.setdefault(jid, time.time())
+            if time.time() - since >= 2.0 and "COMPLETING" not in node:
+                subprocess.run(["scontrol", "update", f"JobId={jid}", "StartTime=now"], check=False)
+                _PENDING_SINCE.pop(jid, None)
 
 
-def wait_queue_empty(job_ids, timeout_s):
-    """Until none of ``job_ids`` is queued: two clean empty answers from squeue in a row (a
-    requeued job passes through states that a single look may miss)."""
-    deadline, empty, out = time.time() + timeout_s, 0, ""
+def wait_queue_empty(job_ids, timeout_s, until=lambda: True):
+    """Until ``until()`` holds and every one of ``job_ids`` has ended (launch.slurm.active_jobs),
+    releasing requeued ones at once; two answers in a row. ``until`` (e.g. the trial is done)
+    guards against a look at the queue in the middle of a requeue, which a busy machine can
+    stretch."""
+    deadline, ended, active = time.time() + timeout_s, 0, None
     while time.time() < deadline:
         release_requeued(job_ids)
-        r = subprocess.run(
-            ["squeue", "-h", "-o", "%i", "-j", ",".join(job_ids)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        out = r.stdout + r.stderr
-        gone = "Invalid job id" in r.stderr  # purged MinJobAge after it ended
-        empty = empty + 1 if (r.returncode == 0 or gone) and not r.stdout.strip() else 0
-        if empty >= 2:
+        active = slurm.active_jobs(job_ids)
+        ended = ended + 1 if active == [] and until() else 0
+        if ended >= 2:
             return
-        time.sleep(0.5 if empty == 0 else 1.5)
-    raise AssertionError(f"jobs {job_ids} still queued after {timeout_s} s: {out}")
+        time.sleep(0.5 if ended == 0 else 1.0)
+    raise AssertionError(f"jobs {job_ids} have not ended after {timeout_s} s: {active}")
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -399,7 +404,7 @@ def test_interrupted_trial_is_requeued_and_resumes(slurm_cluster, tmp_path, monk
     else:
         sig = how.split("-")[1]
         subprocess.run(["scancel", f"--signal={sig}", job.job_id], check=True)
-    wait_queue_empty([job.job_id], 120)
+    wait_queue_empty([job.job_id], 120, until=lambda: t.status().get("state") == "done")
 
     runs = read_jsonl(t.workdir / "argv.jsonl")
     assert len(runs) == 2, runs
@@ -465,7 +470,11 @@ def test_smoke_sweep_through_slurm_with_a_preempted_trial(slurm_cluster, tmp_pat
         assert victim.status().get("state") not in ("done", "failed"), victim.status()
         time.sleep(0.2)
     subprocess.run(["scancel", "--signal=TERM", ids["depth-6"]], check=True)
-    wait_queue_empty(sorted({j.split("_")[0] for j in ids.values()}), 600)
+    wait_queue_empty(
+        sorted({j.split("_")[0] for j in ids.values()}),
+        600,
+        until=lambda: all(t.status().get("state") in ("done", "failed") for t in trials.values()),
+    )
 
     log = victim.log_path.read_text()
     assert log.count("\n=== ") == 2 and "resumed from checkpoint" in log, log[-2000:]
@@ -558,7 +567,7 @@ def test_killed_trial_is_resubmitted_by_the_next_run(slurm_cluster, tmp_path, mo
     wait_queue_empty([job.job_id], 60)
     assert t.status()["state"] == "running"
     (job2,) = slurm.submit(trials, options, opts)
-    wait_queue_empty([job2.job_id], 120)
+    wait_queue_empty([job2.job_id], 120, until=lambda: t.status().get("state") == "done")
     runs = read_jsonl(t.workdir / "argv.jsonl")
     assert [r["resumed_from"] for r in runs] == [0, 5]
     assert t.status()["state"] == "done"
@@ -583,6 +592,6 @@ def test_evaluator_job_killed_by_sigterm_runs_again(slurm_cluster, tmp_path):
     while time.time() < deadline and not marks.exists():
         time.sleep(0.1)
     subprocess.run(["scancel", "--signal=TERM", job.job_id], check=True)
-    wait_queue_empty([job.job_id], 120)
+    wait_queue_empty([job.job_id], 120, until=lambda: len(marks.read_text().splitlines()) == 2)
     assert marks.read_text().splitlines() == ["start", "start"]
     assert job.result() == [0]
