@@ -412,18 +412,16 @@ def format_table(doc: dict[str, Any]) -> str:
             f"{dev['host_cpus']} CPUs): other work shared the cores, timings are unreliable"
         )
     if mem.get("growth") is not None:
-        text = (
-            f"4 host memory, split x2: peak RSS x{mem['growth']:.2f} "
-            f"({'flat' if mem['flat'] else 'NOT flat'}, limit x{mem['flat_limit']:.2f})"
-        )
-        if mem.get("device_growth") is not None:
-            text += f"; device peak x{mem['device_growth']:.2f}"
+        parts = []
         if mem.get("anon_growth") is not None:
-            text += (
-                f"; anonymous (without mapped file pages) x{mem['anon_growth']:.2f} "
-                f"({'flat' if mem['anon_flat'] else 'NOT flat'})"
-            )
-        lines.append(text)
+            parts.append(f"anonymous (held) x{mem['anon_growth']:.2f}")
+        if mem.get("device_growth") is not None:
+            parts.append(f"device peak x{mem['device_growth']:.2f}")
+        parts.append(f"RSS incl. mapped page cache x{mem['growth']:.2f}")
+        lines.append(
+            f"4 memory, split x2: {'flat' if mem['flat'] else 'NOT flat'} "
+            f"(limit x{mem['flat_limit']:.2f}): " + ", ".join(parts)
+        )
     return "\n".join(lines)
 
 
