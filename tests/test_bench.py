@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,24 @@ def test_interleaved_rounds_alternate():
     t = bench_parts.time_interleaved(runners, steps=3, rounds=2, warmup=1)
     assert calls == [("a", 1), ("b", 1), ("a", 3), ("b", 3), ("a", 3), ("b", 3)]
     assert set(t) == {"a", "b"} and len(t["a"]["round_seconds"]) == 2
+
+
+def test_log_cpu_clock_stamps_each_train_line(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    with bench_parts.LogCpuClock(path, interval=0.001) as clock:
+        for step in (10, 20, 30):
+            with open(path, "a") as f:
+                f.write(json.dumps({"kind": "train", "step": step}) + "\n")
+                f.write(json.dumps({"kind": "eval", "step": step}) + "\n")
+                f.write('{"kind": "train", "st')  # a torn line is completed by the next write
+            with open(path, "a") as f:
+                f.write(f'ep": {step + 1}}}\n')
+            sum(i * i for i in range(200_000))  # spend CPU between lines
+            deadline = time.time() + 5
+            while step + 1 not in clock.cpu_at_step and time.time() < deadline:
+                time.sleep(0.001)
+    assert sorted(clock.cpu_at_step) == [10, 11, 20, 21, 30, 31]
+    assert clock.cpu_at_step[10] < clock.cpu_at_step[20] < clock.cpu_at_step[30]
 
 
 def test_parts_keep_canonical_order():
@@ -180,6 +199,8 @@ def test_bench_end_to_end_writes_four_sections(tmp_path):
     assert e2e["images_per_sec"] > 0 and e2e["peak_rss_mb"] > 0
     # the ratio pairs the loop with the bare step timed again right after it, in its process
     assert e2e["bare_same_process_images_per_sec"] > 0
+    assert e2e["cpu_seconds"] > 0 and e2e["cpu_time_ratio_to_bare"] > 0
+    assert ev["cpu_time_ratio_to_forward"] > 0
     assert e2e["ratio_to_bare"] == pytest.approx(
         e2e["images_per_sec"] / e2e["bare_same_process_images_per_sec"], abs=1e-4
     )

@@ -289,9 +289,16 @@ def assemble(
         # that pair gives the ratio; the bare part alone gives the step's own peak memory.
         same = e2e.get("bare_same_process_images_per_sec")
         r = _ratio(e2e.get("images_per_sec"), same or (bare and bare.get("images_per_sec")))
+        cpu_r = None
+        if prep["device"]["platform"] == "cpu" and e2e.get("cpu_seconds"):
+            cpu_r = _ratio(
+                e2e["window_steps"] / e2e["cpu_seconds"],
+                e2e["bare_same_process_steps"] / e2e["bare_same_process_cpu_seconds"],
+            )
         doc["end_to_end"] = {
             **e2e,
             "ratio_to_bare": r,
+            "cpu_time_ratio_to_bare": cpu_r,
             "target": TARGETS["end_to_end"],
             "meets_target": None if r is None else r >= TARGETS["end_to_end"],
         }
@@ -300,10 +307,17 @@ def assemble(
         # process: that pair gives the ratio; the forward part alone gives its own peak memory.
         same = ev and ev.get("forward_images_per_sec")
         r = _ratio(ev and ev.get("images_per_sec"), same or (fwd and fwd.get("images_per_sec")))
+        cpu_r = None
+        if prep["device"]["platform"] == "cpu" and ev and ev.get("forward_cpu_seconds"):
+            cpu_r = _ratio(
+                ev["round_images"] / ev["cpu_seconds"],
+                ev["forward_round_images"] / ev["forward_cpu_seconds"],
+            )
         doc["evaluator"] = {
             "evaluator": ev,
             "forward": fwd,
             "ratio_to_forward": r,
+            "cpu_time_ratio_to_forward": cpu_r,
             "target": TARGETS["evaluator"],
             "meets_target": None if r is None else r >= TARGETS["evaluator"],
         }
@@ -380,6 +394,8 @@ def format_table(doc: dict[str, Any]) -> str:
         row("1 bare train step", same, note="again, right after 2 in 2's process")
     if e2e:
         note = f"steps {e2e['window'][0]}-{e2e['window'][1]}, {e2e.get('input_mode', '?')} input"
+        if e2e.get("cpu_time_ratio_to_bare"):
+            note += f"; CPU-time ratio {e2e['cpu_time_ratio_to_bare']:.2f}x"
         row("2 end-to-end trainer", e2e, e2e["ratio_to_bare"], _verdict(e2e), note)
     if ev:
         if ev["forward"]:
@@ -389,6 +405,8 @@ def format_table(doc: dict[str, Any]) -> str:
             row("3a bare forward", same, note="alternating rounds with 3b, 3b's process")
         if ev["evaluator"]:
             note = ev["evaluator"].get("note", "")
+            if ev.get("cpu_time_ratio_to_forward"):
+                note += f"; CPU-time ratio {ev['cpu_time_ratio_to_forward']:.2f}x"
             row("3b evaluator", ev["evaluator"], ev["ratio_to_forward"], _verdict(ev), note)
     mem = doc["memory"] or {}
     for item in mem.get("splits", []):
@@ -409,7 +427,8 @@ def format_table(doc: dict[str, Any]) -> str:
     if loads and max(loads) > dev["host_cpus"]:
         lines.append(
             f"warning: the host was busy (1-minute load up to {max(loads):.1f} on "
-            f"{dev['host_cpus']} CPUs): other work shared the cores, timings are unreliable"
+            f"{dev['host_cpus']} CPUs): other work shared the cores, so wall-time rates are "
+            "unreliable; the CPU-time ratios (this process's CPU seconds per image) hold better"
         )
     if mem.get("growth") is not None:
         parts = []

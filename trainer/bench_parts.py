@@ -157,14 +157,17 @@ def time_interleaved(
         run_steps(warmup)
         first[name] = time.perf_counter() - t0
     times: dict[str, list[float]] = {name: [] for name in runners}
+    cpu: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(rounds):
         for name, run_steps in runners.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             run_steps(steps)
             times[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
     return {
         name: {
             "seconds": round(statistics.median(times[name]), 4),
+            "cpu_seconds": round(statistics.median(cpu[name]), 4),
             "round_seconds": [round(t, 4) for t in times[name]],
             "warmup_seconds": round(first[name], 3),
             "steps": steps,
@@ -382,6 +385,55 @@ def _loop_config(config: ml_collections.ConfigDict, steps: int, examples: int, b
     return cfg
 
 
+class LogCpuClock:
+    """Notes this process's CPU seconds (all threads) when each train line of the trainer's
+    metrics.jsonl appears (polled every ``interval`` s from a daemon thread), so the steady
+    window's CPU time can be set beside its wall time: on a shared machine other processes'
+    load stretches wall time but hardly this process's CPU time."""
+
+    def __init__(self, path: Path, interval: float = 0.005):
+        import threading
+
+        self.path, self.interval = path, interval
+        self.cpu_at_step: dict[int, float] = {}
+        self._offset = 0
+        self._buf = b""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-log-cpu", daemon=True)
+
+    def _poll(self) -> None:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self._offset)
+                chunk = f.read()
+        except OSError:
+            return
+        cpu = time.process_time()
+        self._offset += len(chunk)
+        self._buf += chunk
+        *lines, self._buf = self._buf.split(b"\n")
+        for line in lines:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if rec.get("kind") == "train":
+                self.cpu_at_step[int(rec["step"])] = cpu
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._poll()
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> LogCpuClock:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def run_loop(config, workdir: Path, steps: int) -> tuple[dict[str, Any], float]:
     """Run ``train_and_evaluate`` for ``steps`` steps in a fresh workdir; returns the steady
     rate and the loop's wall seconds."""
@@ -396,11 +448,14 @@ def run_loop(config, workdir: Path, steps: int) -> tuple[dict[str, Any], float]:
     cfg = _loop_config(config, steps, split.num_examples, batch)
     del split
     t0 = time.perf_counter()
-    outcome = train.train_and_evaluate(cfg, workdir)
+    with LogCpuClock(workdir / "metrics.jsonl") as clock:
+        outcome = train.train_and_evaluate(cfg, workdir)
     wall = time.perf_counter() - t0
     if outcome != "done":
         raise RuntimeError(f"the trainer ended {outcome!r}, not 'done'")
     rate = steady_rate(read_jsonl(workdir / "metrics.jsonl"), batch)
+    a, b = (clock.cpu_at_step.get(s) for s in rate["window"])
+    rate["cpu_seconds"] = None if a is None or b is None else round(b - a, 4)
     return rate, wall
 
 
@@ -448,6 +503,8 @@ def end_to_end(spec: dict[str, Any]) -> dict[str, Any]:
         **rate,
         **peaks,
         "bare_same_process_images_per_sec": round(batch * t["steps"] / t["seconds"], 1),
+        "bare_same_process_cpu_seconds": t["cpu_seconds"],
+        "bare_same_process_steps": t["steps"],
         "bare_same_process_round_seconds": t["round_seconds"],
         "steps": steps,
         "loop_wall_seconds": round(wall, 2),
@@ -638,6 +695,9 @@ def evaluator(spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "images_per_sec": round(3 * n / t["seconds"], 1),
         "forward_images_per_sec": round(batch * steps / f["seconds"], 1),
+        "forward_cpu_seconds": f["cpu_seconds"],
+        "round_images": 3 * n,
+        "forward_round_images": batch * steps,
         "forward_round_seconds": f["round_seconds"],
         **t,
         "batch": batch,
