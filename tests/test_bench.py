@@ -90,6 +90,17 @@ def test_log_cpu_clock_stamps_each_train_line(tmp_path):
     assert clock.cpu_at_step[10] < clock.cpu_at_step[20] < clock.cpu_at_step[30]
 
 
+def test_verdict_uses_cpu_time_only_when_the_host_is_busy():
+    quiet = bench._verdict_fields(0.5, 0.97, 0.9, busy=False)
+    assert quiet == {"meets_target": False, "verdict_basis": "wall and CPU time"}
+    busy = bench._verdict_fields(0.5, 0.97, 0.9, busy=True)
+    assert busy == {"meets_target": True, "verdict_basis": "CPU time (host busy)"}
+    assert bench._verdict_fields(0.95, 0.8, 0.9, busy=False)["meets_target"] is False
+    assert bench._verdict_fields(0.95, None, 0.9, busy=True)["verdict_basis"] == "wall time"
+    prep = {"device": {"host_cpus": 2}}
+    assert bench._busy(prep, {"load_avg_1m": 2.5}) and not bench._busy(prep, {"load_avg_1m": 1.0})
+
+
 def test_parts_keep_canonical_order():
     args = bench.parse_args(["--parts", "evaluator,bare"])
     assert bench.check_args(args) == ["bare", "evaluator"]

@@ -251,6 +251,32 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 4) if a and b else None
 
 
+def _busy(prep: dict[str, Any], *results: dict | None) -> bool:
+    """Whether other work shared the cores: a 1-minute load above the CPU count."""
+    cpus = prep["device"].get("host_cpus") or 1
+    return any((r or {}).get("load_avg_1m", 0.0) > cpus for r in results)
+
+
+def _verdict_fields(
+    wall: float | None, cpu: float | None, target: float, busy: bool
+) -> dict[str, Any]:
+    """Whether a ratio meets its target, and on what basis.
+
+    On a CPU backend the bench's process does all the work, so CPU seconds per image measure
+    throughput whatever other processes do; but they miss time the loop spends idle (waiting
+    on I/O, say), which only wall time shows. So with a CPU-time ratio both must meet the
+    target, except that on a busy host (load above the CPU count) the wall-time ratio is noise
+    and the CPU-time ratio decides alone. Elsewhere the wall-time ratio decides.
+    """
+    if wall is None:
+        return {"meets_target": None, "verdict_basis": None}
+    if cpu is None:
+        return {"meets_target": wall >= target, "verdict_basis": "wall time"}
+    if busy:
+        return {"meets_target": cpu >= target, "verdict_basis": "CPU time (host busy)"}
+    return {"meets_target": wall >= target and cpu >= target, "verdict_basis": "wall and CPU time"}
+
+
 def assemble(
     args: argparse.Namespace,
     parts: list[str],
@@ -300,7 +326,7 @@ def assemble(
             "ratio_to_bare": r,
             "cpu_time_ratio_to_bare": cpu_r,
             "target": TARGETS["end_to_end"],
-            "meets_target": None if r is None else r >= TARGETS["end_to_end"],
+            **_verdict_fields(r, cpu_r, TARGETS["end_to_end"], _busy(prep, e2e)),
         }
     if ev or fwd:
         # The evaluator part times a bare forward pass in alternating rounds in its own
@@ -319,7 +345,7 @@ def assemble(
             "ratio_to_forward": r,
             "cpu_time_ratio_to_forward": cpu_r,
             "target": TARGETS["evaluator"],
-            "meets_target": None if r is None else r >= TARGETS["evaluator"],
+            **_verdict_fields(r, cpu_r, TARGETS["evaluator"], _busy(prep, ev)),
         }
     named = [("bare_step", bare), ("end_to_end", e2e), ("forward", fwd), ("evaluator", ev)]
     doc["memory"] = {
@@ -342,11 +368,11 @@ def _num(x: Any, fmt: str = "{:,.0f}") -> str:
 def _verdict(section: dict | None) -> str:
     if not section or section.get("meets_target") is None:
         return "-"
-    return (
-        (">=" if section["meets_target"] else "< ")
-        + f"{section['target']:.2f} "
-        + ("ok" if section["meets_target"] else "MISSED")
-    )
+    ok = section["meets_target"]
+    text = (">=" if ok else "< ") + f"{section['target']:.2f} " + ("ok" if ok else "MISSED")
+    if str(section.get("verdict_basis", "")).startswith("CPU"):
+        text += " (CPU time)"
+    return text
 
 
 def format_table(doc: dict[str, Any]) -> str:
