@@ -29,8 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, help="side of the prepared images")
     p.add_argument("--source-dir", help="raw files (imagenet64 batches, a TFDS data_dir, ...)")
     p.add_argument("--prepared-dir", help="where splits go (default $PSWEEPS_DATA_DIR or ./data)")
-    p.add_argument("--train-examples", type=int, help="report a class-balanced subset of N")
-    p.add_argument("--eval-examples", type=int, help="report a class-balanced subset of N")
+    p.add_argument("--train-examples", type=int, help="prepare a class-balanced subset of N examples")
+    p.add_argument("--eval-examples", type=int, help="prepare a class-balanced subset of N examples")
     p.add_argument("--splits", default="train,eval", help="comma list of train, eval")
     p.add_argument("--force", action="store_true", help="prepare again even if present")
     return p
