@@ -113,7 +113,7 @@ def _train(step, wall, rate=None):
 def test_steady_rate_skips_the_compile_interval_and_dedups_resumed_lines():
     records = [
         _train(10, 50.0),  # includes compile
-        {"kind": "eval", "step": 10, "wall_time": 51.0},
+        {"kind": "eval", "step": 30, "wall_time": 71.0},  # the final eval
         _train(20, 60.0),
         _train(20, 60.5),  # a line written twice after a resume: the last one counts
         _train(30, 70.5),
@@ -131,14 +131,31 @@ def test_steady_rate_needs_enough_lines():
 
 
 @pytest.mark.parametrize(
-    "log_every, ckpt_every, windows", [(50, 100, 2), (100, 1000, 2), (7, 5, 1)]
+    "log_every, ckpt_every, windows, first_eval",
+    [(50, 100, 2, 234), (100, 1000, 2, 128), (7, 5, 1, None), (10, 30, 3, 20), (2, 3, 2, 16)],
 )
-def test_e2e_window_holds_a_periodic_checkpoint(log_every, ckpt_every, windows):
-    steps = bench_parts.e2e_steps(log_every, ckpt_every, windows)
+def test_e2e_window_holds_a_checkpoint_and_no_eval_compile(
+    log_every, ckpt_every, windows, first_eval
+):
+    steps = bench_parts.e2e_steps(log_every, ckpt_every, windows, first_eval)
     assert steps % log_every == 0  # the last step is a log line
-    assert steps >= log_every * (1 + windows)
-    inside = [s for s in range(log_every + 1, steps) if s % ckpt_every == 0]
-    assert inside, (steps, log_every, ckpt_every)
+    # where steady_rate starts: after the compile interval, and after the first mid-run eval
+    start = log_every
+    if first_eval is not None and first_eval < steps:
+        start = (first_eval // log_every + 1) * log_every
+    assert steps - start >= windows * log_every
+    assert any(start < s < steps for s in range(ckpt_every, steps, ckpt_every))
+
+
+def test_steady_rate_starts_after_the_first_mid_run_eval():
+    records = [_train(s, float(s)) for s in (10, 20, 30, 40, 50)]
+    records.insert(2, {"kind": "eval", "step": 20, "wall_time": 20.5})  # compiles the eval
+    records.append({"kind": "eval", "step": 50, "wall_time": 60.0})  # final: after the window
+    r = bench_parts.steady_rate(records, batch=4)
+    assert r["window"] == [30, 50]
+    with pytest.raises(RuntimeError, match="first eval"):
+        late = [_train(s, float(s)) for s in (10, 20, 30, 40, 50)]
+        bench_parts.steady_rate([*late, {"kind": "eval", "step": 45}], batch=4)
 
 
 def test_synthetic_images_look_like_photos():

@@ -352,7 +352,11 @@ def bare_step(spec: dict[str, Any]) -> dict[str, Any]:
 def steady_rate(records: list[dict], batch: int, skip: int = 1) -> dict[str, Any]:
     """images/s from the end of the first ``skip`` log intervals (compile, warm-up) to the last
     train log line (wall_time is taken after a host sync, so each interval holds exactly the
-    steps it names)."""
+    steps it names).
+
+    The first mid-run eval compiles the eval step, a once-per-run cost like the train step's
+    compile: the window then starts at the first train line after it.
+    """
     lines = sorted(
         (r for r in records if r.get("kind") == "train"), key=lambda r: (r["step"], r["wall_time"])
     )
@@ -363,7 +367,18 @@ def steady_rate(records: list[dict], batch: int, skip: int = 1) -> dict[str, Any
             f"the trainer logged {len(lines)} train lines; need {skip + 2} for a steady-state "
             "window (raise --e2e-windows or lower train.log_every_steps)"
         )
-    a, b = lines[skip - 1], lines[-1]
+    start = skip - 1
+    evals = [int(r["step"]) for r in records if r.get("kind") == "eval"]
+    mid = [s for s in evals if s < int(lines[-1]["step"])]
+    if mid:  # the eval at step s runs after that step's train line
+        after = [i for i, r in enumerate(lines) if int(r["step"]) > min(mid)]
+        start = max(start, after[0] if after else len(lines))
+    if start >= len(lines) - 1:
+        raise RuntimeError(
+            f"no steady-state window: the first eval (step {min(mid)}) leaves fewer than two "
+            "train lines after it (raise --e2e-windows)"
+        )
+    a, b = lines[start], lines[-1]
     seconds = float(b["wall_time"]) - float(a["wall_time"])
     steps = int(b["step"]) - int(a["step"])
     return {
@@ -376,8 +391,8 @@ def steady_rate(records: list[dict], batch: int, skip: int = 1) -> dict[str, Any
 
 
 def _loop_config(config: ml_collections.ConfigDict, steps: int, examples: int, batch: int):
-    """``config`` with ``train.epochs`` set so the loop runs ``steps`` steps (< one epoch, so
-    the mid-run per-epoch eval does not fire; the final eval and save come after the window)."""
+    """``config`` with ``train.epochs`` set so the loop runs ``steps`` steps (the final eval
+    and save come after the last train line, so outside the window)."""
     cfg = ml_collections.ConfigDict(config.to_dict())
     steps_per_epoch = max(examples // batch, 1)
     # total_steps = ceil(epochs * steps_per_epoch); half a step below keeps float error out.
@@ -478,11 +493,20 @@ def _input_mode(config, examples: int) -> str:
     return "device-resident" if mode == "yes" else "host (memory-mapped)"
 
 
-def e2e_steps(log_every: int, checkpoint_every: int, windows: int) -> int:
-    """Steps of the timed loop: one log interval of warm-up (compile), then ``windows`` log
-    intervals, and at least enough that a periodic checkpoint falls inside the window."""
-    window = max(windows * log_every, -(-checkpoint_every // log_every) * log_every)
-    return log_every + window
+def e2e_steps(
+    log_every: int, checkpoint_every: int, windows: int, first_eval: int | None = None
+) -> int:
+    """Steps of the timed loop: one log interval of warm-up (compile) - or, when a mid-run eval
+    (at step ``first_eval``) comes early, up to the first log line after it (its compile) -
+    then ``windows`` log intervals or more, until a periodic checkpoint falls strictly inside
+    the window (its save runs after the line of its step, so not at the window's end)."""
+    start = log_every
+    window = windows * log_every
+    if first_eval is not None and first_eval < start + window:
+        start = (first_eval // log_every + 1) * log_every
+    first_save = (start // checkpoint_every + 1) * checkpoint_every
+    need = -(-(first_save - start + 1) // log_every) * log_every
+    return start + max(window, need)
 
 
 def end_to_end(spec: dict[str, Any]) -> dict[str, Any]:
@@ -490,7 +514,12 @@ def end_to_end(spec: dict[str, Any]) -> dict[str, Any]:
     config = _config(spec)
     args = spec["args"]
     log_every = int(config.train.log_every_steps)
-    steps = e2e_steps(log_every, int(config.checkpoint.every_steps), int(args["e2e_windows"]))
+    batch = int(config.train.batch_size)
+    # When the trainer's first eval comes (per epoch unless train.eval_every_steps is set).
+    first_eval = int(config.train.eval_every_steps) or max(spec["data"]["examples"] // batch, 1)
+    steps = e2e_steps(
+        log_every, int(config.checkpoint.every_steps), int(args["e2e_windows"]), first_eval
+    )
     workdir = Path(spec["bench_dir"]) / "runs" / "e2e"
     rate, wall = run_loop(config, workdir, steps)
     # The loop's own peaks, before anything else runs in this process.
