@@ -14,6 +14,12 @@ def _train(**overrides):
     return base.config_from("embedded", {f"train.{k}": v for k, v in overrides.items()}).train
 
 
+def _constant_tx(**overrides):
+    """The optimiser of ``_train(**overrides)`` on a constant LR (no warmup, batch 256)."""
+    cfg = _train(schedule="constant", warmup_epochs=0.0, batch_size=256, **overrides)
+    return optim.make_optimizer(cfg, optim.make_schedule(cfg, 10, 10))
+
+
 def test_peak_lr_scales_with_batch():
     assert optim.peak_lr(_train(base_lr=0.1, batch_size=512)) == pytest.approx(0.2)
     assert optim.peak_lr(_train(base_lr=0.1, batch_size=64)) == pytest.approx(0.025)
@@ -96,16 +102,12 @@ def test_l2_term_is_added_on_kernels_only():
 
 @pytest.mark.parametrize("name", ["sgd", "adamw", "rmsprop"])
 def test_decoupled_decay_applies_to_kernels_only(name):
-    cfg = _train(
+    tx = _constant_tx(
         optimizer=name,
         weight_decay=0.1,
         weight_decay_mode="decoupled",
-        schedule="constant",
-        warmup_epochs=0.0,
         base_lr=0.5,
-        batch_size=256,
     )
-    tx = optim.make_optimizer(cfg, optim.make_schedule(cfg, 10, 10))
     params = _params()
     zero = jax.tree.map(jnp.zeros_like, params)
     updates, _ = tx.update(zero, tx.init(params), params)
@@ -115,17 +117,13 @@ def test_decoupled_decay_applies_to_kernels_only(name):
 
 
 def test_sgd_nesterov_momentum_update():
-    cfg = _train(
+    tx = _constant_tx(
         optimizer="sgd",
         momentum=0.9,
         nesterov=True,
         weight_decay=0.0,
-        schedule="constant",
-        warmup_epochs=0.0,
         base_lr=0.1,
-        batch_size=256,
     )
-    tx = optim.make_optimizer(cfg, optim.make_schedule(cfg, 10, 10))
     p = {"w": jnp.zeros((2, 2))}
     g = {"w": jnp.ones((2, 2))}
     st = tx.init(p)
@@ -137,18 +135,14 @@ def test_sgd_nesterov_momentum_update():
 
 
 def test_rmsprop_is_tf_style():
-    cfg = _train(
+    tx = _constant_tx(
         optimizer="rmsprop",
         rmsprop_decay=0.9,
         rmsprop_eps=1e-3,
         momentum=0.9,
         weight_decay=0.0,
-        schedule="constant",
-        warmup_epochs=0.0,
         base_lr=0.016,
-        batch_size=256,
     )
-    tx = optim.make_optimizer(cfg, optim.make_schedule(cfg, 10, 10))
     p = {"w": jnp.zeros((3,))}
     g = {"w": jnp.array([0.5, -2.0, 4.0])}
     st = tx.init(p)
@@ -164,16 +158,12 @@ def test_rmsprop_is_tf_style():
 
 
 def test_adamw_matches_optax_adamw():
-    cfg = _train(
+    tx = _constant_tx(
         optimizer="adamw",
         weight_decay=0.3,
         weight_decay_mode="decoupled",
-        schedule="constant",
-        warmup_epochs=0.0,
         base_lr=0.256,
-        batch_size=256,
     )
-    tx = optim.make_optimizer(cfg, optim.make_schedule(cfg, 10, 10))
     ref = optax.adamw(0.256, b1=0.9, b2=0.999, weight_decay=0.3, mask=optim.kernel_mask)
     params = _params()
     g = jax.tree.map(lambda p: jnp.full_like(p, 0.3), params)
@@ -184,17 +174,13 @@ def test_adamw_matches_optax_adamw():
 
 
 def test_grad_clip_limits_global_norm():
-    cfg = _train(
+    tx = _constant_tx(
         optimizer="sgd",
         momentum=0.0,
         grad_clip=1.0,
         weight_decay=0.0,
-        schedule="constant",
-        warmup_epochs=0.0,
         base_lr=0.256,
-        batch_size=256,
     )
-    tx = optim.make_optimizer(cfg, optim.make_schedule(cfg, 10, 10))
     p = {"w": jnp.zeros((4,))}
     g = {"w": jnp.array([3.0, 4.0, 0.0, 0.0])}  # norm 5
     u, _ = tx.update(g, tx.init(p), p)
