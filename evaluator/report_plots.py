@@ -88,6 +88,21 @@ def _legend_outside(ax: Any, n: int, title: str | None = None) -> None:
     )
 
 
+def _trial_line(ax: Any, pts: list, style: tuple[Any, Any], ms: float, label: str | None) -> None:
+    """One trial's ``(x, y)`` points as a line with dots, in its ``(colour, linestyle)``."""
+    if pts:
+        ax.plot(
+            [p[0] for p in pts],
+            [p[1] for p in pts],
+            marker="o",
+            ls=style[1],
+            color=style[0],
+            ms=ms,
+            lw=1.2,
+            label=label,
+        )
+
+
 def _fmt_value(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:g}"
@@ -258,20 +273,10 @@ def ps_vs_epoch(
     """
     fig, (a1, a2) = plt.subplots(2, 1, figsize=(8.5, 6.5), sharex=True)
     labels, legend_title, n_legend = _legend_labels(series)
-    for s, (c, ls), lab in zip(series, _styles(series), labels, strict=True):
+    for s, style, lab in zip(series, _styles(series), labels, strict=True):
         for ax, y in ((a1, "ps"), (a2, "top1")):
             pts = sorted(p for p in s[y] if p[0] is not None and p[1] is not None)
-            if pts:
-                ax.plot(
-                    [p[0] for p in pts],
-                    [p[1] for p in pts],
-                    marker="o",
-                    ls=ls,
-                    color=c,
-                    ms=3,
-                    lw=1.2,
-                    label=lab if ax is a1 else None,
-                )
+            _trial_line(ax, pts, style, 3, lab if ax is a1 else None)
     a1.set_ylabel(PS_LABEL, fontsize=9)
     a2.set_ylabel(top1_label, fontsize=9)
     a2.set_xlabel("training epoch")
@@ -296,19 +301,9 @@ def per_tap(
     fig, ax = plt.subplots(figsize=(max(6.5, 1.0 * len(taps) + 3.5), 5))
     xs = list(range(len(taps)))
     labels, legend_title, n_legend = _legend_labels(series)
-    for s, (c, ls), lab in zip(series, _styles(series), labels, strict=True):
+    for s, style, lab in zip(series, _styles(series), labels, strict=True):
         pts = [(x, v) for x, v in zip(xs, s["values"], strict=True) if v is not None]
-        if pts:
-            ax.plot(
-                [p[0] for p in pts],
-                [p[1] for p in pts],
-                marker="o",
-                ls=ls,
-                color=c,
-                ms=4,
-                lw=1.2,
-                label=lab,
-            )
+        _trial_line(ax, pts, style, 4, lab)
     ax.set_xticks(xs, taps, rotation=30 if len(taps) > 8 else 0)
     ax.set_xlabel("feature tap (used alone)")
     ax.set_ylabel(PS_LABEL, fontsize=9)
