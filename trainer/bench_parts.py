@@ -476,20 +476,13 @@ def run_loop(config, workdir: Path, steps: int) -> tuple[dict[str, Any], float]:
 
 def _input_mode(config, examples: int) -> str:
     """'device-resident' or 'host (memory-mapped)': the choice ``pipeline.TrainInput`` makes for
-    this config (its rule for ``auto``, restated here because it is decided inside the loop)."""
-    import jax
-
+    this config (by the same ``pipeline.auto_resident`` rule; it is decided inside the loop)."""
     from trainer import pipeline
 
     mode = str(config.data.device_resident)
     if mode == "auto":
-        device = jax.local_devices()[0]
-        limit = (
-            0 if device.platform == "cpu" else (device.memory_stats() or {}).get("bytes_limit", 0)
-        )
         size = int(config.data.image_size)
-        need = examples * (size * size * 3 + 4)
-        mode = "yes" if limit and need <= pipeline.RESIDENT_FRACTION * limit else "no"
+        mode = "yes" if pipeline.auto_resident(examples * (size * size * 3 + 4)) else "no"
     return "device-resident" if mode == "yes" else "host (memory-mapped)"
 
 

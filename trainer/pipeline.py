@@ -101,6 +101,16 @@ def _gather_rows(images: np.ndarray, labels: np.ndarray, rows: np.ndarray):
     return out, np.asarray(labels[rows], np.int32)
 
 
+def auto_resident(nbytes: int, fraction: float = RESIDENT_FRACTION) -> bool:
+    """``data.device_resident=auto``'s rule: whether a split of ``nbytes`` goes on the device
+    (an accelerator whose first local device holds it within ``fraction``; never on CPU)."""
+    device = jax.local_devices()[0]
+    if device.platform == "cpu":
+        return False
+    limit = (device.memory_stats() or {}).get("bytes_limit", 0)
+    return bool(limit) and nbytes <= fraction * limit
+
+
 class TrainInput:
     """Training batches of ``split`` for a global batch of ``global_batch`` over ``mesh``.
 
@@ -158,12 +168,7 @@ class TrainInput:
             return mode == "yes"
         if mode != "auto":
             raise DataError(f"data.device_resident={mode!r}; allowed: auto, yes, no")
-        device = jax.local_devices()[0]
-        if device.platform == "cpu":
-            return False
-        limit = (device.memory_stats() or {}).get("bytes_limit", 0)
-        need = self.split.images.nbytes + self.split.labels.nbytes
-        return bool(limit) and need <= fraction * limit
+        return auto_resident(self.split.images.nbytes + self.split.labels.nbytes, fraction)
 
     def batch_indices(self, step: int) -> np.ndarray:
         """Global row indices (into the split) of batch ``step``."""
