@@ -41,6 +41,7 @@ import ml_collections
 
 from sweeps import base, grid
 from trainer import files
+from trainer.procs import pid_state
 
 SWEEPS_DIR = Path(__file__).resolve().parent.parent / "sweeps"
 NOT_SWEEPS = ("__init__", "base", "grid")
@@ -334,12 +335,9 @@ def pid_alive(pid: Any) -> bool:
     """Whether ``pid`` is a live process on this host that looks like a trainer."""
     if not isinstance(pid, int) or pid <= 0:
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
+    state = pid_state(pid)
+    if state != "ours":
+        return state == "other user"
     cmdline = Path(f"/proc/{pid}/cmdline")
     if cmdline.exists():  # a reused pid is some other program
         try:

@@ -35,6 +35,7 @@ import numpy as np
 
 from trainer.data.errors import DataError
 from trainer.files import atomic_write_json
+from trainer.procs import pid_state
 
 IMAGES = "images.npy"
 LABELS = "labels.npy"
@@ -92,16 +93,6 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_stale_temporaries(final_dir: Path) -> None:
     """Delete temporary directories of ``final_dir`` left by killed writers on this host.
 
@@ -110,7 +101,7 @@ def remove_stale_temporaries(final_dir: Path) -> None:
     prefix = f".{final_dir.name}.tmp-{socket.gethostname()}-"
     for p in final_dir.parent.glob(f"{glob.escape(prefix)}*"):
         pid = p.name[len(prefix) :].split("-")[0]
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        if pid.isdigit() and pid_state(int(pid)) == "gone":
             shutil.rmtree(p, ignore_errors=True)
 
 
