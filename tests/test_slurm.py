@@ -341,6 +341,26 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
 
 
+def start_fake_trial(tmp_path, monkeypatch, steps, until_step):
+    """One smoke trial of the fake trainer (``steps`` steps of 0.1 s) submitted without the
+    evaluator, once it has reached ``until_step`` (or after 60 s): ``(trial, job, resubmit)``,
+    ``resubmit()`` submitting the same trial with the same options again."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FAKE_STEPS", str(steps))
+    monkeypatch.setenv("FAKE_STEP_S", "0.1")
+    python = fake_python(tmp_path)
+    trials = load_trials("smoke", "embedded", None, tmp_path / "runs")[:1]
+    prepare(trials, python)
+    opts = slurm.options_from_args(slurm_args("--slurm-cpus=1", "--slurm-time=10"))
+    options = LaunchOptions(python=python, no_eval=True)
+    (job,) = slurm.submit(trials, options, opts)
+    t = trials[0]
+    deadline = time.time() + 60
+    while time.time() < deadline and (t.status().get("step") or 0) < until_step:
+        time.sleep(0.1)
+    return t, job, lambda: slurm.submit(trials, options, opts)
+
+
 @pytest.mark.slurm
 def test_sweep_through_slurm_keeps_argv_intact(slurm_cluster, tmp_path, monkeypatch):
     """A 2-trial sweep as one job array plus the evaluator job; each trainer gets exactly
@@ -386,18 +406,7 @@ def test_sweep_through_slurm_keeps_argv_intact(slurm_cluster, tmp_path, monkeypa
 def test_interrupted_trial_is_requeued_and_resumes(slurm_cluster, tmp_path, monkeypatch, how):
     """SIGTERM (preemption), USR2 (submitit's time-limit warning) or an outside requeue in the
     middle of training: the trainer saves, the job is requeued, and the trial resumes to done."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("FAKE_STEPS", "100")
-    monkeypatch.setenv("FAKE_STEP_S", "0.1")
-    python = fake_python(tmp_path)
-    trials = load_trials("smoke", "embedded", None, tmp_path / "runs")[:1]
-    prepare(trials, python)
-    opts = slurm.options_from_args(slurm_args("--slurm-cpus=1", "--slurm-time=10"))
-    (job,) = slurm.submit(trials, LaunchOptions(python=python, no_eval=True), opts)
-    t = trials[0]
-    deadline = time.time() + 60
-    while time.time() < deadline and t.status().get("step", 0) < 5:
-        time.sleep(0.1)
+    t, job, _ = start_fake_trial(tmp_path, monkeypatch, steps=100, until_step=5)
     assert t.status().get("state") == "running", t.status()
     if how == "scontrol-requeue":
         subprocess.run(["scontrol", "requeue", job.job_id], check=True)
@@ -417,18 +426,7 @@ def test_interrupted_trial_is_requeued_and_resumes(slurm_cluster, tmp_path, monk
 def test_cancelled_trial_stays_cancelled(slurm_cluster, tmp_path, monkeypatch):
     """``scancel`` (no --signal) stops the trial (saved, preempted) and is not undone by a
     requeue: the next ``make sweep`` resumes it."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("FAKE_STEPS", "100")
-    monkeypatch.setenv("FAKE_STEP_S", "0.1")
-    python = fake_python(tmp_path)
-    trials = load_trials("smoke", "embedded", None, tmp_path / "runs")[:1]
-    prepare(trials, python)
-    opts = slurm.options_from_args(slurm_args("--slurm-cpus=1", "--slurm-time=10"))
-    (job,) = slurm.submit(trials, LaunchOptions(python=python, no_eval=True), opts)
-    t = trials[0]
-    deadline = time.time() + 60
-    while time.time() < deadline and t.status().get("step", 0) < 3:
-        time.sleep(0.1)
+    t, job, _ = start_fake_trial(tmp_path, monkeypatch, steps=100, until_step=3)
     subprocess.run(["scancel", job.job_id], check=True)
     wait_queue_empty([job.job_id], 60)
     time.sleep(1)
@@ -549,24 +547,12 @@ def test_to_run_counts_a_stale_running_trial(tmp_path):
 def test_killed_trial_is_resubmitted_by_the_next_run(slurm_cluster, tmp_path, monkeypatch):
     """A trainer killed outright (SIGKILL: no save, status stays 'running') is submitted again
     by the next run, and the trial resumes from its last checkpoint."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("FAKE_STEPS", "60")
-    monkeypatch.setenv("FAKE_STEP_S", "0.1")
-    python = fake_python(tmp_path)
-    trials = load_trials("smoke", "embedded", None, tmp_path / "runs")[:1]
-    t = trials[0]
-    prepare(trials, python)
-    opts = slurm.options_from_args(slurm_args("--slurm-cpus=1", "--slurm-time=10"))
-    options = LaunchOptions(python=python, no_eval=True)
-    (job,) = slurm.submit(trials, options, opts)
-    deadline = time.time() + 60
-    while time.time() < deadline and (t.status().get("step") or 0) < 5:
-        time.sleep(0.1)
+    t, job, resubmit = start_fake_trial(tmp_path, monkeypatch, steps=60, until_step=5)
     (t.workdir / "ckpt").write_text("5")  # the last checkpoint the fake trainer resumes from
     os.kill(t.status()["pid"], signal.SIGKILL)  # e.g. the OOM killer: no save, no last word
     wait_queue_empty([job.job_id], 60)
     assert t.status()["state"] == "running"
-    (job2,) = slurm.submit(trials, options, opts)
+    (job2,) = resubmit()
     wait_queue_empty([job2.job_id], 120, until=lambda: t.status().get("state") == "done")
     runs = read_jsonl(t.workdir / "argv.jsonl")
     assert [r["resumed_from"] for r in runs] == [0, 5]
