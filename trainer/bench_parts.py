@@ -11,7 +11,6 @@ loop on a split N and 2N images large). Every result carries the process's peak 
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import json
 import os
 import platform
@@ -22,19 +21,18 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import ml_collections
+
+from trainer import status
 
 SYNTHETIC_EXAMPLES = 131072  # about a tenth of ImageNet-64 train: 1.6 GB at 64x64
 # ImageNet's val/train sizes: the synthetic eval split keeps their ratio, so the trainer's
 # per-epoch eval costs the same fraction of the loop as on ImageNet.
 IMAGENET_TRAIN, IMAGENET_VAL = 1281167, 50000
-MEMORY_FLAT_LIMIT = 1.15
-MEMORY_LOG_EVERY, MEMORY_LOG_INTERVALS = (
-    10,
-    4,
-)  # the memory runs: 40 steps, logged every 10  # peak RSS with a 2x split may grow by at most this factor
+MEMORY_FLAT_LIMIT = 1.15  # peak RSS with a 2x split may grow by at most this factor
+MEMORY_LOG_EVERY, MEMORY_LOG_INTERVALS = 10, 4  # the memory runs: 40 steps, logged every 10
 VERSION_PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "ml-collections")
 
 
@@ -54,7 +52,35 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
 
 
-class AnonPeak:
+class _Sampler:
+    """Calls ``sample()`` every ``interval`` seconds from a daemon thread while its ``with``
+    block runs."""
+
+    def __init__(self, interval: float, name: str):
+        import threading
+
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def sample(self) -> None:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class AnonPeak(_Sampler):
     """Samples this process's anonymous resident memory (``RssAnon`` in /proc/self/status)
     every ``interval`` seconds in a daemon thread and keeps the peak.
 
@@ -66,12 +92,8 @@ class AnonPeak:
     """
 
     def __init__(self, interval: float = 0.02):
-        import threading
-
-        self.interval = interval
+        super().__init__(interval, "bench-anon-peak")
         self.peak_kb = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bench-anon-peak", daemon=True)
 
     @staticmethod
     def read_kb() -> int:
@@ -83,19 +105,12 @@ class AnonPeak:
             pass
         return 0
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak_kb = max(self.peak_kb, self.read_kb())
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> AnonPeak:
-        self._thread.start()
-        return self
+    def sample(self) -> None:
+        self.peak_kb = max(self.peak_kb, self.read_kb())
 
     def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak_kb = max(self.peak_kb, self.read_kb())
+        super().__exit__(*exc)
+        self.sample()
 
     @property
     def peak_mb(self) -> float | None:
@@ -115,16 +130,6 @@ def device_peak_mb() -> float | None:
         return None
     peak = stats.get("peak_bytes_in_use")
     return None if peak is None else round(peak / 2**20, 1)
-
-
-def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in VERSION_PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = "absent"
-    return out
 
 
 def device_info() -> dict[str, Any]:
@@ -259,7 +264,11 @@ def prepare(spec: dict[str, Any]) -> dict[str, Any]:
                     num_classes=num_classes,
                 )
             data["memory_splits"].append({"examples": n, "prepared_dir": str(root)})
-    return {"device": device_info(), "versions": versions(), "data": data}
+    return {
+        "device": device_info(),
+        "versions": status.versions(VERSION_PACKAGES, absent="absent"),
+        "data": data,
+    }
 
 
 # ----------------------------------------------------------------------------- train step
@@ -400,23 +409,20 @@ def _loop_config(config: ml_collections.ConfigDict, steps: int, examples: int, b
     return cfg
 
 
-class LogCpuClock:
+class LogCpuClock(_Sampler):
     """Notes this process's CPU seconds (all threads) when each train line of the trainer's
     metrics.jsonl appears (polled every ``interval`` s from a daemon thread), so the steady
     window's CPU time can be set beside its wall time: on a shared machine other processes'
     load stretches wall time but hardly this process's CPU time."""
 
     def __init__(self, path: Path, interval: float = 0.005):
-        import threading
-
-        self.path, self.interval = path, interval
+        super().__init__(interval, "bench-log-cpu")
+        self.path = path
         self.cpu_at_step: dict[int, float] = {}
         self._offset = 0
         self._buf = b""
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bench-log-cpu", daemon=True)
 
-    def _poll(self) -> None:
+    def sample(self) -> None:
         try:
             with open(self.path, "rb") as f:
                 f.seek(self._offset)
@@ -434,19 +440,6 @@ class LogCpuClock:
                 continue
             if rec.get("kind") == "train":
                 self.cpu_at_step[int(rec["step"])] = cpu
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._poll()
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> LogCpuClock:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def run_loop(config, workdir: Path, steps: int) -> tuple[dict[str, Any], float]:

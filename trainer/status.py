@@ -36,13 +36,16 @@ def now_iso() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
-def versions() -> dict[str, str]:
+def versions(packages: Sequence[str] = _VERSIONED, absent: str | None = None) -> dict[str, str]:
+    """Python's and each installed package's version; a missing package is left out, or given
+    as ``absent`` where that is set."""
     out = {"python": platform.python_version()}
-    for name in _VERSIONED:
+    for name in packages:
         try:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
-            pass
+            if absent is not None:
+                out[name] = absent
     return out
 
 
