@@ -251,6 +251,28 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 4) if a and b else None
 
 
+def _wall_ratio(res: dict | None, same: str, alone: dict | None) -> float | None:
+    """``res``'s images/s over its baseline's: the baseline timed in ``res``'s own process
+    (``res[same]``) where there is one, else the baseline part run alone (``alone``)."""
+    res = res or {}
+    return _ratio(res.get("images_per_sec"), res.get(same) or (alone or {}).get("images_per_sec"))
+
+
+def _cpu_ratio(
+    prep: dict[str, Any],
+    res: dict | None,
+    when: str,
+    work: tuple[str, str],
+    base: tuple[str, str],
+) -> float | None:
+    """Work per CPU second of ``res`` over its same-process baseline's, each a
+    ``(work key, CPU seconds key)`` of ``res``; only on a CPU backend and where ``res[when]``
+    is set, else None."""
+    if prep["device"]["platform"] != "cpu" or not (res and res.get(when)):
+        return None
+    return _ratio(res[work[0]] / res[work[1]], res[base[0]] / res[base[1]])
+
+
 def _busy(prep: dict[str, Any], *results: dict | None) -> bool:
     """Whether other work shared the cores: a 1-minute load above the CPU count."""
     cpus = prep["device"].get("host_cpus") or 1
@@ -313,14 +335,14 @@ def assemble(
     if e2e:
         # The e2e part times the bare step again right after the loop, in the loop's process:
         # that pair gives the ratio; the bare part alone gives the step's own peak memory.
-        same = e2e.get("bare_same_process_images_per_sec")
-        r = _ratio(e2e.get("images_per_sec"), same or (bare and bare.get("images_per_sec")))
-        cpu_r = None
-        if prep["device"]["platform"] == "cpu" and e2e.get("cpu_seconds"):
-            cpu_r = _ratio(
-                e2e["window_steps"] / e2e["cpu_seconds"],
-                e2e["bare_same_process_steps"] / e2e["bare_same_process_cpu_seconds"],
-            )
+        r = _wall_ratio(e2e, "bare_same_process_images_per_sec", bare)
+        cpu_r = _cpu_ratio(
+            prep,
+            e2e,
+            "cpu_seconds",
+            ("window_steps", "cpu_seconds"),
+            ("bare_same_process_steps", "bare_same_process_cpu_seconds"),
+        )
         doc["end_to_end"] = {
             **e2e,
             "ratio_to_bare": r,
@@ -331,14 +353,14 @@ def assemble(
     if ev or fwd:
         # The evaluator part times a bare forward pass in alternating rounds in its own
         # process: that pair gives the ratio; the forward part alone gives its own peak memory.
-        same = ev and ev.get("forward_images_per_sec")
-        r = _ratio(ev and ev.get("images_per_sec"), same or (fwd and fwd.get("images_per_sec")))
-        cpu_r = None
-        if prep["device"]["platform"] == "cpu" and ev and ev.get("forward_cpu_seconds"):
-            cpu_r = _ratio(
-                ev["round_images"] / ev["cpu_seconds"],
-                ev["forward_round_images"] / ev["forward_cpu_seconds"],
-            )
+        r = _wall_ratio(ev, "forward_images_per_sec", fwd)
+        cpu_r = _cpu_ratio(
+            prep,
+            ev,
+            "forward_cpu_seconds",
+            ("round_images", "cpu_seconds"),
+            ("forward_round_images", "forward_cpu_seconds"),
+        )
         doc["evaluator"] = {
             "evaluator": ev,
             "forward": fwd,
