@@ -17,13 +17,9 @@ from sweeps import grid
 PAPER_RESNETS = (18, 34, 50, 101, 152, 200)
 PAPER_VITS = ("B/8", "L/4")
 PAPER_EFFICIENTNETS = tuple(f"b{i}" for i in range(6))
-EMBEDDED = grid.EMBEDDED_SHORT
 
 trial_name = grid.namer()
-
-
-def get_config(arg=None):
-    return grid.config(arg, embedded=EMBEDDED)
+get_config = grid.short_config
 
 
 def _embedded_models():
@@ -41,11 +37,12 @@ def _embedded_models():
     ]
 
 
-def get_sweep(arg=None):
-    preset, opts = grid.parse_arg(arg)
-    if preset != "paper":
-        return grid.product(_embedded_models(), grid.seeds(opts["seeds"]))
+def _paper_models(preset):
     models = [grid.arch("resnet", preset, depth=d) for d in PAPER_RESNETS]
     models += [grid.arch("vit", preset, variant=v) for v in PAPER_VITS]
     models += [grid.arch("efficientnet", preset, variant=v) for v in PAPER_EFFICIENTNETS]
-    return grid.product(models, grid.seeds(opts["seeds"]))
+    return models
+
+
+def get_sweep(arg=None):
+    return grid.seeded(arg, _embedded_models(), _paper_models)

@@ -15,7 +15,7 @@ from sweeps import grid
 
 PAPER_RATES = (0.0, 0.1, 0.2, 0.4, 0.6, 0.8)
 EMBEDDED_RATES = (0.0, 0.2, 0.4, 0.8)
-EMBEDDED = grid.EMBEDDED_SHORT
+get_config = grid.short_config
 
 
 def trial_name(overrides):
@@ -24,19 +24,14 @@ def trial_name(overrides):
     return grid.namer(swept)(overrides)
 
 
-def get_config(arg=None):
-    return grid.config(arg, embedded=EMBEDDED)
-
-
-def get_sweep(arg=None):
-    preset, opts = grid.parse_arg(arg)
-    if preset != "paper":
-        return grid.product(grid.axis("model.dropout", EMBEDDED_RATES), grid.seeds(opts["seeds"]))
+def _paper(preset):
     resnet = grid.arch("resnet", preset, depth=50)
     vit = {**grid.arch("vit", preset, variant="B/8"), "model.dropout": 0.0}
     return grid.chain(
-        grid.product([resnet], grid.axis("model.dropout", PAPER_RATES), grid.seeds(opts["seeds"])),
-        grid.product(
-            [vit], grid.axis("model.encoder_dropout", PAPER_RATES), grid.seeds(opts["seeds"])
-        ),
+        grid.product([resnet], grid.axis("model.dropout", PAPER_RATES)),
+        grid.product([vit], grid.axis("model.encoder_dropout", PAPER_RATES)),
     )
+
+
+def get_sweep(arg=None):
+    return grid.seeded(arg, grid.axis("model.dropout", EMBEDDED_RATES), _paper)

@@ -17,13 +17,9 @@ from sweeps import grid
 PAPER_EPOCHS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 60.0, 90.0)
 PAPER_RESNETS = (6, 50)
 EMBEDDED_EPOCHS = (0.25, 0.5, 1.0, 2.0)
-EMBEDDED = grid.EMBEDDED_SHORT
 
 trial_name = grid.namer("train.epochs")
-
-
-def get_config(arg=None):
-    return grid.config(arg, embedded=EMBEDDED)
+get_config = grid.short_config
 
 
 def _epochs(config, values):
@@ -32,15 +28,15 @@ def _epochs(config, values):
     ]
 
 
-def get_sweep(arg=None):
-    preset, opts = grid.parse_arg(arg)
-    config = get_config(arg)
-    if preset != "paper":
-        return grid.product(_epochs(config, EMBEDDED_EPOCHS), grid.seeds(opts["seeds"]))
+def _paper(preset):
     resnets = [grid.arch("resnet", preset, depth=d) for d in PAPER_RESNETS]
     vit = grid.arch("vit", preset, variant="B/8")
     vit_config = grid.base.config_from(preset, vit)
     return grid.chain(
-        grid.product(resnets, _epochs(config, PAPER_EPOCHS), grid.seeds(opts["seeds"])),
-        grid.product([vit], _epochs(vit_config, PAPER_EPOCHS), grid.seeds(opts["seeds"])),
+        grid.product(resnets, _epochs(get_config(preset), PAPER_EPOCHS)),
+        grid.product([vit], _epochs(vit_config, PAPER_EPOCHS)),
     )
+
+
+def get_sweep(arg=None):
+    return grid.seeded(arg, _epochs(get_config(arg), EMBEDDED_EPOCHS), _paper)

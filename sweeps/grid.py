@@ -17,6 +17,10 @@ with ``product`` and ``chain``; a new sweep takes a few lines::
             grid.seeds(opts["seeds"]),
         )
 
+Most sweep files have an embedded grid and a paper grid of models and values; ``seeded(arg,
+embedded, paper)`` picks one by the arg's preset and adds the seeds, and ``short_config`` is
+their ``get_config``.
+
 The arg is ``<preset>[,key=value...]``: ``"paper"``, ``"paper,seeds=3"``, ``"seeds=2"``
 (preset ``embedded``). The only option is ``seeds`` (trials per grid point, default 1).
 
@@ -112,6 +116,23 @@ def config(arg: str | None, embedded: Mapping[str, Any] | None = None) -> ml_col
         base.apply_overrides(c, embedded)
         base.validate(c)
     return c
+
+
+def short_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The ``get_config`` of the sweeps whose embedded preset is ``EMBEDDED_SHORT``."""
+    return config(arg, embedded=EMBEDDED_SHORT)
+
+
+def seeded(
+    arg: str | None,
+    embedded: Sequence[Overrides],
+    paper: Callable[[str], Sequence[Overrides]],
+) -> list[Overrides]:
+    """The arg's grid, each point ``seeds`` times (seed the fastest-varying axis): ``embedded``
+    for the embedded preset, ``paper(preset)`` for ``paper``."""
+    preset, opts = parse_arg(arg)
+    points = paper(preset) if preset == "paper" else embedded
+    return product(points, seeds(opts["seeds"]))
 
 
 def axis(key: str, values: Iterable[Any]) -> list[Overrides]:

@@ -15,19 +15,16 @@ from sweeps import grid
 
 PAPER_LS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5)
 EMBEDDED_LS = (0.0, 0.1, 0.3, 0.5)
-EMBEDDED = grid.EMBEDDED_SHORT
+LS = "train.label_smoothing"
 
-trial_name = grid.namer("train.label_smoothing")
+trial_name = grid.namer(LS)
+get_config = grid.short_config
 
 
-def get_config(arg=None):
-    return grid.config(arg, embedded=EMBEDDED)
+def _paper(preset):
+    models = [grid.arch("resnet", preset, depth=50), grid.arch("vit", preset, variant="B/8")]
+    return grid.product(models, grid.axis(LS, PAPER_LS))
 
 
 def get_sweep(arg=None):
-    preset, opts = grid.parse_arg(arg)
-    ls = "train.label_smoothing"
-    if preset != "paper":
-        return grid.product(grid.axis(ls, EMBEDDED_LS), grid.seeds(opts["seeds"]))
-    models = [grid.arch("resnet", preset, depth=50), grid.arch("vit", preset, variant="B/8")]
-    return grid.product(models, grid.axis(ls, PAPER_LS), grid.seeds(opts["seeds"]))
+    return grid.seeded(arg, grid.axis(LS, EMBEDDED_LS), _paper)

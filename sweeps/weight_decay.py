@@ -16,29 +16,18 @@ from sweeps import grid
 PAPER_RESNET_WD = (1e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 1e-2)
 PAPER_VIT_WD = (1e-3, 1e-2, 0.03, 0.1, 0.3, 1.0, 3.0)
 EMBEDDED_WD = (5e-6, 5e-5, 5e-4, 5e-3, 5e-2)
-EMBEDDED = grid.EMBEDDED_SHORT
+WD = "train.weight_decay"
 
-trial_name = grid.namer("train.weight_decay")
+trial_name = grid.namer(WD)
+get_config = grid.short_config
 
 
-def get_config(arg=None):
-    return grid.config(arg, embedded=EMBEDDED)
+def _paper(preset):
+    return grid.chain(
+        grid.product([grid.arch("resnet", preset, depth=50)], grid.axis(WD, PAPER_RESNET_WD)),
+        grid.product([grid.arch("vit", preset, variant="B/8")], grid.axis(WD, PAPER_VIT_WD)),
+    )
 
 
 def get_sweep(arg=None):
-    preset, opts = grid.parse_arg(arg)
-    wd = "train.weight_decay"
-    if preset != "paper":
-        return grid.product(grid.axis(wd, EMBEDDED_WD), grid.seeds(opts["seeds"]))
-    return grid.chain(
-        grid.product(
-            [grid.arch("resnet", preset, depth=50)],
-            grid.axis(wd, PAPER_RESNET_WD),
-            grid.seeds(opts["seeds"]),
-        ),
-        grid.product(
-            [grid.arch("vit", preset, variant="B/8")],
-            grid.axis(wd, PAPER_VIT_WD),
-            grid.seeds(opts["seeds"]),
-        ),
-    )
+    return grid.seeded(arg, grid.axis(WD, EMBEDDED_WD), _paper)

@@ -16,19 +16,16 @@ from sweeps import grid
 PAPER_WIDTHS = (0.0625, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0)
 PAPER_RESNETS = (6, 50, 200)
 EMBEDDED_WIDTHS = (0.0625, 0.125, 0.25, 0.5)
-EMBEDDED = grid.EMBEDDED_SHORT
 
 trial_name = grid.namer("model.width")
+get_config = grid.short_config
 
 
-def get_config(arg=None):
-    return grid.config(arg, embedded=EMBEDDED)
+def _paper(preset):
+    models = [grid.arch("resnet", preset, depth=d) for d in PAPER_RESNETS]
+    models.append(grid.arch("vit", preset, variant="B/8"))
+    return grid.product(models, grid.axis("model.width", PAPER_WIDTHS))
 
 
 def get_sweep(arg=None):
-    preset, opts = grid.parse_arg(arg)
-    if preset != "paper":
-        return grid.product(grid.axis("model.width", EMBEDDED_WIDTHS), grid.seeds(opts["seeds"]))
-    models = [grid.arch("resnet", preset, depth=d) for d in PAPER_RESNETS]
-    models.append(grid.arch("vit", preset, variant="B/8"))
-    return grid.product(models, grid.axis("model.width", PAPER_WIDTHS), grid.seeds(opts["seeds"]))
+    return grid.seeded(arg, grid.axis("model.width", EMBEDDED_WIDTHS), _paper)
