@@ -6,19 +6,11 @@ The pending trials of a sweep go in as ONE job array (``executor.batch()``; at m
 trials' status.json: rerunning the command submits what is still to do (``to_run``),
 and refuses while jobs of the same sweep are still in the queue, so nothing runs twice.
 
-Each array task runs the trainer as a child process (the exact argv of ``Trial.command``) in a
-``TrialJob``, which follows submitit's checkpointing protocol:
+Each array task runs the trainer as a child process in a ``TrialJob`` (``slurm_jobs.py``: the
+jobs and their requeue protocol on time limits and preemption); the flags and the submitit
+parameters they give are in ``slurm_options.py``. This module plans, renders (--dry-run) and
+submits the jobs, and looks at the queue.
 
-* time limit: Slurm sends USR2 ``signal_delay_s`` before the end (submitit's ``--signal``);
-  submitit calls ``TrialJob.checkpoint()``, which sends SIGTERM to the trainer, waits for its
-  clean save (status ``preempted``, exit 0) and returns a ``DelayedSubmission`` of itself;
-  submitit then requeues the job, and the trainer resumes from its workdir by itself.
-* preemption, ``scancel --signal=TERM``, ``scontrol requeue``: the trainer gets SIGTERM from
-  Slurm directly and saves; when the job is still RUNNING afterwards (nobody requeued or
-  cancelled it) the task requeues itself with ``scontrol requeue``. A cancelled job stays
-  cancelled.
-
-The trainer ignores USR2 (it is set to SIG_IGN before exec), so only the wrapper acts on it.
 A trial can span nodes (``--nodes``, ``--ntasks-per-node``, one task per GPU): every task runs
 the same trainer command and ``distributed.initialize=auto`` starts ``jax.distributed`` from the
 Slurm environment (``SLURM_NTASKS > 1``).
@@ -30,451 +22,61 @@ clusters without accounting), but the launcher itself only trusts status.json.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
-import json
 import os
-import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from launch.slurm_jobs import Command, TrialJob
+from launch.slurm_options import (
+    JOB_PREFIX,
+    SlurmError,
+    SlurmOptions,
+    add_slurm_args,
+    eval_parameters,
+    options_from_args,
+    parse_extra,
+    parse_time,
+    trial_parameters,
+)
 from launch.table import status_table
 from launch.trials import DONE_STATES, LaunchOptions, Trial, todo
-from sweeps.base import ConfigError
-from trainer import files
 
-JOB_PREFIX = "psweeps"
-
-
-class SlurmError(ConfigError):
-    """A bad Slurm option or a refused submission; the message is one line."""
-
-
-# ----------------------------------------------------------------------------- options
-
-
-def add_slurm_args(parser: argparse.ArgumentParser) -> None:
-    """The Slurm flags, for ``python -m launch``'s parser."""
-    g = parser.add_argument_group("Slurm (--launcher slurm)")
-    g.add_argument("--slurm-partition", default="", help="partition (default: the cluster's)")
-    g.add_argument(
-        "--slurm-time",
-        default="4:00:00",
-        help="time limit per job: minutes, H:M:S or D-H:M:S (default 4:00:00); a trial that "
-        "hits it saves, is requeued and resumes",
-    )
-    g.add_argument("--slurm-gpus", type=int, default=0, help="GPUs per task (default 0)")
-    g.add_argument("--slurm-cpus", type=int, default=4, help="CPUs per task (default 4)")
-    g.add_argument(
-        "--slurm-mem", default="", help="memory per node, e.g. 64G (default: the cluster's)"
-    )
-    g.add_argument("--slurm-account", default="", help="account to charge")
-    g.add_argument("--slurm-qos", default="", help="quality of service")
-    g.add_argument(
-        "--slurm-extra",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="any other sbatch option, e.g. constraint=a100 or exclusive (repeatable)",
-    )
-    g.add_argument(
-        "--slurm-array-parallelism",
-        type=int,
-        default=64,
-        help="most trials running at once (default 64)",
-    )
-    g.add_argument("--nodes", type=int, default=1, help="nodes per trial (default 1)")
-    g.add_argument(
-        "--ntasks-per-node",
-        type=int,
-        default=1,
-        help="tasks (processes) per node, one per GPU (default 1)",
-    )
-    g.add_argument(
-        "--slurm-max-timeouts",
-        type=int,
-        default=20,
-        help="how many times a trial may hit the time limit and be requeued (default 20)",
-    )
-    g.add_argument(
-        "--slurm-eval-gpus",
-        type=int,
-        default=-1,
-        help="GPUs of the evaluator job (default: min(1, --slurm-gpus))",
-    )
-    g.add_argument(
-        "--slurm-eval-cpus",
-        type=int,
-        default=-1,
-        help="CPUs of the evaluator job (default: --slurm-cpus)",
-    )
-    g.add_argument(
-        "--slurm-eval-poll",
-        type=float,
-        default=60.0,
-        help="seconds between the evaluator job's looks for new checkpoints (default 60)",
-    )
-    g.add_argument(
-        "--slurm-wait", action="store_true", help="wait until every job has left the queue"
-    )
-    g.add_argument(
-        "--slurm-folder",
-        default="",
-        help="submitit's folder for job scripts, pickles and logs (default <runs>/<sweep>/slurm)",
-    )
-
-
-@dataclass
-class SlurmOptions:
-    partition: str = ""
-    time_min: int = 240
-    gpus: int = 0
-    cpus: int = 4
-    mem: str = ""
-    account: str = ""
-    qos: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-    array_parallelism: int = 64
-    nodes: int = 1
-    ntasks_per_node: int = 1
-    max_timeouts: int = 20
-    eval_gpus: int = 0
-    eval_cpus: int = 4
-    eval_poll_s: float = 60.0
-    wait: bool = False
-    folder: str = ""
-    dry_run: bool = False
-
-
-_TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
-
-
-def parse_time(text: str) -> int:
-    """A Slurm time limit (``90``, ``90:00``, ``4:00:00``, ``1-12``, ``2-00:00:00``) in whole
-    minutes (rounded up), the unit submitit counts in (it needs a number to judge timeouts and
-    has no parser for Slurm's formats)."""
-    m = _TIME.match(text.strip())
-    if not m or not text.strip():
-        raise SlurmError(
-            f"--slurm-time={text!r} is not a Slurm time; expected minutes, M:S, H:M:S, D-H, D-H:M or D-H:M:S"
-        )
-    days, a, b, c = m.groups()
-    nums = [int(x) for x in (a, b, c) if x is not None]
-    if days is None:  # M | M:S | H:M:S
-        weights = {1: (60,), 2: (60, 1), 3: (3600, 60, 1)}[len(nums)]
-        seconds = sum(n * w for n, w in zip(nums, weights, strict=True))
-    else:
-        # D-H | D-H:M | D-H:M:S
-        h, mi, s = (nums + [0, 0])[:3]
-        seconds = int(days) * 86400 + h * 3600 + mi * 60 + s
-    minutes = -(-seconds // 60)
-    if minutes < 1:
-        raise SlurmError(f"--slurm-time={text!r} is under a minute; expected at least 1 minute")
-    return minutes
-
-
-def parse_extra(items: Sequence[str]) -> dict[str, Any]:
-    """``["constraint=a100", "exclusive"]`` -> ``{"constraint": "a100", "exclusive": True}``."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, eq, value = item.partition("=")
-        key = key.strip().lstrip("-")
-        if not key or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", key):
-            raise SlurmError(
-                f"--slurm-extra {item!r} is not allowed; expected KEY=VALUE or KEY (an sbatch long option)"
-            )
-        out[key.replace("_", "-")] = value if eq else True
-    return out
-
-
-def options_from_args(args: argparse.Namespace) -> SlurmOptions:
-    """``SlurmOptions`` from the parsed flags, checked (one-line ``SlurmError``)."""
-    for flag, value, lo in (
-        ("--slurm-gpus", args.slurm_gpus, 0),
-        ("--slurm-cpus", args.slurm_cpus, 1),
-        ("--slurm-array-parallelism", args.slurm_array_parallelism, 1),
-        ("--nodes", args.nodes, 1),
-        ("--ntasks-per-node", args.ntasks_per_node, 1),
-        ("--slurm-max-timeouts", args.slurm_max_timeouts, 0),
-        ("--slurm-eval-poll", args.slurm_eval_poll, 0.1),
-    ):
-        if value < lo:
-            raise SlurmError(f"{flag}={value} is not allowed; expected a number >= {lo}")
-    if args.slurm_mem and not re.fullmatch(r"\d+[KMGT]?B?", args.slurm_mem, re.I):
-        raise SlurmError(
-            f"--slurm-mem={args.slurm_mem!r} is not allowed; expected e.g. 64G, 512M, 0"
-        )
-    eval_gpus = args.slurm_eval_gpus if args.slurm_eval_gpus >= 0 else min(1, args.slurm_gpus)
-    eval_cpus = args.slurm_eval_cpus if args.slurm_eval_cpus >= 1 else args.slurm_cpus
-    return SlurmOptions(
-        partition=args.slurm_partition,
-        time_min=parse_time(args.slurm_time),
-        gpus=args.slurm_gpus,
-        cpus=args.slurm_cpus,
-        mem=args.slurm_mem,
-        account=args.slurm_account,
-        qos=args.slurm_qos,
-        extra=parse_extra(args.slurm_extra),
-        array_parallelism=args.slurm_array_parallelism,
-        nodes=args.nodes,
-        ntasks_per_node=args.ntasks_per_node,
-        max_timeouts=args.slurm_max_timeouts,
-        eval_gpus=eval_gpus,
-        eval_cpus=eval_cpus,
-        eval_poll_s=args.slurm_eval_poll,
-        wait=bool(getattr(args, "slurm_wait", False)),
-        folder=args.slurm_folder,
-        dry_run=bool(getattr(args, "dry_run", False)),
-    )
-
-
-def trial_parameters(opts: SlurmOptions, sweep: str) -> dict[str, Any]:
-    """submitit ``SlurmExecutor.update_parameters`` keywords of the trials' job array."""
-    p: dict[str, Any] = {
-        "job_name": f"{JOB_PREFIX}-{sweep}",
-        "time": opts.time_min,
-        "nodes": opts.nodes,
-        "ntasks_per_node": opts.ntasks_per_node,
-        "cpus_per_task": opts.cpus,
-        "array_parallelism": opts.array_parallelism,
-        "stderr_to_stdout": True,
-    }
-    if opts.gpus:
-        p["gpus_per_task"] = opts.gpus
-    return {**p, **_common(opts)}
-
-
-def eval_parameters(opts: SlurmOptions, sweep: str) -> dict[str, Any]:
-    """submitit keywords of the evaluator job (one task)."""
-    p: dict[str, Any] = {
-        "job_name": f"{JOB_PREFIX}-{sweep}-eval",
-        "time": opts.time_min,
-        "nodes": 1,
-        "ntasks_per_node": 1,
-        "cpus_per_task": opts.eval_cpus,
-        "stderr_to_stdout": True,
-    }
-    if opts.eval_gpus:
-        p["gpus_per_task"] = opts.eval_gpus
-    return {**p, **_common(opts)}
-
-
-def _common(opts: SlurmOptions) -> dict[str, Any]:
-    p: dict[str, Any] = {}
-    if opts.partition:
-        p["partition"] = opts.partition
-    if opts.mem:
-        p["mem"] = opts.mem
-    if opts.account:
-        p["account"] = opts.account
-    if opts.qos:
-        p["qos"] = opts.qos
-    if opts.extra:
-        p["additional_parameters"] = dict(opts.extra)
-    return p
-
-
-# ----------------------------------------------------------------------------- the jobs
-
-
-def _ignore_usr_signal() -> None:
-    """In the trainer child, before exec: Slurm's USR2 warning is for the wrapper only."""
-    signal.signal(_usr_signal(), signal.SIG_IGN)
-
-
-def _usr_signal() -> signal.Signals:
-    return getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"))
-
-
-class Command:
-    """A submitit job that runs argv lists one after the other as child processes in ``cwd``.
-
-    On a time limit or preemption it stops the running child with SIGTERM, waits for it and
-    asks to be requeued (submitit's checkpointing protocol); the commands must resume by
-    themselves, as the trainer and evaluator do from their run directories."""
-
-    def __init__(
-        self,
-        argvs: Sequence[Sequence[str]],
-        cwd: str,
-        stop_timeout_s: float = 80.0,
-        log_path: str = "",
-    ):
-        self.argvs = [list(a) for a in argvs]
-        self.cwd = cwd
-        self.stop_timeout_s = stop_timeout_s
-        self.log_path = log_path  # rank 0's child output is appended here ('' = the job's log)
-        self._pid: int | None = None
-        self._returncode: int | None = None
-
-    def __getstate__(self) -> dict[str, Any]:  # the child process does not travel in the pickle
-        return {**self.__dict__, "_pid": None, "_returncode": None}
-
-    def __call__(self) -> list[int]:
-        if _own_rank() != 0:
-            # submitit only calls checkpoint() on rank 0; the other ranks pass the warning on.
-            signal.signal(_usr_signal(), lambda *_: self._terminate())
-        codes = []
-        for argv in self.argvs:
-            code = self._run(argv)
-            codes.append(code)
-            if code != 0:
-                break
-        return self._finish(codes)
-
-    def _finish(self, codes: list[int]) -> list[int]:
-        if codes[-1] in (-signal.SIGTERM, 128 + signal.SIGTERM) and _own_rank() == 0:
-            # stopped by Slurm's SIGTERM (preemption): run again if nobody cancelled the job
-            if _requeue_self():
-                sys.exit(-1)
-        if codes[-1] != 0:
-            raise RuntimeError(f"{shlex.join(self.argvs[len(codes) - 1])} exited {codes[-1]}")
-        return codes
-
-    def _run(self, argv: list[str]) -> int:
-        self._returncode = None
-        out = None
-        if self.log_path and _own_rank() == 0:
-            log = Path(self.cwd, self.log_path)
-            log.parent.mkdir(parents=True, exist_ok=True)
-            out = open(log, "ab")  # closed once the child has it
-            out.write(
-                f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {_job_id()} {shlex.join(argv)}\n".encode()
-            )
-            out.flush()
-            print(f"{shlex.join(argv)}\n  output: {log}", flush=True)
-        try:
-            proc = subprocess.Popen(
-                argv,
-                cwd=self.cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT if out else None,
-                preexec_fn=_ignore_usr_signal,
-            )
-        finally:
-            if out:
-                out.close()
-        self._pid = proc.pid
-        # Reap with os.waitpid rather than Popen.wait: a signal handler (checkpoint) waits for
-        # the same child, and Popen.wait's internal lock would deadlock against it.
-        while self._reap() is None:
-            time.sleep(0.5)
-        return self._returncode if self._returncode is not None else 1
-
-    def _reap(self) -> int | None:
-        if self._returncode is not None or self._pid is None:
-            return self._returncode
-        try:
-            pid, status = os.waitpid(self._pid, os.WNOHANG)
-        except ChildProcessError:  # reaped by the other path already
-            return self._returncode
-        if pid == 0:
-            return None
-        self._returncode = os.waitstatus_to_exitcode(status)
-        return self._returncode
-
-    def _terminate(self) -> None:
-        """SIGTERM to the running child, then wait (up to ``stop_timeout_s``) for it to exit."""
-        if self._pid is None or self._reap() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self._pid, signal.SIGTERM)
-        deadline = time.monotonic() + self.stop_timeout_s
-        while self._reap() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-
-    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
-        import submitit
-
-        self._terminate()
-        return submitit.helpers.DelayedSubmission(
-            Command(self.argvs, self.cwd, self.stop_timeout_s, self.log_path)
-        )
-
-
-class TrialJob(Command):
-    """The submitit job of one trial: the trainer's argv, and the trial's status.json."""
-
-    def __init__(
-        self, argv: Sequence[str], cwd: str, status_path: str, name: str, log_path: str = ""
-    ):
-        super().__init__([argv], cwd, log_path=log_path)
-        self.status_path = status_path
-        self.name = name
-
-    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
-        import submitit
-
-        self._terminate()
-        return submitit.helpers.DelayedSubmission(
-            TrialJob(self.argvs[0], self.cwd, self.status_path, self.name, self.log_path)
-        )
-
-    def _state(self) -> str:
-        path = Path(self.status_path)
-        if not path.is_absolute():
-            path = Path(self.cwd) / path
-        try:
-            return str((files.read_json(path, default={}) or {}).get("state", "?"))
-        except (OSError, json.JSONDecodeError):
-            return "unreadable"
-
-    def _finish(self, codes: list[int]) -> list[int]:
-        if _own_rank() != 0:  # status.json is rank 0's to write; the others report exit codes
-            return super()._finish(codes)
-        state = self._state()
-        if state == "preempted" and _requeue_self():
-            # Exit without a result, as submitit does after its own requeue; the job runs again.
-            sys.exit(-1)
-        if state != "done":
-            raise RuntimeError(
-                f"trial {self.name} ended {state} (exit {codes[-1]}); see {self.status_path}"
-            )
-        return codes
-
-
-def _own_rank() -> int:
-    """This task's global rank (submitit's ``JobEnvironment().global_rank`` reads the same)."""
-    return int(os.environ.get("SLURM_PROCID", "0") or 0)
-
-
-def _job_id() -> str:
-    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
-    return f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID", "")
-
-
-def _requeue_self() -> bool:
-    """Requeue this job if it is still RUNNING (a SIGTERM that nobody followed with a requeue or
-    a cancel, e.g. ``scancel --signal=TERM``); a cancelled or already requeued job is left be."""
-    jid = _job_id()
-    if not jid:
-        return False
-    try:
-        info = subprocess.run(
-            ["scontrol", "show", "job", "-o", jid], capture_output=True, text=True, timeout=60
-        ).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    m = re.search(r"\bJobState=(\w+)", info)
-    if not m or m.group(1) not in ("RUNNING", "PREEMPTED"):
-        return m is not None and m.group(1) in ("REQUEUED", "PENDING")
-    r = subprocess.run(["scontrol", "requeue", jid], capture_output=True, text=True, timeout=60)
-    print(
-        f"trial preempted: requeued job {jid} ({(r.stdout + r.stderr).strip() or 'ok'})", flush=True
-    )
-    return r.returncode == 0
-
-
-# ----------------------------------------------------------------------------- submission
+# The launcher's interface (python -m launch and the tests use these names from here).
+__all__ = [
+    "ENDED",
+    "JOB_PREFIX",
+    "Command",
+    "JobPlan",
+    "SlurmError",
+    "SlurmOptions",
+    "TrialJob",
+    "active_jobs",
+    "add_slurm_args",
+    "check_args",
+    "dry_run",
+    "eval_parameters",
+    "job_folder",
+    "launch",
+    "options_from_args",
+    "parse_extra",
+    "parse_time",
+    "plan",
+    "queued_jobs",
+    "render",
+    "sbatch_script",
+    "submit",
+    "to_run",
+    "trial_parameters",
+    "wait",
+]
 
 
 @dataclass
