@@ -6,6 +6,7 @@ import numbers
 from collections.abc import Mapping
 from typing import Any
 
+import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
@@ -69,6 +70,28 @@ def scaled_channels(channels: int, width: float) -> int:
 def float32_taps(taps: Mapping[str, Any]) -> dict[str, Any]:
     """Taps are handed out in float32 whatever the compute dtype."""
     return {k: v.astype(jnp.float32) for k, v in taps.items()}
+
+
+def classifier_head(
+    x: Any,
+    features: Mapping[str, Any],
+    *,
+    num_classes: int,
+    dropout: float,
+    train: bool,
+    dtype: Any,
+    kernel_init: Any,
+    taps: bool,
+) -> Any:
+    """Dropout, the dense layer ``head`` and float32 logits, with the float32 taps where
+    ``taps`` asks for them. Call it inside a model's compact ``__call__``: the layers become
+    that model's submodules."""
+    x = nn.Dropout(dropout, deterministic=not train)(x)
+    logits = nn.Dense(num_classes, dtype=dtype, kernel_init=kernel_init, name="head")(x)
+    logits = logits.astype(jnp.float32)
+    if taps:
+        return logits, float32_taps(features)
+    return logits
 
 
 def check_num_classes(num_classes: Any) -> int:

@@ -27,7 +27,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from trainer.models.common import float32_taps
+from trainer.models.common import classifier_head
 
 # variant -> (width coefficient, depth coefficient, reference resolution, dropout)
 VARIANTS: dict[str, tuple[float, float, int, float]] = {
@@ -82,6 +82,37 @@ def round_repeats(repeats: int, depth: float) -> int:
     return int(math.ceil(depth * repeats))
 
 
+def _conv_bn(
+    x: Any,
+    prefix: str,
+    features: int,
+    kernel: int,
+    train: bool,
+    dtype: Any,
+    *,
+    kernel_init: Any = _CONV_INIT,
+    **conv_kwargs: Any,
+) -> Any:
+    """The conv ``{prefix}_conv`` (no bias) and its BatchNorm ``{prefix}_bn``. Call it inside a
+    compact ``__call__``: the layers become that module's submodules."""
+    x = nn.Conv(
+        features,
+        (kernel, kernel),
+        use_bias=False,
+        kernel_init=kernel_init,
+        dtype=dtype,
+        name=f"{prefix}_conv",
+        **conv_kwargs,
+    )(x)
+    return nn.BatchNorm(
+        use_running_average=not train,
+        momentum=BN_MOMENTUM,
+        epsilon=BN_EPSILON,
+        dtype=dtype,
+        name=f"{prefix}_bn",
+    )(x)
+
+
 class MBConv(nn.Module):
     channels_in: int
     channels_out: int
@@ -93,37 +124,23 @@ class MBConv(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool):
-        norm = lambda name: nn.BatchNorm(
-            use_running_average=not train,
-            momentum=BN_MOMENTUM,
-            epsilon=BN_EPSILON,
-            dtype=self.dtype,
-            name=name,
-        )
         inputs = x
         channels = self.channels_in * self.expand_ratio
         if self.expand_ratio != 1:
-            x = nn.Conv(
-                channels,
-                (1, 1),
-                use_bias=False,
-                kernel_init=_CONV_INIT,
-                dtype=self.dtype,
-                name="expand_conv",
-            )(x)
-            x = nn.swish(norm("expand_bn")(x))
-        x = nn.Conv(
+            x = nn.swish(_conv_bn(x, "expand", channels, 1, train, self.dtype))
+        x = _conv_bn(
+            x,
+            "depthwise",
             channels,
-            (self.kernel, self.kernel),
+            self.kernel,
+            train,
+            self.dtype,
+            kernel_init=_DEPTHWISE_INIT,
             strides=(self.strides, self.strides),
             padding="SAME",
             feature_group_count=channels,
-            use_bias=False,
-            kernel_init=_DEPTHWISE_INIT,
-            dtype=self.dtype,
-            name="depthwise_conv",
-        )(x)
-        x = nn.swish(norm("depthwise_bn")(x))
+        )
+        x = nn.swish(x)
 
         se_channels = max(1, int(self.channels_in * SE_RATIO))
         se = jnp.mean(x, axis=(1, 2), keepdims=True)
@@ -135,15 +152,7 @@ class MBConv(nn.Module):
         )
         x = x * nn.sigmoid(se)
 
-        x = nn.Conv(
-            self.channels_out,
-            (1, 1),
-            use_bias=False,
-            kernel_init=_CONV_INIT,
-            dtype=self.dtype,
-            name="project_conv",
-        )(x)
-        x = norm("project_bn")(x)
+        x = _conv_bn(x, "project", self.channels_out, 1, train, self.dtype)
         if self.strides == 1 and self.channels_in == self.channels_out:
             # Drop-connect: the whole residual branch of an example, rescaled by 1/(1-rate).
             x = nn.Dropout(self.drop_rate, broadcast_dims=(1, 2, 3), deterministic=not train)(x)
@@ -163,25 +172,10 @@ class EfficientNet(nn.Module):
     def __call__(self, x, train: bool = False, taps: bool = False):
         width_coef, depth_coef, _, _ = VARIANTS[self.variant]
         width_coef *= self.width
-        norm = lambda name: nn.BatchNorm(
-            use_running_average=not train,
-            momentum=BN_MOMENTUM,
-            epsilon=BN_EPSILON,
-            dtype=self.dtype,
-            name=name,
-        )
         x = jnp.asarray(x, self.dtype)
-        x = nn.Conv(
-            round_filters(32, width_coef),
-            (3, 3),
-            strides=(2, 2),
-            padding="SAME",
-            use_bias=False,
-            kernel_init=_CONV_INIT,
-            dtype=self.dtype,
-            name="stem_conv",
-        )(x)
-        x = nn.swish(norm("stem_bn")(x))
+        stem = round_filters(32, width_coef)
+        x = _conv_bn(x, "stem", stem, 3, train, self.dtype, strides=(2, 2), padding="SAME")
+        x = nn.swish(x)
         stride = 2
 
         last_at: dict[int, Any] = {}
@@ -205,24 +199,16 @@ class EfficientNet(nn.Module):
                 last_at[stride] = x
                 index += 1
 
-        x = nn.Conv(
-            round_filters(1280, width_coef),
-            (1, 1),
-            use_bias=False,
-            kernel_init=_CONV_INIT,
-            dtype=self.dtype,
-            name="head_conv",
-        )(x)
-        x = nn.swish(norm("head_bn")(x))
+        x = nn.swish(_conv_bn(x, "head", round_filters(1280, width_coef), 1, train, self.dtype))
         last_at[stride] = x
         features = {f"stage{i + 1}": last_at[s] for i, s in enumerate(TAP_STRIDES)}
-
-        x = jnp.mean(x, axis=(1, 2))
-        x = nn.Dropout(self.dropout, deterministic=not train)(x)
-        logits = nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=_DENSE_INIT, name="head")(
-            x
+        return classifier_head(
+            jnp.mean(x, axis=(1, 2)),
+            features,
+            num_classes=self.num_classes,
+            dropout=self.dropout,
+            train=train,
+            dtype=self.dtype,
+            kernel_init=_DENSE_INIT,
+            taps=taps,
         )
-        logits = logits.astype(jnp.float32)
-        if taps:
-            return logits, float32_taps(features)
-        return logits

@@ -28,7 +28,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from trainer.models.common import float32_taps, scaled_channels
+from trainer.models.common import classifier_head, scaled_channels
 
 # depth -> (block kind, blocks per stage)
 LAYOUTS: dict[int, tuple[str, tuple[int, ...]]] = {
@@ -156,15 +156,13 @@ class ResNet(nn.Module):
                 )(x, train)
             features[f"stage{i + 1}"] = x
 
-        x = jnp.mean(x, axis=(1, 2))
-        x = nn.Dropout(self.dropout, deterministic=not train)(x)
-        logits = nn.Dense(
-            self.num_classes,
+        return classifier_head(
+            jnp.mean(x, axis=(1, 2)),
+            features,
+            num_classes=self.num_classes,
+            dropout=self.dropout,
+            train=train,
             dtype=self.dtype,
             kernel_init=nn.initializers.normal(stddev=0.01),
-            name="head",
-        )(x)
-        logits = logits.astype(jnp.float32)
-        if taps:
-            return logits, float32_taps(features)
-        return logits
+            taps=taps,
+        )

@@ -22,7 +22,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from sweeps.base import ConfigError
-from trainer.models.common import float32_taps
+from trainer.models.common import classifier_head
 
 # name -> (hidden size, depth, MLP size, heads), as in vision_transformer / big_vision.
 VARIANTS: dict[str, tuple[int, int, int, int]] = {
@@ -170,14 +170,13 @@ class ViT(nn.Module):
             )(x, train)
             features[f"block{i + 1}"] = x[:, 0]
         x = nn.LayerNorm(epsilon=LN_EPSILON, dtype=self.dtype, name="encoder_norm")(x)
-        x = nn.Dropout(self.dropout, deterministic=not train)(x[:, 0])
-        logits = nn.Dense(
-            self.num_classes,
+        return classifier_head(
+            x[:, 0],
+            features,
+            num_classes=self.num_classes,
+            dropout=self.dropout,
+            train=train,
             dtype=self.dtype,
             kernel_init=nn.initializers.zeros,
-            name="head",
-        )(x)
-        logits = logits.astype(jnp.float32)
-        if taps:
-            return logits, float32_taps(features)
-        return logits
+            taps=taps,
+        )
