@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_models_support import model_cfg, random_variables
+from test_models_support import assert_forward_pass, model_cfg, random_variables
 
 from sweeps.base import EFFICIENTNET_VARIANTS
 from trainer.models import build_model, describe, efficientnet_defaults, tap_names
@@ -81,15 +81,7 @@ def test_width_multiplies_the_variants_coefficient():
 def test_every_variant_runs_a_forward_pass_at_64():
     images = jnp.asarray(np.random.default_rng(0).standard_normal((2, 64, 64, 3), np.float32))
     for variant in EFFICIENTNET_VARIANTS:
-        cfg = effnet(variant, width=0.0625)
-        model = build_model(cfg, 10)
-        variables = random_variables(model, images)
-        logits, taps = model.apply(variables, images, train=False, taps=True)
-        assert logits.shape == (2, 10) and logits.dtype == jnp.float32, variant
-        assert np.all(np.isfinite(logits)) and not np.allclose(logits[0], logits[1]), variant
-        expected = describe(cfg, 64, 10)["taps"]
-        assert {k: list(v.shape[1:]) for k, v in taps.items()} == expected, variant
-        assert all(v.dtype == jnp.float32 for v in taps.values())
+        assert_forward_pass(effnet(variant, width=0.0625), images, variant)
 
 
 def test_stochastic_depth_only_in_training():

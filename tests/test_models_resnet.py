@@ -4,16 +4,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_models_support import random_variables
+from test_models_support import assert_forward_pass, model_cfg, random_variables
 
-from sweeps.base import RESNET_DEPTHS, get_config
+from sweeps.base import RESNET_DEPTHS
 from trainer.models import build_model, describe, tap_names
 
 
 def resnet(depth, width=1.0, **kw):
-    m = get_config().model.to_dict()
-    m.update(name="resnet", depth=depth, width=width, **kw)
-    return m
+    return model_cfg("resnet", depth=depth, width=width, **kw)
 
 
 @pytest.mark.parametrize(
@@ -73,21 +71,7 @@ def test_width_multiplies_every_conv_and_rounds():
 def test_every_depth_runs_a_forward_pass_at_64():
     images = jnp.asarray(np.random.default_rng(1).standard_normal((2, 64, 64, 3), np.float32))
     for depth in RESNET_DEPTHS:
-        cfg = resnet(depth, width=0.0625)
-        model = build_model(cfg, 10)
-        variables = random_variables(model, images)
-        logits, taps = model.apply(variables, images, train=False, taps=True)
-        assert logits.shape == (2, 10) and logits.dtype == jnp.float32, depth
-        assert np.all(np.isfinite(logits)), depth
-        assert not np.allclose(logits[0], logits[1]), depth  # depends on the image
-        expected = describe(cfg, 64, 10)["taps"]
-        assert list(taps) == list(expected), depth
-        for name, shape in expected.items():
-            assert taps[name].shape == (2, *shape) and taps[name].dtype == jnp.float32, (
-                depth,
-                name,
-            )
-        np.testing.assert_array_equal(model.apply(variables, images, train=False), logits)
+        assert_forward_pass(resnet(depth, width=0.0625), images, depth)
 
 
 def test_train_mode_updates_batch_stats_and_odd_sizes_work():

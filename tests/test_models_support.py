@@ -1,9 +1,11 @@
 """Helpers the model-zoo tests share (this module holds no tests itself)."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from sweeps.base import get_config
+from trainer.models import build_model, describe
 
 
 def model_cfg(name, **kw):
@@ -32,6 +34,24 @@ def random_variables(model, images, seed=0):
             shapes["batch_stats"],
         )
     return out
+
+
+def assert_forward_pass(cfg, images, label, num_classes=10):
+    """A real forward pass of ``cfg``'s model on random variables: float32 logits that are finite
+    and depend on the image, the same without taps, and float32 taps of the shapes (and in the
+    order) ``describe`` gives. ``label`` names the model in failure messages."""
+    model = build_model(cfg, num_classes)
+    variables = random_variables(model, images)
+    logits, taps = model.apply(variables, images, train=False, taps=True)
+    n = images.shape[0]
+    assert logits.shape == (n, num_classes) and logits.dtype == jnp.float32, label
+    assert np.all(np.isfinite(logits)), label
+    assert not np.allclose(logits[0], logits[1]), label  # depends on the image
+    expected = describe(cfg, images.shape[1], num_classes)["taps"]
+    assert list(taps) == list(expected), label
+    for name, shape in expected.items():
+        assert taps[name].shape == (n, *shape) and taps[name].dtype == jnp.float32, (label, name)
+    np.testing.assert_array_equal(model.apply(variables, images, train=False), logits)
 
 
 def perturbed(variables, scale=0.05, seed=1):
