@@ -54,6 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from evaluator.bapps import Benchmark, BenchmarkError, load_2afc_tree
+from trainer.data.load import resolve_prepared_dir
 
 VERSION = 1
 CATEGORIES = ("noise", "blur", "jpeg", "color", "contrast", "warp")
@@ -90,10 +91,8 @@ def default_dir(config=None) -> Path:
         proxy_dir = _get(config, "perceptual", "proxy_dir")
         if proxy_dir:
             return Path(proxy_dir)
-        prepared = _get(config, "data", "prepared_dir")
-        if prepared:
-            return Path(prepared) / "proxy"
-    return Path(os.environ.get("PSWEEPS_DATA_DIR") or "data") / "proxy"
+    prepared = _get(config, "data", "prepared_dir") if config is not None else None
+    return resolve_prepared_dir(prepared) / "proxy"
 
 
 def _get(config, section: str, key: str):

@@ -29,7 +29,12 @@ def check_name(name: str) -> None:
 
 def prepared_root(data_cfg: Any) -> Path:
     """``data.prepared_dir``, else ``$PSWEEPS_DATA_DIR``, else ``./data`` (current directory)."""
-    d = data_cfg.prepared_dir or os.environ.get(ENV_PREPARED_DIR) or DEFAULT_PREPARED_DIR
+    return resolve_prepared_dir(data_cfg.prepared_dir)
+
+
+def resolve_prepared_dir(prepared_dir: str | None) -> Path:
+    """The prepared-data root for a ``data.prepared_dir`` value ('' or None = the default)."""
+    d = prepared_dir or os.environ.get(ENV_PREPARED_DIR) or DEFAULT_PREPARED_DIR
     return Path(d).expanduser()
 
 
