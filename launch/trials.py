@@ -30,7 +30,6 @@ import os
 import shlex
 import socket
 import sys
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +41,7 @@ import ml_collections
 from sweeps import base, grid
 from trainer import files
 from trainer.procs import pid_state
+from trainer.status import now_iso
 
 SWEEPS_DIR = Path(__file__).resolve().parent.parent / "sweeps"
 NOT_SWEEPS = ("__init__", "base", "grid")
@@ -116,7 +116,7 @@ class Trial:
         st = self.status()
         if st.get("state") in ("new", "unreadable"):
             st = {}
-        st.update(fields, updated=_now())
+        st.update(fields, updated=now_iso())
         files.atomic_write_json(self.status_path, st)
         return st
 
@@ -320,7 +320,7 @@ def prepare(trials: Sequence[Trial], python: str | None = None) -> None:
             "preset": t0.preset,
             "arg": t0.config_arg,
             "trials": [t.name for t in trials],
-            "updated": _now(),
+            "updated": now_iso(),
         },
     )
     for t in trials:
@@ -384,7 +384,3 @@ def _display_path(p: Path) -> str:
         return str(p.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(p.resolve())
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
