@@ -47,7 +47,6 @@ SWEEPS_DIR = Path(__file__).resolve().parent.parent / "sweeps"
 NOT_SWEEPS = ("__init__", "base", "grid")
 DONE_STATES = ("done", "diverged")  # results: never rerun
 TODO_STATES = ("pending", "failed", "preempted")  # rerun (the trainer resumes from checkpoints)
-STATES = ("pending", "running", "done", "failed", "diverged", "preempted")
 
 
 class DriftError(base.ConfigError):
