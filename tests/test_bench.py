@@ -232,6 +232,7 @@ def test_bench_end_to_end_writes_four_sections(tmp_path):
     assert e2e["ratio_to_bare"] == pytest.approx(
         e2e["images_per_sec"] / e2e["bare_same_process_images_per_sec"], abs=1e-4
     )
+    assert e2e["imagenet_epoch_s"] == pytest.approx(1281167 / e2e["images_per_sec"], rel=1e-3)
     lo, hi = e2e["window"]
     assert lo == 2 and hi == e2e["steps"] and hi - lo >= 3  # a checkpoint (every 3) inside
     assert ev["forward"]["images_per_sec"] > 0 and ev["evaluator"]["images_per_sec"] > 0
@@ -251,7 +252,7 @@ def test_bench_end_to_end_writes_four_sections(tmp_path):
     run = tmp_path / "bench" / "runs" / "e2e"
     assert (run / "metrics.jsonl").exists() and (run / "checkpoints").is_dir()
     # the table names every section
-    for word in ("bare train step", "end-to-end", "bare forward", "evaluator", "split x2"):
+    for word in ("bare train step", "end-to-end", "bare forward", "evaluator", "split x2", "ImageNet epoch"):
         assert word in proc.stdout
 
 

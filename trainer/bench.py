@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from sweeps.base import DTYPES, ConfigError, config_from
+from trainer.bench_data import IMAGENET_TRAIN
 from trainer.files import atomic_write_json
 
 PARTS = ("bare", "e2e", "forward", "evaluator", "memory")
@@ -343,8 +344,11 @@ def assemble(
             ("window_steps", "cpu_seconds"),
             ("bare_same_process_steps", "bare_same_process_cpu_seconds"),
         )
+        rate = e2e.get("images_per_sec")
         doc["end_to_end"] = {
             **e2e,
+            # One ImageNet-64 epoch (train split, its eval included pro rata) at this rate.
+            "imagenet_epoch_s": round(IMAGENET_TRAIN / rate, 2) if rate else None,
             "ratio_to_bare": r,
             "cpu_time_ratio_to_bare": cpu_r,
             "target": TARGETS["end_to_end"],
@@ -477,6 +481,11 @@ def format_table(doc: dict[str, Any]) -> str:
             f"warning: the host was busy (1-minute load up to {max(loads):.1f} on "
             f"{dev['host_cpus']} CPUs): other work shared the cores, so wall-time rates are "
             "unreliable; the CPU-time ratios (this process's CPU seconds per image) hold better"
+        )
+    if e2e and e2e.get("imagenet_epoch_s"):
+        lines.append(
+            f"2 end-to-end: one ImageNet epoch ({IMAGENET_TRAIN:,} images, eval pro rata) "
+            f"at this rate takes {e2e['imagenet_epoch_s']:,.1f} s"
         )
     if mem.get("growth") is not None:
         parts = []

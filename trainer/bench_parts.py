@@ -26,11 +26,9 @@ from typing import Any, Self
 import ml_collections
 
 from trainer import status
+from trainer.bench_data import IMAGENET_TRAIN, IMAGENET_VAL
 
 SYNTHETIC_EXAMPLES = 131072  # about a tenth of ImageNet-64 train: 1.6 GB at 64x64
-# ImageNet's val/train sizes: the synthetic eval split keeps their ratio, so the trainer's
-# per-epoch eval costs the same fraction of the loop as on ImageNet.
-IMAGENET_TRAIN, IMAGENET_VAL = 1281167, 50000
 MEMORY_FLAT_LIMIT = 1.15  # peak RSS with a 2x split may grow by at most this factor
 MEMORY_LOG_EVERY, MEMORY_LOG_INTERVALS = 10, 4  # the memory runs: 40 steps, logged every 10
 VERSION_PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "ml-collections")
