@@ -252,7 +252,14 @@ def test_bench_end_to_end_writes_four_sections(tmp_path):
     run = tmp_path / "bench" / "runs" / "e2e"
     assert (run / "metrics.jsonl").exists() and (run / "checkpoints").is_dir()
     # the table names every section
-    for word in ("bare train step", "end-to-end", "bare forward", "evaluator", "split x2", "ImageNet epoch"):
+    for word in (
+        "bare train step",
+        "end-to-end",
+        "bare forward",
+        "evaluator",
+        "split x2",
+        "ImageNet epoch",
+    ):
         assert word in proc.stdout
 
 
