@@ -17,9 +17,10 @@
 # Budget: about 5 minutes on one H100/H200 (the synthetic split is written once, about 10 s; the
 # two models' compiles dominate; a persistent compilation cache lets the parts share them).
 # Environment: PY (python, default python3), OUT (JSON folder), GPU_CHECK_MODELS (default
-# "resnet6 resnet50"), GPU_CHECK_ARGS (extra flags for python -m trainer.bench).
+# "resnet6 resnet50"), GPU_CHECK_ARGS (extra flags for python -m trainer.bench),
+# GPU_CHECK_PROBE (models for bench/eval_probe.py afterwards; default resnet50, empty: none).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 PY=${PY:-python3}
 RESULTS=${OUT:-bench-results}
 MODELS=${GPU_CHECK_MODELS:-resnet6 resnet50}
@@ -61,5 +62,11 @@ for model in $MODELS; do
     --out "$RESULTS/gpu-$model.json" ${GPU_CHECK_ARGS:-} || status=1
   echo "== $model took $(( $(date +%s) - start )) s"
   tar czf "$RESULTS/logs-$model.tgz" -C "$BENCH_DIR" logs 2>/dev/null || true  # each part's output
+done
+# Where the evaluator's time goes beyond a bare forward pass, and its style distance's accuracy
+# on this backend (bench/eval_probe.py); GPU_CHECK_PROBE= (empty) skips it.
+for model in ${GPU_CHECK_PROBE-resnet50}; do
+  echo "== eval probe $model"
+  "$PY" bench/eval_probe.py --model "$model" --out "$RESULTS/probe-$model.json" || status=1
 done
 exit $status

@@ -205,6 +205,8 @@ def test_bench_end_to_end_writes_four_sections(tmp_path):
         "--size=16",
         "--data=synthetic",
         "--examples=256",
+        # 96 images at batch 16: 6 steps an epoch, inside the memory part's 8-step runs
+        "--memory-examples=96",
         f"--bench-dir={tmp_path / 'bench'}",
         "--steps=2",
         "--rounds=1",
@@ -242,7 +244,7 @@ def test_bench_end_to_end_writes_four_sections(tmp_path):
         ev["evaluator"]["images_per_sec"] / ev["evaluator"]["forward_images_per_sec"], abs=1e-4
     )
     assert ev["evaluator"]["taps"] == ["stem"]
-    assert [s["examples"] for s in mem["splits"]] == [256, 512]
+    assert [s["examples"] for s in mem["splits"]] == [96, 192]
     assert all(s["peak_rss_mb"] > 0 and s["peak_anon_mb"] > 0 for s in mem["splits"])
     assert mem["growth"] == pytest.approx(
         mem["splits"][1]["peak_rss_mb"] / mem["splits"][0]["peak_rss_mb"], rel=1e-2
@@ -277,3 +279,23 @@ def test_a_part_runs_in_its_own_process(tmp_path):
     assert r["peak_rss_mb"] > r["peak_anon_mb"] > 0
     with pytest.raises(bench.BenchError, match="part 'nope' failed"):
         bench.run_part("nope", spec, in_process=False, timeout=300)
+
+
+def test_a_failed_part_keeps_the_others_numbers(tmp_path, monkeypatch, capsys):
+    real = bench.run_part
+
+    def run_part(part, spec, **kw):
+        if part == "forward":
+            raise bench.BenchError("part 'forward' failed: RuntimeError: out of memory")
+        return real(part, spec, **kw)
+
+    monkeypatch.setattr(bench, "run_part", run_part)
+    out = tmp_path / "bench.json"
+    argv = ["--model=resnet2", "--width=0.0625", "--batch=8", "--size=16", "--data=synthetic"]
+    argv += ["--examples=64", f"--bench-dir={tmp_path / 'b'}", "--steps=1", "--rounds=1"]
+    argv += ["--parts=bare,forward", "--in-process", f"--out={out}"]
+    assert bench.main(argv) == 1
+    doc = json.loads(out.read_text())
+    assert doc["bare_step"]["images_per_sec"] > 0
+    assert doc["failed_parts"] == {"forward": "part 'forward' failed: RuntimeError: out of memory"}
+    assert "FAILED forward: part 'forward' failed" in capsys.readouterr().out

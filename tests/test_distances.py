@@ -74,6 +74,17 @@ def test_tap_distance_matches_numpy(kind, ref, shape):
     assert np.all(np.asarray(D.TAP_FUNCTIONS[kind](f0, f0)) < 1e-6)
 
 
+@pytest.mark.parametrize("shape", [(4, 8, 8, 16), (4, 2, 2, 64)], ids=["spatial", "deep"])
+def test_style_keeps_its_accuracy_for_nearly_equal_features(shape):
+    # Similar images have nearly equal Gram matrices; the distance is formed from the feature
+    # difference, not by subtracting the Grams, so float32 keeps ~1e-5 relative accuracy.
+    rng = np.random.default_rng(3)
+    f0 = rng.normal(size=shape).astype(np.float32)
+    f1 = (f0 + 1e-3 * rng.normal(size=shape)).astype(np.float32)
+    want = np_style(f0.astype(np.float64), f1.astype(np.float64))
+    np.testing.assert_allclose(np.asarray(D.style_tap(f0, f1)), want, rtol=5e-5)
+
+
 def test_total_distance_sums_taps_and_jit_path():
     rng = np.random.default_rng(0)
     t0 = {"a": rng.normal(size=(2, 4, 4, 3)), "b": rng.normal(size=(2, 5))}

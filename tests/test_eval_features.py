@@ -57,6 +57,8 @@ def test_distances_match_direct_apply_with_padded_batches():
                 np.testing.assert_allclose(a[kind][tap][i], direct, rtol=1e-4, atol=1e-7)
     pairs = small.pair_distances(ref, p0)
     np.testing.assert_allclose(pairs["local"]["stage2"], a["local"]["stage2"][0], rtol=1e-4)
+    empty = small.triplet_distances(ref[:0], p0[:0], p1[:0])
+    assert empty["style"]["stage4"][1].shape == (0,)
 
 
 def test_ema_parameters_are_used_when_the_run_kept_them():

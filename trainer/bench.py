@@ -482,6 +482,8 @@ def format_table(doc: dict[str, Any]) -> str:
             f"{dev['host_cpus']} CPUs): other work shared the cores, so wall-time rates are "
             "unreliable; the CPU-time ratios (this process's CPU seconds per image) hold better"
         )
+    for part, message in (doc.get("failed_parts") or {}).items():
+        lines.append(f"FAILED {part}: {message}")
     if e2e and e2e.get("imagenet_epoch_s"):
         lines.append(
             f"2 end-to-end: one ImageNet epoch ({IMAGENET_TRAIN:,} images, eval pro rata) "
@@ -524,17 +526,25 @@ def main(argv: list[str] | None = None) -> int:
         config = build_config(args, prep["data"])
         spec = {**base_spec, "config": config.to_dict(), "data": prep["data"]}
         results: dict[str, dict] = {}
+        failed: dict[str, str] = {}
         for part in parts:
             print(f"bench: {part} ...", file=sys.stderr, flush=True)
-            results[part] = run_part(part, spec, in_process=args.in_process, timeout=args.timeout)
+            try:
+                results[part] = run_part(
+                    part, spec, in_process=args.in_process, timeout=args.timeout
+                )
+            except BenchError as e:  # the other parts' numbers still count: go on, exit 1
+                print(f"bench: {e}", file=sys.stderr)
+                failed[part] = str(e)
         doc = assemble(args, parts, prep, config, results)
+        doc["failed_parts"] = failed
     except (BenchError, ConfigError) as e:
         print(f"bench: {e}", file=sys.stderr)
         return 2
     atomic_write_json(out, doc)
     print(format_table(doc))
     print(f"bench: wrote {out}")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -595,6 +595,9 @@ def memory_one(spec: dict[str, Any]) -> dict[str, Any]:
     log_every = min(int(config.train.log_every_steps), MEMORY_LOG_EVERY)
     config.train.log_every_steps = log_every
     steps = MEMORY_LOG_INTERVALS * log_every
+    # Eval only at the end: a per-epoch eval inside so short a run (a small split at a large
+    # batch: 32 steps an epoch) would leave no steady window after its compile.
+    config.train.eval_every_steps = steps
     workdir = Path(spec["bench_dir"]) / "runs" / f"memory-{item['examples']}"
     rate, _ = run_loop(config, workdir, steps)
     return {
