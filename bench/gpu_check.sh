@@ -18,7 +18,7 @@
 # two models' compiles dominate; a persistent compilation cache lets the parts share them).
 # Environment: PY (python, default python3), OUT (JSON folder), GPU_CHECK_MODELS (default
 # "resnet6 resnet50"), GPU_CHECK_ARGS (extra flags for python -m trainer.bench),
-# GPU_CHECK_PROBE (models for bench/eval_probe.py afterwards; default resnet50, empty: none).
+# GPU_CHECK_PROBE (models for bench/eval_probe.py afterwards, e.g. "resnet50"; default none).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 PY=${PY:-python3}
@@ -64,8 +64,8 @@ for model in $MODELS; do
   tar czf "$RESULTS/logs-$model.tgz" -C "$BENCH_DIR" logs 2>/dev/null || true  # each part's output
 done
 # Where the evaluator's time goes beyond a bare forward pass, and its style distance's accuracy
-# on this backend (bench/eval_probe.py); GPU_CHECK_PROBE= (empty) skips it.
-for model in ${GPU_CHECK_PROBE-resnet50}; do
+# on this backend (bench/eval_probe.py), when GPU_CHECK_PROBE names models (e.g. resnet50).
+for model in ${GPU_CHECK_PROBE:-}; do
   echo "== eval probe $model"
   "$PY" bench/eval_probe.py --model "$model" --out "$RESULTS/probe-$model.json" || status=1
 done
