@@ -33,6 +33,11 @@ def _job_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--bapps-dir", help="BAPPS root (default: each trial's perceptual.bapps_dir)")
     p.add_argument("--poll-seconds", type=float, default=30.0, help="--watch polling interval")
+    p.add_argument(
+        "--retry-errors",
+        action="store_true",
+        help="score steps whose result is an error record again (once per job)",
+    )
     return p
 
 
@@ -173,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise JobError(f"--benchmarks has {b!r}; allowed: a comma list of proxy, bapps")
         if args.poll_seconds <= 0:
             raise JobError(f"--poll-seconds={args.poll_seconds} must be > 0")
-        run_job(args.runs, args.watch, benches, args.bapps_dir, args.poll_seconds)
+        run_job(
+            args.runs, args.watch, benches, args.bapps_dir, args.poll_seconds, args.retry_errors
+        )
         return 0
     except (BenchmarkError, CheckpointError, ConfigError, JobError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)

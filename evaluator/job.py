@@ -9,10 +9,13 @@ checkpoint step (``trainer.checkpoint.list_steps``) without ``perceptual/<step>.
    skipped;
 2. restore it read-only from the snapshot, score it on the benchmarks, release the snapshot;
 3. write ``perceptual/<step>.json`` atomically (docs/file-contracts.md); an unreadable checkpoint
-   gets a record with ``"error"`` instead, and the job moves on.
+   gets a record with ``"error"`` instead, and the job moves on (``--retry-errors`` tries such
+   steps again).
 
+A step whose result lacks one of the benchmarks asked for now (say BAPPS added after a sweep
+scored on the proxy) is scored on the missing ones only, and they are merged into its result.
 The result file is the only state: a job killed at any point and restarted redoes exactly the
-steps without one. ``--watch`` polls until every trial's status.json says done / failed /
+steps without a complete one. ``--watch`` polls until every trial's status.json says done / failed /
 diverged and nothing is left to score.
 """
 
@@ -50,6 +53,7 @@ class JobOptions:
     benchmarks: tuple[str, ...] | None = None  # None: each trial's perceptual.benchmarks
     bapps_dir: str | None = None  # None: each trial's perceptual.bapps_dir
     poll_seconds: float = 30.0
+    retry_errors: bool = False  # score steps whose result is an error record again
     log: Callable[[str], None] = field(default=lambda s: print(s, flush=True))
 
 
@@ -61,17 +65,36 @@ def result_path(trial: Path, step: int) -> Path:
     return trial / PERCEPTUAL_DIR / f"{step}.json"
 
 
-def is_scored(trial: Path, step: int) -> bool:
-    """A complete result (or error record) exists for ``step``."""
+def read_result(trial: Path, step: int) -> dict[str, Any] | None:
+    """``perceptual/<step>.json`` when it is a well-formed result or error record, else None."""
     try:
         rec = json.loads(result_path(trial, step).read_text())
     except (FileNotFoundError, json.JSONDecodeError):
-        return False
-    return (
-        isinstance(rec, dict)
-        and rec.get("step") == step
-        and ("benchmarks" in rec or rec.get("error"))
-    )
+        return None
+    if not isinstance(rec, dict) or rec.get("step") != step:
+        return None
+    if rec.get("error") or isinstance(rec.get("benchmarks"), dict):
+        return rec
+    return None
+
+
+def missing_benchmarks(
+    rec: dict[str, Any] | None, names: Sequence[str], retry_errors: bool = False
+) -> list[str]:
+    """Which of ``names`` a step still needs scored on, given its result ``rec``: all of them
+    without a result (or with an error record, under ``retry_errors``), none with an error
+    record otherwise, else those the result lacks."""
+    if rec is None or (rec.get("error") and retry_errors):
+        return list(names)
+    if rec.get("error"):
+        return []
+    return [n for n in names if n not in rec["benchmarks"]]
+
+
+def is_scored(trial: Path, step: int, names: Sequence[str] = ()) -> bool:
+    """A result holding every benchmark in ``names`` (or an error record) exists for ``step``."""
+    rec = read_result(trial, step)
+    return rec is not None and not missing_benchmarks(rec, names)
 
 
 def _trial_state(trial: Path) -> str | None:
@@ -148,6 +171,10 @@ class Evaluator:
         self.opts = opts
         self._benches: dict[tuple[str, str], Benchmark] = {}
         self._refs: dict[tuple[str, str], dict[str, Any]] = {}
+        # Steps this job tried whose result stayed incomplete (an error record again, or new
+        # benchmarks that could not be scored): not tried again until the job restarts, so a
+        # --watch job still ends.
+        self._tried: set[tuple[Path, int]] = set()
 
     # -- benchmarks ---------------------------------------------------------------------------
 
@@ -195,7 +222,8 @@ class Evaluator:
     # -- one step -----------------------------------------------------------------------------
 
     def score_step(self, trial: Path, step: int) -> dict[str, Any] | None:
-        """Score and write ``perceptual/<step>.json``; None when the step vanished first."""
+        """Score ``step`` on the benchmarks its result lacks and write ``perceptual/<step>.json``
+        (merged with what it already held); None when the step vanished first."""
         from evaluator.features import ScoringModel, read_trial_config
         from trainer import checkpoint
 
@@ -203,6 +231,10 @@ class Evaluator:
         cfg = read_trial_config(trial)
         perc = cfg.get("perceptual") or {}
         keys = self.trial_benchmarks(cfg)
+        old = read_result(trial, step)
+        todo = missing_benchmarks(old, [name for name, _ in keys], self.opts.retry_errors)
+        self._tried.add((trial, step))
+        keys = [k for k in keys if k[0] in todo]
         distances = tuple(
             d for d in str(perc.get("distances") or ",".join(FEATURE_DISTANCES)).split(",") if d
         )
@@ -232,14 +264,17 @@ class Evaluator:
         if record["error"] is None:
             record["resolution"] = sm.resolution
             record["params"] = sm.params_used
-            record["benchmarks"] = {}
+            kept = dict(old["benchmarks"]) if old and not old.get("error") else {}
+            record["benchmarks"] = kept
             for key in keys:
                 bench = self.benchmark(key)
-                record["benchmarks"][key[0]] = {
+                kept[key[0]] = {
                     **bm.benchmark_header(bench),
                     "distances": bm.score_model(bench, sm, distances),
                     "reference": self.reference(key),
                 }
+        elif old and not old.get("error"):
+            return old  # the new benchmarks could not be scored; keep the complete old result
         record["wall_time_s"] = round(time.time() - t0, 2)
         atomic_write_json(result_path(trial, step), record)
         return record
@@ -247,10 +282,17 @@ class Evaluator:
     # -- passes -------------------------------------------------------------------------------
 
     def pending(self, trial: Path) -> list[int]:
+        from evaluator.features import read_trial_config
         from trainer import checkpoint
 
+        names = [name for name, _ in self.trial_benchmarks(read_trial_config(trial))]
         steps = checkpoint.list_steps(checkpoint.checkpoint_dir(trial))
-        return [s for s in steps if not is_scored(trial, s)]
+        return [
+            s
+            for s in steps
+            if (trial, s) not in self._tried
+            and missing_benchmarks(read_result(trial, s), names, self.opts.retry_errors)
+        ]
 
     def one_pass(self) -> int:
         """Score everything pending now; returns how many steps were written."""
@@ -309,6 +351,7 @@ def run_job(
     benchmarks: Sequence[str] | None = None,
     bapps_dir: str | None = None,
     poll_seconds: float = 30.0,
+    retry_errors: bool = False,
 ) -> int:
     opts = JobOptions(
         runs=Path(runs),
@@ -316,6 +359,7 @@ def run_job(
         benchmarks=tuple(benchmarks) if benchmarks else None,
         bapps_dir=bapps_dir,
         poll_seconds=poll_seconds,
+        retry_errors=retry_errors,
     )
     return Evaluator(opts).run()
 

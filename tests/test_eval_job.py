@@ -258,3 +258,44 @@ def test_score_cli_on_a_checkpoint(tmp_path: Path, proxy_dir: Path, capsys):
     assert json.loads(capsys.readouterr().out)["step"] == 20
     assert main([*argv, f"--metric=checkpoint:{tmp_path}"]) == 2
     assert "neither a trial directory" in capsys.readouterr().err
+
+
+def test_a_benchmark_asked_for_later_is_scored_and_merged(tmp_path: Path, proxy_dir: Path):
+    # A result holding another benchmark only (say BAPPS, scored on a cluster): a job asked
+    # for the proxy too scores the proxy alone and keeps what the result held.
+    runs = tmp_path / "runs" / "sw"
+    t = Trial(runs, "depth-2", proxy_dir)
+    t.save(10)
+    other = {"kind": "bapps", "distances": {"local": {"ps": 61.5}}}
+    atomic_write_json(
+        job.result_path(t.dir, 10),
+        {"step": 10, "trial": "depth-2", "error": None, "benchmarks": {"bapps": other}},
+    )
+    ev = job.Evaluator(job.JobOptions(runs=runs, log=lambda s: None))
+    assert ev.pending(t.dir) == [10]
+    assert main([f"--runs={runs}"]) == 0
+    rec = _records(t.dir)[10]
+    _check_complete(rec, 10)
+    assert rec["benchmarks"]["bapps"] == other
+    assert job.is_scored(t.dir, 10, ["proxy", "bapps"])
+    assert not job.is_scored(t.dir, 10, ["proxy", "bapps", "more"])
+
+
+def test_retry_errors_rescores_error_records_once_per_job(tmp_path: Path, proxy_dir: Path, capsys):
+    runs = tmp_path / "runs" / "sw"
+    t = Trial(runs, "depth-2", proxy_dir)
+    t.save(10, 20)
+    for p in (t.dir / "checkpoints" / "20").rglob("*"):  # step 20 stays unreadable
+        if p.is_file() and "ocdbt" in str(p.relative_to(t.dir / "checkpoints" / "20")):
+            p.unlink()
+    for s in (10, 20):  # both failed once (step 10: a transient read error)
+        atomic_write_json(job.result_path(t.dir, s), {"step": s, "error": "OSError: gone"})
+    assert main([f"--runs={runs}"]) == 0
+    assert "0 step(s) scored" in capsys.readouterr().out  # error records are final by default
+    t.status("done")
+    # --watch with --retry-errors ends: step 20 fails again and is not retried in this job
+    assert main([f"--runs={runs}", "--retry-errors", "--watch", "--poll-seconds=0.05"]) == 0
+    assert "2 step(s) scored" in capsys.readouterr().out
+    recs = _records(t.dir)
+    _check_complete(recs[10], 10)
+    assert recs[20]["error"] and recs[20]["error"] != "OSError: gone"
