@@ -19,7 +19,7 @@ SIZE ?= 32
 WIDTH ?= 0.25
 BENCH_ARGS ?=
 
-.PHONY: venv test test-fast sweep eval report status bench data lint clean
+.PHONY: venv test test-fast sweep eval report status bench gpu-wheels data lint clean
 
 venv: $(STAMP)
 
@@ -49,6 +49,14 @@ status: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m trainer.bench --model $(MODEL) --batch $(BATCH) --size $(SIZE) --width $(WIDTH) $(BENCH_ARGS)
+
+# The pure-Python wheels bench/gpu_check.sh installs on a GPU machine without PyPI access (the
+# versions this virtualenv holds); bench/wheels/ is git-ignored, so name it when copying over.
+GPU_WHEELS := ml-collections clu
+gpu-wheels: $(STAMP)
+	$(PY) -m pip download -q --no-deps --only-binary=:all: -d bench/wheels \
+	  $(foreach w,$(GPU_WHEELS),$(w)==$$($(PY) -c 'import importlib.metadata as m; print(m.version("$(w)"))'))
+	@ls bench/wheels
 
 data: $(STAMP)
 	$(PY) -m trainer.data $(DATA) $(ARGS)

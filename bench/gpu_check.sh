@@ -4,7 +4,8 @@
 #
 # The GPU machine has jax (CUDA), flax, optax, orbax-checkpoint, numpy, scikit-image and matplotlib
 # but not ml-collections (nor clu). Fill bench/wheels/ first, on a machine that reaches PyPI, from
-# the repository root (pure-Python wheels; --no-deps because everything else is already there):
+# the repository root: `make gpu-wheels` (pure-Python wheels of the versions the project's
+# virtualenv holds, --no-deps because everything else is already there), or by hand:
 #
 #   python3 -m pip download --no-deps --only-binary=:all: -d bench/wheels \
 #       ml-collections==1.1.0 clu==0.0.12
@@ -14,8 +15,9 @@
 #
 #   bash bench/gpu_check.sh            # tables on stdout, JSON in $OUT (or bench-results/)
 #
-# Budget: about 5 minutes on one H100/H200 (the synthetic split is written once, about 10 s; the
-# two models' compiles dominate; a persistent compilation cache lets the parts share them).
+# Budget: about 5 minutes on one H100/H200 (measured on an H200: ResNet-50 151-184 s, ResNet-6
+# 87 s; the synthetic split is written once, about 10 s; the two models' compiles dominate, and a
+# persistent compilation cache lets the parts share them).
 # Environment: PY (python, default python3), OUT (JSON folder), GPU_CHECK_MODELS (default
 # "resnet6 resnet50"), GPU_CHECK_ARGS (extra flags for python -m trainer.bench),
 # GPU_CHECK_PROBE (models for bench/eval_probe.py afterwards, e.g. "resnet50"; default none).
@@ -30,7 +32,7 @@ mkdir -p "$RESULTS"
 
 if ! "$PY" -c "import ml_collections" 2>/dev/null; then
   if ! ls bench/wheels/*.whl >/dev/null 2>&1; then
-    echo "gpu_check: ml_collections is missing and bench/wheels/ holds no wheels; fill it with:" >&2
+    echo "gpu_check: ml_collections is missing and bench/wheels/ holds no wheels; fill it (where PyPI is reachable) with 'make gpu-wheels' or:" >&2
     echo "  python3 -m pip download --no-deps --only-binary=:all: -d bench/wheels ml-collections==1.1.0 clu==0.0.12" >&2
     exit 2
   fi
