@@ -299,3 +299,18 @@ def test_a_failed_part_keeps_the_others_numbers(tmp_path, monkeypatch, capsys):
     assert doc["bare_step"]["images_per_sec"] > 0
     assert doc["failed_parts"] == {"forward": "part 'forward' failed: RuntimeError: out of memory"}
     assert "FAILED forward: part 'forward' failed" in capsys.readouterr().out
+
+
+def test_eval_probe_runs_and_the_new_style_form_is_accurate(tmp_path):
+    # bench/eval_probe.py (GPU_CHECK_PROBE) on a tiny model: every row timed, and on this CPU
+    # the style distance (difference identity) within 1e-4 of float64 on similar images.
+    out = tmp_path / "probe.json"
+    cmd = [sys.executable, "bench/eval_probe.py", "--model=resnet2", "--triplets=4", "--steps=1"]
+    proc = subprocess.run(
+        [*cmd, f"--out={out}"], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(out.read_text())
+    assert set(doc["seconds"]) == {"forward", "forward+taps", "distances", "old-style", "host path"}
+    assert all(s > 0 for s in doc["seconds"].values())
+    assert doc["style"] and all(v["new_max_rel"] < 1e-4 for v in doc["style"].values())
