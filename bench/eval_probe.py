@@ -9,9 +9,13 @@ Times (median of 3 rounds of --steps calls, inputs already on the device unless 
   distances      the evaluator's packed jitted triplet function (forward + 3 distances x taps)
   old-style      the same with the style distance as two float32 Gram matrices at HIGHEST
                  precision, subtracted (the form used before the difference identity)
-  host path      ScoringModel.triplet_distances on host uint8 arrays (the bench's row 3b)
+  scorer         ScoringModel.triplet_distances, images kept on the device after the first
+                 call (the evaluator job's path and the bench's row 3b)
+  scorer, host   the same sending the host uint8 images to the device on every call
 Accuracy: relative error of the style distance per tap against float64 numpy on the same taps,
 for triplets whose p0/p1 differ from ref by a little uint8 noise (similar images: the hard case).
+Breakdown: each distance on each tap alone (both pairs of a triplet), on taps already computed,
+and all of them in one jitted function: ms per batch.
 """
 
 from __future__ import annotations
@@ -116,11 +120,15 @@ def main() -> None:
         )
 
     old_jit = jax.jit(old_triplet)
-    scorer = ScoringModel.from_variables(
-        {"model": cfg.model.to_dict(), "data": cfg.data.to_dict()},
-        jax.tree.map(np.asarray, dict(variables)),
-        batch_size=b,
-    )
+    scorers = {
+        resident: ScoringModel.from_variables(
+            {"model": cfg.model.to_dict(), "data": cfg.data.to_dict()},
+            jax.tree.map(np.asarray, dict(variables)),
+            batch_size=b,
+            resident=resident,
+        )
+        for resident in (True, False)
+    }
     n = b * args.steps
     big = [np.concatenate([x] * args.steps) for x in (ref, p0, p1)]
     rows = {
@@ -128,7 +136,8 @@ def main() -> None:
         "forward+taps": timed(lambda: fwd_taps(variables, x3), args.steps),
         "distances": timed(lambda: triplet(variables, *dev), args.steps),
         "old-style": timed(lambda: old_jit(variables, *dev), args.steps),
-        "host path": timed(lambda: scorer.triplet_distances(*big)["local"], 1),
+        "scorer": timed(lambda: scorers[True].triplet_distances(*big)["local"], 1),
+        "scorer, host": timed(lambda: scorers[False].triplet_distances(*big)["local"], 1),
     }
     images = 3 * n
     print(f"eval probe {args.model} {b} triplets x {args.steps} steps on {jax.devices()[0]}")
@@ -154,8 +163,27 @@ def main() -> None:
             f"  style {t}: max rel error new {acc[t]['new_max_rel']:.2e}, "
             f"old {acc[t]['old_max_rel']:.2e} (median d {acc[t]['median_d']:.3e})"
         )
+    # Distances alone on the taps already on the device: ms per batch for each distance on each
+    # tap (both pairs of a triplet), and all of them in one jitted function.
+    breakdown: dict[str, float] = {}
+
+    def pairs(fn, v):
+        return fn(v[:b], v[b : 2 * b]), fn(v[:b], v[2 * b :])
+
+    for kind, fn in D.TAP_FUNCTIONS.items():
+        for t in names:
+            one = jax.jit(lambda v, fn=fn: pairs(fn, v))
+            breakdown[f"{kind} {t}"] = timed(lambda one=one, t=t: one(taps[t]), args.steps)
+    every = jax.jit(lambda tp: [pairs(fn, tp[t]) for fn in D.TAP_FUNCTIONS.values() for t in names])
+    breakdown["all, one function"] = timed(lambda: every(taps), args.steps)
+    breakdown = {k: round(1e3 * v / args.steps, 4) for k, v in breakdown.items()}
+    shapes = {t: list(taps[t].shape[1:]) for t in names}
+    print("  distances alone on device taps (ms per batch); tap shapes " + str(shapes))
+    for k, ms in breakdown.items():
+        print(f"    {k:20s} {ms:7.3f}")
     if args.out:
-        Path(args.out).write_text(json.dumps({"seconds": rows, "images": images, "style": acc}))
+        doc = {"seconds": rows, "images": images, "style": acc, "breakdown_ms": breakdown}
+        Path(args.out).write_text(json.dumps({**doc, "tap_shapes": shapes}))
 
 
 if __name__ == "__main__":

@@ -311,6 +311,13 @@ def test_eval_probe_runs_and_the_new_style_form_is_accurate(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads(out.read_text())
-    assert set(doc["seconds"]) == {"forward", "forward+taps", "distances", "old-style", "host path"}
+    assert set(doc["seconds"]) == {
+        "forward",
+        "forward+taps",
+        "distances",
+        "old-style",
+        "scorer",
+        "scorer, host",
+    }
     assert all(s > 0 for s in doc["seconds"].values())
     assert doc["style"] and all(v["new_max_rel"] < 1e-4 for v in doc["style"].values())

@@ -111,3 +111,35 @@ def test_missing_trial_config_is_one_line(tmp_path):
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="not valid JSON"):
         read_trial_config(tmp_path)
+
+
+def test_resident_images_go_to_the_device_once_and_score_the_same():
+    import gc
+
+    from evaluator import features
+
+    cfg = _resnet_cfg()
+    _, variables = _init(cfg, 16)
+    rng = np.random.default_rng(5)
+    ref, p0, p1 = (_images(rng, 5) for _ in range(3))
+    host = ScoringModel.from_variables(cfg, variables, batch_size=2, resident=False)
+    assert ScoringModel.from_variables(cfg, variables).resident is False  # auto: not on a CPU
+    before = len(features._RESIDENT)
+    dev = ScoringModel.from_variables(cfg, variables, batch_size=2, resident=True)
+    a, b = host.triplet_distances(ref, p0, p1), dev.triplet_distances(ref, p0, p1)
+    assert len(features._RESIDENT) == before + 3  # ref, p0, p1: 3 padded batches of 2 each
+    for kind in a:
+        for tap in a[kind]:
+            for i in (0, 1):
+                np.testing.assert_allclose(b[kind][tap][i], a[kind][tap][i], rtol=1e-6)
+    # another checkpoint's model with the same batch reuses the copies; pairs reuse p0 and p1
+    other = ScoringModel.from_variables(cfg, variables, batch_size=2, resident=True)
+    other.triplet_distances(ref, p0, p1)
+    pairs = other.pair_distances(p0, p1)
+    assert len(features._RESIDENT) == before + 3
+    np.testing.assert_allclose(
+        pairs["local"]["stage1"], host.pair_distances(p0, p1)["local"]["stage1"], rtol=1e-6
+    )
+    del ref, p0, p1
+    gc.collect()
+    assert len(features._RESIDENT) == before  # the copies go with the host arrays

@@ -672,9 +672,9 @@ def forward(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def evaluator(spec: dict[str, Any]) -> dict[str, Any]:
-    """images/s of the evaluator's ``ScoringModel.triplet_distances`` (uint8 host images ->
-    device, normalise, taps, every distance on every tap, distances back to the host): the
-    path every benchmark triplet takes. Weights are freshly initialised (speed does not depend
+    """images/s of the evaluator's ``ScoringModel.triplet_distances`` (uint8 images to the
+    device, kept there on an accelerator as in the evaluator job; normalise, taps, every
+    distance on every tap, distances back to the host): the path every benchmark triplet takes. Weights are freshly initialised (speed does not depend
     on them); images are synthetic uint8 at the scored resolution."""
     import jax
     import numpy as np
@@ -697,15 +697,24 @@ def evaluator(spec: dict[str, Any]) -> dict[str, Any]:
     p0 = synthetic_images(rng, labels, size)
     p1 = synthetic_images(rng, labels, size)
 
+    # The same array objects on every call, as the evaluator job passes a benchmark's arrays
+    # for every checkpoint: on an accelerator they go to the device on first use and stay
+    # (ScoringModel.resident), so the warm-up below uploads them and the timed rounds do not.
+    views: dict[int, tuple[Any, ...]] = {}
+
     def run_steps(k: int) -> None:
         m = min(n, k * per_call)
-        out = scorer.triplet_distances(ref[:m], p0[:m], p1[:m])
+        trip = views.setdefault(m, (ref[:m], p0[:m], p1[:m]))
+        out = scorer.triplet_distances(*trip)
         jax.block_until_ready(out)
 
     # The bare forward pass runs here too, its rounds alternating with the evaluator's, so the
     # ratio is taken under the same conditions (a shared CPU's load drifts between processes).
     fwd = _forward_runner(config, model, variables, batch, size)
     steps, rounds = int(args["steps"]), int(args["rounds"])
+    t0 = time.perf_counter()
+    run_steps(steps)  # compile, and the upload when resident
+    upload_s = time.perf_counter() - t0
     both = time_interleaved({"evaluator": run_steps, "forward": fwd}, steps, rounds, warmup=1)
     t, f = both["evaluator"], both["forward"]
     return {
@@ -719,8 +728,12 @@ def evaluator(spec: dict[str, Any]) -> dict[str, Any]:
         "batch": batch,
         "size": size,
         "taps": list(scorer.tap_names),
-        "note": f"{len(scorer.tap_names)} taps x 3 distances, {size}x{size}",
-        "what": "evaluator.features.ScoringModel.triplet_distances on host uint8 triplets",
+        "resident": bool(scorer.resident),
+        "first_call_seconds": round(upload_s, 3),
+        "note": f"{len(scorer.tap_names)} taps x 3 distances, {size}x{size}"
+        + (", images resident on the device" if scorer.resident else ", host images"),
+        "what": "evaluator.features.ScoringModel.triplet_distances on uint8 triplets (kept on "
+        "the device after the first call on an accelerator, as in the evaluator job)",
     }
 
 
