@@ -124,27 +124,33 @@ _COMPILED: dict[Any, tuple[Any, Any]] = {}
 
 def _pad(a: np.ndarray, n: int) -> np.ndarray:
     """``a`` with zero images appended up to ``n`` rows."""
+    if len(a) == n:
+        return a
     return np.concatenate([a, np.zeros((n - len(a), *a.shape[1:]), a.dtype)])
 
 
 class _ResidentImages:
-    """Device copies of host image arrays, as (batches, batch, H, W, 3) sharded over the batch
-    axis, each kept while its host array lives (keyed by identity; a weak reference drops the
-    copy with the array). Written here rather than taken from a library: what is cached is
-    "this numpy array on these devices in these batches", which no JAX cache offers."""
+    """Device copies of host image arrays, as a list of whole (padded) batches, each sharded
+    over the batch axis, kept while the host array lives (keyed by identity; a weak reference
+    drops the copy with the array). Separate per-batch arrays, not one stacked array indexed
+    per call: on an H200 indexing the stack (an eager slice per batch and image set) cost more
+    than sending the batch from the host. Written here rather than taken from a library: what
+    is cached is "this numpy array on these devices in these batches", which no JAX cache
+    offers."""
 
     def __init__(self):
-        self._entries: dict[tuple[int, int, tuple[int, ...]], tuple[Any, jax.Array]] = {}
+        self._entries: dict[tuple[int, int, tuple[int, ...]], tuple[Any, list[jax.Array]]] = {}
 
-    def get(self, images: np.ndarray, batch: int, mesh: Mesh) -> jax.Array:
-        key = (id(images), batch, tuple(d.id for d in mesh.devices.flat))
+    def get(self, images: np.ndarray, batch: int, sharding: NamedSharding) -> list[jax.Array]:
+        key = (id(images), batch, tuple(d.id for d in sharding.mesh.devices.flat))
         entry = self._entries.get(key)
         if entry is not None and entry[0]() is images:
             return entry[1]
         host = np.asarray(images)
-        m = -(-len(host) // batch) * batch
-        stacked = _pad(host, m).reshape(m // batch, batch, *host.shape[1:])
-        dev = jax.device_put(stacked, NamedSharding(mesh, P(None, "data")))
+        # Copies, not views: a CPU device array may alias the numpy memory it was given, and
+        # a view would then keep ``images`` alive for as long as the cache keeps its copy.
+        chunks = [_pad(host[i : i + batch], batch).copy() for i in range(0, len(host), batch)]
+        dev = jax.device_put(chunks, sharding)
         try:
             ref = weakref.ref(images, lambda _, k=key: self._entries.pop(k, None))
         except TypeError:  # not weakly referenceable (a list, say): not kept
@@ -241,9 +247,9 @@ class ScoringModel:
     def _batches(self, arrays: Sequence[np.ndarray]):
         n = len(arrays[0])
         if self.resident:
-            stacks = [_RESIDENT.get(a, self._batch, self._mesh) for a in arrays]
+            per_batch = [_RESIDENT.get(a, self._batch, self._data) for a in arrays]
             for i, start in enumerate(range(0, n, self._batch)):
-                yield min(self._batch, n - start), [s[i] for s in stacks]
+                yield min(self._batch, n - start), [b[i] for b in per_batch]
             return
         for start in range(0, n, self._batch):
             chunk = [a[start : start + self._batch] for a in arrays]
