@@ -38,6 +38,13 @@ def _job_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="score steps whose result is an error record again (once per job)",
     )
+    p.add_argument(
+        "--stale-after",
+        type=float,
+        default=3600.0,
+        help="--watch: a trial that says running but whose files have not changed for this many "
+        "seconds is taken as ended (killed without a status update); 0 = wait forever",
+    )
     return p
 
 
@@ -178,8 +185,16 @@ def main(argv: list[str] | None = None) -> int:
                 raise JobError(f"--benchmarks has {b!r}; allowed: a comma list of proxy, bapps")
         if args.poll_seconds <= 0:
             raise JobError(f"--poll-seconds={args.poll_seconds} must be > 0")
+        if args.stale_after < 0:
+            raise JobError(f"--stale-after={args.stale_after} must be >= 0 (0 = wait forever)")
         run_job(
-            args.runs, args.watch, benches, args.bapps_dir, args.poll_seconds, args.retry_errors
+            args.runs,
+            args.watch,
+            benches,
+            args.bapps_dir,
+            args.poll_seconds,
+            args.retry_errors,
+            args.stale_after,
         )
         return 0
     except (BenchmarkError, CheckpointError, ConfigError, JobError) as e:

@@ -16,7 +16,11 @@ A step whose result lacks one of the benchmarks asked for now (say BAPPS added a
 scored on the proxy) is scored on the missing ones only, and they are merged into its result.
 The result file is the only state: a job killed at any point and restarted redoes exactly the
 steps without a complete one. ``--watch`` polls until every trial's status.json says done / failed /
-diverged and nothing is left to score.
+diverged and nothing is left to score. A trial that says ``running`` but whose files (status.json,
+metrics.jsonl, checkpoints) have not changed for ``--stale-after`` seconds (default an hour) is
+taken as ended too: its process was killed without a word (``kill -9``, a node lost, a job
+cancelled), and the watcher would otherwise hold its machine until a time limit. Pending and
+preempted trials are waited for: a queue may start or requeue them hours later.
 """
 
 from __future__ import annotations
@@ -54,6 +58,9 @@ class JobOptions:
     bapps_dir: str | None = None  # None: each trial's perceptual.bapps_dir
     poll_seconds: float = 30.0
     retry_errors: bool = False  # score steps whose result is an error record again
+    stale_after: float = (
+        3600.0  # --watch: a "running" trial unchanged this long has ended; 0: never
+    )
     log: Callable[[str], None] = field(default=lambda s: print(s, flush=True))
 
 
@@ -100,6 +107,23 @@ def is_scored(trial: Path, step: int, names: Sequence[str] = ()) -> bool:
 def _trial_state(trial: Path) -> str | None:
     st = read_json(trial / "status.json", default=None)
     return st.get("state") if isinstance(st, dict) else None
+
+
+def last_activity(trial: Path) -> float:
+    """The newest modification time (epoch seconds) among what a live trainer keeps writing:
+    status.json, metrics.jsonl, its log, and its checkpoint step directories (not the
+    checkpoint directory itself: this job's snapshots change that); 0.0 when none exists."""
+    paths = [trial / name for name in ("status.json", "metrics.jsonl", "train.log")]
+    ckpts = trial / "checkpoints"
+    if ckpts.is_dir():
+        paths += [p for p in ckpts.iterdir() if p.name != SNAPSHOTS]
+    times = [0.0]
+    for p in paths:
+        try:
+            times.append(p.stat().st_mtime)
+        except OSError:  # gone meanwhile (retention) or never written
+            pass
+    return max(times)
 
 
 def _epoch_of(trial: Path, step: int) -> float | None:
@@ -175,6 +199,7 @@ class Evaluator:
         # benchmarks that could not be scored): not tried again until the job restarts, so a
         # --watch job still ends.
         self._tried: set[tuple[Path, int]] = set()
+        self._stale: set[Path] = set()  # running trials already reported as stale
 
     # -- benchmarks ---------------------------------------------------------------------------
 
@@ -307,6 +332,24 @@ class Evaluator:
                 self.opts.log(_summary(trial.name, step, rec))
         return n
 
+    def _ended(self, trial: Path, state: str | None) -> bool:
+        """Whether --watch has nothing more to wait for from ``trial`` (see the module doc)."""
+        if state in TERMINAL:
+            return True
+        stale = self.opts.stale_after
+        if state != "running" or stale <= 0:
+            return False
+        idle = time.time() - last_activity(trial)
+        if idle <= stale:
+            return False
+        if trial not in self._stale:
+            self._stale.add(trial)
+            self.opts.log(
+                f"{trial.name}: says running but nothing changed for {idle / 60:.0f} min "
+                f"(--stale-after={stale:g} s): taken as ended, not waited for"
+            )
+        return True
+
     def run(self) -> int:
         runs = self.opts.runs
         if not runs.is_dir():
@@ -325,7 +368,7 @@ class Evaluator:
             total += self.one_pass()
             if not self.opts.watch:
                 break
-            finished = all(s in TERMINAL for s in states.values()) and states
+            finished = all(self._ended(t, s) for t, s in states.items()) and states
             if finished and not any(self.pending(t) for t in states):
                 break
             time.sleep(self.opts.poll_seconds)
@@ -352,6 +395,7 @@ def run_job(
     bapps_dir: str | None = None,
     poll_seconds: float = 30.0,
     retry_errors: bool = False,
+    stale_after: float = 3600.0,
 ) -> int:
     opts = JobOptions(
         runs=Path(runs),
@@ -360,6 +404,7 @@ def run_job(
         bapps_dir=bapps_dir,
         poll_seconds=poll_seconds,
         retry_errors=retry_errors,
+        stale_after=stale_after,
     )
     return Evaluator(opts).run()
 

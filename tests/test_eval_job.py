@@ -299,3 +299,35 @@ def test_retry_errors_rescores_error_records_once_per_job(tmp_path: Path, proxy_
     recs = _records(t.dir)
     _check_complete(recs[10], 10)
     assert recs[20]["error"] and recs[20]["error"] != "OSError: gone"
+
+
+def test_watch_stops_waiting_for_a_running_trial_whose_files_went_stale(
+    tmp_path: Path, proxy_dir: Path, capsys
+):
+    # A trainer killed without a status update leaves "running" behind; --watch must still end.
+    runs = tmp_path / "runs" / "sw"
+    t = Trial(runs, "depth-2", proxy_dir)
+    t.save(10)
+    two_hours_ago = time.time() - 7200
+    for path in (t.dir / "status.json", *(t.dir / "checkpoints").iterdir()):
+        os.utime(path, (two_hours_ago, two_hours_ago))
+    ev = job.Evaluator(job.JobOptions(runs=runs, log=lambda s: None))
+    assert ev._ended(t.dir, "running")  # unchanged for 2 h > the default hour
+    assert not ev._ended(t.dir, "pending") and not ev._ended(t.dir, "preempted")  # may start later
+    never = job.Evaluator(job.JobOptions(runs=runs, stale_after=0, log=lambda s: None))
+    assert not never._ended(t.dir, "running")
+    assert job.last_activity(t.dir) == pytest.approx(two_hours_ago, abs=1)
+    # the job's own snapshot (checkpoints/_SNAPSHOTS) does not count as the trainer's activity
+    proc = _job(runs, "--watch", "--poll-seconds=0.05")
+    try:
+        out, _ = proc.communicate(timeout=300)  # a watcher that never ends fails here
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out
+    assert job.last_activity(t.dir) == pytest.approx(two_hours_ago, abs=1)
+    assert "depth-2: says running but nothing changed for 120 min" in out
+    assert "1 step(s) scored" in out
+    t.status("running")  # fresh again: a live trial is waited for
+    assert not ev._ended(t.dir, "running")
+    assert main([f"--runs={runs}", "--stale-after=-1"]) == 2
+    assert "--stale-after=-1.0 must be >= 0" in capsys.readouterr().err
