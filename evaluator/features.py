@@ -13,7 +13,8 @@ Benchmark images go to the device once and stay there (on an accelerator): the e
 many checkpoints on the same images, so ``_ResidentImages`` keeps each host array's device copy,
 as whole padded batches, for as long as the host array lives, and every ``ScoringModel`` with the
 same batch size reuses it (64x64 uint8 is 12 KB an image; a small model scores images faster than
-a host copy sends them). Benchmark images go through ``trainer.data.normalize`` (the trainer's eval preprocessing) inside
+a host copy sends them). Benchmark images go through ``trainer.data.normalize`` (the trainer's
+eval preprocessing) inside
 the same jitted function that runs the model with ``taps=True`` and computes every distance on
 every tap, so only per-triplet distances leave the device. Batches are sharded over this
 process's devices (``NamedSharding`` on a 1-D mesh) and padded to a fixed size (one compile).
@@ -122,11 +123,14 @@ def _rows(tap_names: Sequence[str], others: Sequence[int] = (0,)) -> list[tuple[
 _COMPILED: dict[Any, tuple[Any, Any]] = {}
 
 
-def _pad(a: np.ndarray, n: int) -> np.ndarray:
-    """``a`` with zero images appended up to ``n`` rows."""
-    if len(a) == n:
-        return a
-    return np.concatenate([a, np.zeros((n - len(a), *a.shape[1:]), a.dtype)])
+def _padded_batches(a: np.ndarray, batch: int):
+    """``a`` in consecutive ``batch``-row chunks, the last padded with zero images up to the one
+    compiled batch size (views of ``a`` where no padding is needed)."""
+    for start in range(0, len(a), batch):
+        c = a[start : start + batch]
+        if len(c) < batch:
+            c = np.concatenate([c, np.zeros((batch - len(c), *c.shape[1:]), c.dtype)])
+        yield c
 
 
 class _ResidentImages:
@@ -149,7 +153,7 @@ class _ResidentImages:
         host = np.asarray(images)
         # Copies, not views: a CPU device array may alias the numpy memory it was given, and
         # a view would then keep ``images`` alive for as long as the cache keeps its copy.
-        chunks = [_pad(host[i : i + batch], batch).copy() for i in range(0, len(host), batch)]
+        chunks = [c.copy() for c in _padded_batches(host, batch)]
         dev = jax.device_put(chunks, sharding)
         try:
             ref = weakref.ref(images, lambda _, k=key: self._entries.pop(k, None))
@@ -251,11 +255,9 @@ class ScoringModel:
             for i, start in enumerate(range(0, n, self._batch)):
                 yield min(self._batch, n - start), [b[i] for b in per_batch]
             return
-        for start in range(0, n, self._batch):
-            chunk = [a[start : start + self._batch] for a in arrays]
-            m = len(chunk[0])
-            if m < self._batch:  # pad to the one compiled batch size
-                chunk = [_pad(c, self._batch) for c in chunk]
+        batches = zip(*(_padded_batches(a, self._batch) for a in arrays), strict=True)
+        for start, chunk in zip(range(0, n, self._batch), batches, strict=True):
+            m = min(self._batch, n - start)
             yield m, [jax.device_put(np.ascontiguousarray(c), self._data) for c in chunk]
 
     @staticmethod
