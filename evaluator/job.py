@@ -98,12 +98,6 @@ def missing_benchmarks(
     return [n for n in names if n not in rec["benchmarks"]]
 
 
-def is_scored(trial: Path, step: int, names: Sequence[str] = ()) -> bool:
-    """A result holding every benchmark in ``names`` (or an error record) exists for ``step``."""
-    rec = read_result(trial, step)
-    return rec is not None and not missing_benchmarks(rec, names)
-
-
 def _trial_state(trial: Path) -> str | None:
     st = read_json(trial / "status.json", default=None)
     return st.get("state") if isinstance(st, dict) else None
@@ -257,7 +251,8 @@ class Evaluator:
         perc = cfg.get("perceptual") or {}
         keys = self.trial_benchmarks(cfg)
         old = read_result(trial, step)
-        todo = missing_benchmarks(old, [name for name, _ in keys], self.opts.retry_errors)
+        # ``pending`` decides whether an error record is tried again; once here, it is.
+        todo = missing_benchmarks(old, [name for name, _ in keys], retry_errors=True)
         self._tried.add((trial, step))
         keys = [k for k in keys if k[0] in todo]
         distances = tuple(

@@ -277,8 +277,10 @@ def test_a_benchmark_asked_for_later_is_scored_and_merged(tmp_path: Path, proxy_
     rec = _records(t.dir)[10]
     _check_complete(rec, 10)
     assert rec["benchmarks"]["bapps"] == other
-    assert job.is_scored(t.dir, 10, ["proxy", "bapps"])
-    assert not job.is_scored(t.dir, 10, ["proxy", "bapps", "more"])
+    rec = job.read_result(t.dir, 10)
+    assert job.missing_benchmarks(rec, ["proxy", "bapps"]) == []
+    assert job.missing_benchmarks(rec, ["proxy", "bapps", "more"]) == ["more"]
+    assert ev.pending(t.dir) == []
 
 
 def test_retry_errors_rescores_error_records_once_per_job(tmp_path: Path, proxy_dir: Path, capsys):
