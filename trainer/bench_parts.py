@@ -674,8 +674,9 @@ def forward(spec: dict[str, Any]) -> dict[str, Any]:
 def evaluator(spec: dict[str, Any]) -> dict[str, Any]:
     """images/s of the evaluator's ``ScoringModel.triplet_distances`` (uint8 images to the
     device, kept there on an accelerator as in the evaluator job; normalise, taps, every
-    distance on every tap, distances back to the host): the path every benchmark triplet takes. Weights are freshly initialised (speed does not depend
-    on them); images are synthetic uint8 at the scored resolution."""
+    distance on every tap, distances back to the host): the path every benchmark triplet
+    takes. Weights are freshly initialised (speed does not depend on them); images are
+    synthetic uint8 at the scored resolution."""
     import jax
     import numpy as np
 
@@ -704,8 +705,9 @@ def evaluator(spec: dict[str, Any]) -> dict[str, Any]:
 
     def run_steps(k: int) -> None:
         m = min(n, k * per_call)
-        trip = views.setdefault(m, (ref[:m], p0[:m], p1[:m]))
-        out = scorer.triplet_distances(*trip)
+        if m not in views:
+            views[m] = (ref[:m], p0[:m], p1[:m])
+        out = scorer.triplet_distances(*views[m])
         jax.block_until_ready(out)
 
     # The bare forward pass runs here too, its rounds alternating with the evaluator's, so the
