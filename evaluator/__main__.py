@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from evaluator.bapps import BenchmarkError
+from evaluator.benchmarks import BENCHMARK_NAMES
 
 
 def _job_parser() -> argparse.ArgumentParser:
@@ -29,7 +30,8 @@ def _job_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", required=True, help="the sweep directory, runs/<sweep>")
     p.add_argument("--watch", action="store_true", help="keep polling until every trial ends")
     p.add_argument(
-        "--benchmarks", help="comma list of proxy, bapps (default: each trial's perceptual.*)"
+        "--benchmarks",
+        help=f"comma list of {', '.join(BENCHMARK_NAMES)} (default: each trial's perceptual.*)",
     )
     p.add_argument("--bapps-dir", help="BAPPS root (default: each trial's perceptual.bapps_dir)")
     p.add_argument("--poll-seconds", type=float, default=30.0, help="--watch polling interval")
@@ -181,8 +183,10 @@ def main(argv: list[str] | None = None) -> int:
         args = _job_parser().parse_args(argv)
         benches = [b for b in (args.benchmarks or "").split(",") if b] or None
         for b in benches or ():
-            if b not in ("proxy", "bapps"):
-                raise JobError(f"--benchmarks has {b!r}; allowed: a comma list of proxy, bapps")
+            if b not in BENCHMARK_NAMES:
+                raise JobError(
+                    f"--benchmarks has {b!r}; allowed: a comma list of {', '.join(BENCHMARK_NAMES)}"
+                )
         if args.poll_seconds <= 0:
             raise JobError(f"--poll-seconds={args.poll_seconds} must be > 0")
         if args.stale_after < 0:

@@ -100,31 +100,9 @@ def style_tap(f0: jax.Array, f1: jax.Array) -> jax.Array:
 TAP_FUNCTIONS = {"local": local_tap, "meanpool": meanpool_tap, "style": style_tap}
 
 
-def tap_distances(
-    kind: str, taps0: Mapping[str, jax.Array], taps1: Mapping[str, jax.Array]
-) -> dict[str, jax.Array]:
-    """``{tap: (N,)}`` distances of ``kind`` on every tap (traceable; jit the caller)."""
-    if kind not in TAP_FUNCTIONS:
-        raise ValueError(f"distance {kind!r} is unknown; allowed: {', '.join(FEATURE_DISTANCES)}")
-    if set(taps0) != set(taps1):
-        raise ValueError(f"tap names differ: {sorted(taps0)} vs {sorted(taps1)}")
-    fn = TAP_FUNCTIONS[kind]
-    return {name: fn(taps0[name], taps1[name]) for name in taps0}
-
-
 def total_distance(per_tap: Mapping[str, jax.Array]) -> jax.Array:
     """Sum over taps of per-tap distances."""
     return sum(per_tap[name] for name in sorted(per_tap))
-
-
-@jax.jit
-def _all_tap_distances(taps0, taps1):
-    return {kind: tap_distances(kind, taps0, taps1) for kind in FEATURE_DISTANCES}
-
-
-def distance(kind: str, taps0: Mapping[str, jax.Array], taps1: Mapping[str, jax.Array]):
-    """Total ``kind`` distance over all taps, (N,) numpy (jitted)."""
-    return np.asarray(total_distance(_all_tap_distances(dict(taps0), dict(taps1))[kind]))
 
 
 # ----------------------------------------------------------------------------- pixel metrics

@@ -34,7 +34,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from evaluator.distances import FEATURE_DISTANCES, TAP_FUNCTIONS
@@ -236,10 +236,11 @@ class ScoringModel:
         )
 
     def __post_init__(self):
-        devices = np.array(jax.local_devices())
-        self._mesh = Mesh(devices, ("data",))
-        self._data = NamedSharding(self._mesh, P("data"))
-        n = len(devices)
+        from trainer.pipeline import DATA_AXIS, make_mesh
+
+        self._mesh = make_mesh(jax.local_devices())
+        self._data = NamedSharding(self._mesh, P(DATA_AXIS))
+        n = self._mesh.size
         self._batch = max(n, -(-int(self.batch_size) // n) * n)
         self._vars = jax.device_put(self.variables, NamedSharding(self._mesh, P()))
         self._triplet, self._pair = _compiled(self.model, tuple(self.tap_names))

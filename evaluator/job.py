@@ -220,7 +220,9 @@ class Evaluator:
                     )
                 out.append((name, str(d)))
             else:
-                raise JobError(f"benchmark {name!r} is unknown; allowed: proxy, bapps")
+                raise JobError(
+                    f"benchmark {name!r} is unknown; allowed: {', '.join(bm.BENCHMARK_NAMES)}"
+                )
         return out
 
     def benchmark(self, key: tuple[str, str]) -> Benchmark:

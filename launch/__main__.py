@@ -27,11 +27,11 @@ from launch.trials import (
     Trial,
     check_drift,
     load_trials,
-    parse_cli_overrides,
     prepare,
     todo,
 )
 from sweeps.base import ConfigError
+from sweeps.command import parse_overrides
 
 LAUNCHERS = ("local", "slurm", "tpu")  # each a module launch.<name> with launch(trials, options)
 EXIT_BAD_INPUT = 2
@@ -106,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not sep or not key:
                 raise ConfigError(f"--launcher-opt {item!r} is not allowed; expected KEY=VALUE")
             opts[key] = value
-        extra = parse_cli_overrides(rest)
+        extra = parse_overrides(rest)
         trials = load_trials(args.sweep, args.preset, extra, args.runs_dir)
         if args.status:
             print(table.status_table(trials))

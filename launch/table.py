@@ -56,16 +56,3 @@ def status_table(trials: Sequence[Trial]) -> str:
         counts[r[1]] = counts.get(r[1], 0) + 1
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     return f"{format_rows(rows)}\n{len(rows)} trials: {summary}"
-
-
-def best(trials: Sequence[Trial]) -> tuple[Trial, float] | None:
-    """The trial with the highest last-eval top-1, or None when none has one."""
-    scored = []
-    for t in trials:
-        top1 = (t.status().get("last_eval") or {}).get("top1")
-        if isinstance(top1, (int, float)):
-            scored.append((top1, t.name, t))
-    if not scored:
-        return None
-    top1, _, t = max(scored)
-    return t, float(top1)

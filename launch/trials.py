@@ -23,7 +23,6 @@ A launcher is a module ``launch.<name>`` with ``launch(trials, options) -> exit 
 
 from __future__ import annotations
 
-import ast
 import importlib.util
 import json
 import os
@@ -39,6 +38,7 @@ from typing import Any
 import ml_collections
 
 from sweeps import base, grid
+from sweeps.command import get, trainer_argv
 from trainer import files
 from trainer.procs import pid_state
 from trainer.status import now_iso
@@ -84,11 +84,13 @@ class Trial:
         """The trainer's argv: ``python -m trainer --config=<file>:<arg> --config.k=v ...
         --workdir=<dir>``. Each override is one argv element, so values with spaces or quotes
         arrive intact; ``shlex.join`` of this list is the same command for a shell."""
-        argv = [python or sys.executable, "-m", "trainer"]
-        argv.append(f"--config={_display_path(self.sweep_file)}:{self.config_arg}")
-        argv += [f"--config.{k}={render_value(v)}" for k, v in self.overrides.items()]
-        argv.append(f"--workdir={self.workdir}")
-        return argv
+        return trainer_argv(
+            _display_path(self.sweep_file),
+            self.config_arg,
+            self.overrides,
+            self.workdir,
+            python or sys.executable,
+        )
 
     def command_text(self, python: str | None = None) -> str:
         return shlex.join(self.command(python))
@@ -118,51 +120,6 @@ class Trial:
         st.update(fields, updated=now_iso())
         files.atomic_write_json(self.status_path, st)
         return st
-
-
-# ----------------------------------------------------------------------------- overrides
-
-
-def render_value(value: Any) -> str:
-    """A schema value as ml_collections' config_flags parses it back (``--config.k=<this>``)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, (list, tuple)):
-        return repr(tuple(value))
-    return str(value)
-
-
-def parse_cli_overrides(args: Iterable[str]) -> dict[str, Any]:
-    """``["--config.train.epochs=3", ...]`` -> ``{"train.epochs": 3.0}``, typed by the schema.
-
-    A string key takes the text as is; other keys parse it as a Python literal (``true``/``false``
-    for booleans). Unknown keys and wrong types raise a one-line ConfigError."""
-    config = base.get_config()
-    schema = base.flatten(config)
-    out: dict[str, Any] = {}
-    for a in args:
-        if not a.startswith("--config.") or "=" not in a:
-            raise base.ConfigError(
-                f"argument {a!r} is not allowed; expected --config.<key>=<value>"
-            )
-        key, _, text = a[len("--config.") :].partition("=")
-        if key not in schema:
-            raise base.ConfigError(f"unknown config key {key!r} in {a!r}; see sweeps/base.py")
-        old = schema[key]
-        if isinstance(old, str):
-            value: Any = text
-        elif isinstance(old, bool):
-            value = text
-        else:
-            try:
-                value = ast.literal_eval(text)
-            except (ValueError, SyntaxError):
-                value = text
-        base.apply_overrides(config, {key: value})  # one-line error for a wrong type
-        out[key] = _get(config, key)
-    return out
 
 
 # ----------------------------------------------------------------------------- loading
@@ -243,7 +200,7 @@ def load_trials(
             base.validate(config)
         except base.ConfigError as e:
             raise base.ConfigError(f"trial {name!r}: {e}") from None
-        typed = {k: _get(config, k) for k in merged}
+        typed = {k: get(config, k) for k in merged}
         trials.append(
             Trial(
                 sweep=path.stem,
@@ -259,42 +216,22 @@ def load_trials(
     return trials
 
 
-def _get(config: ml_collections.ConfigDict, key: str) -> Any:
-    node: Any = config
-    for part in key.split("."):
-        node = node[part]
-    return node
-
-
 # ----------------------------------------------------------------------------- run directories
 
 
-def config_json(trial: Trial) -> dict[str, Any]:
-    """The trial's config as config.json holds it (tuples as lists, via a JSON round trip)."""
-    return json.loads(json.dumps(trial.config.to_dict(), default=files._default))
-
-
-def drift(trial: Trial) -> dict[str, tuple[Any, Any]]:
-    """``{key: (old, new)}`` where the trial's existing config.json differs; {} if none/same."""
+def drift(trial: Trial) -> list[str]:
+    """``key: old -> new`` where the trial's existing config.json differs (``sweeps.base.
+    config_drift``); [] when there is none or it is the same."""
     try:
         old = files.read_json(trial.workdir / "config.json", default=None)
     except json.JSONDecodeError:
-        return {"config.json": ("unreadable", "a config")}
-    if old is None:
-        return {}
-    a, b = base.flatten(old), base.flatten(config_json(trial))
-    keys = sorted(set(a) | set(b))
-    return {k: (a.get(k, "<absent>"), b.get(k, "<absent>")) for k in keys if a.get(k) != b.get(k)}
+        return ["config.json: unreadable"]
+    return [] if old is None else base.config_drift(old, trial.config)
 
 
 def check_drift(trials: Sequence[Trial]) -> None:
     """Raise DriftError (one line) naming every trial whose directory holds another config."""
-    bad = []
-    for t in trials:
-        d = drift(t)
-        if d:
-            diffs = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in d.items())
-            bad.append(f"{t.name} ({diffs})")
+    bad = [f"{t.name} ({', '.join(d)})" for t in trials if (d := drift(t))]
     if bad:
         sweep_dir = trials[0].workdir.parent
         raise DriftError(
@@ -324,7 +261,7 @@ def prepare(trials: Sequence[Trial], python: str | None = None) -> None:
     )
     for t in trials:
         if not (t.workdir / "config.json").exists():
-            files.atomic_write_json(t.workdir / "config.json", config_json(t))
+            files.atomic_write_json(t.workdir / "config.json", t.config.to_dict())
         files.atomic_write_json(t.workdir / "overrides.json", t.overrides)
         if t.status().get("state") in ("new", "unreadable"):
             t.write_status(state="pending", command=t.command_text(python), error=None)

@@ -3,7 +3,7 @@
 The study's starting point: across standard ImageNet classifiers, better top-1 does not mean a
 better Perceptual Score. ``paper`` trains ResNet-18, 34, 50, 101, 152, 200 (SGD recipe), ViT-B/8
 and ViT-L/4 (AdamW recipe) and EfficientNet-B0..B5 (RMSProp recipe) on ImageNet 64x64, each with
-``sweeps.base.recipe``. ``embedded`` trains one small model of each family on Fashion-MNIST: the
+``sweeps.recipes.recipe``. ``embedded`` trains one small model of each family on Fashion-MNIST: the
 embedded ResNet-18, a 4-block ViT-Ti/4 (AdamW) and EfficientNet-B0 at a quarter width.
 Trial names: ``resnet-50``, ``vit-B8``, ``efficientnet-b0``.
 

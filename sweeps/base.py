@@ -1,49 +1,42 @@
-"""The one config schema of perceptual-sweeps, with its presets and validation.
+"""The one config schema of perceptual-sweeps and its rules: overrides, validation, drift.
 
-``get_config(preset)`` returns the whole ``ml_collections.ConfigDict`` for one trial. Presets:
-
-* ``embedded`` (default): Fashion-MNIST at 32x32, small ResNets, minutes on a 2-core CPU.
-* ``paper``: the study's ResNet recipe on ImageNet 64x64 (SGD 0.9, LR 0.1 x B/256, wd 1e-4,
-  batch 1024, 90 epochs).
-* ``paper_vit`` / ``paper_efficientnet``: the study's ViT (AdamW, wd 0.3, warmup, dropout 0.1)
-  and EfficientNet (RMSProp, LR 0.016 x B/256, wd 1e-5, label smoothing 0.1) recipes.
+``get_config(preset)`` returns the whole ``ml_collections.ConfigDict`` for one trial, with one of
+the presets of ``sweeps/recipes.py`` (``embedded`` default, ``paper``, ``paper_vit``,
+``paper_efficientnet``).
 
 Sweep files build on it: ``get_config(arg)`` returns this config with their preset,
 ``get_sweep(arg)`` returns a list of ``{dotted.key: value}`` overrides, one per trial.
 ``validate(config)`` rejects unknown keys, wrong types and out-of-range values with one line
-each (``ConfigError``) before any work starts.
+each (``ConfigError``) before any work starts. The allowed values of a key that names code (a
+model, a dataset, a benchmark, a distance) are owned by that code and asked for here.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import ml_collections
 
-PRESETS = ("embedded", "paper", "paper_vit", "paper_efficientnet")
+from sweeps.recipes import PRESET_OVERRIDES, PRESETS
 
-RESNET_DEPTHS = (2, 3, 4, 5, 6, 10, 14, 18, 26, 34, 50, 101, 152, 200)
-VIT_VARIANTS = ("Ti", "S", "B", "L", "H")
-EFFICIENTNET_VARIANTS = tuple(f"b{i}" for i in range(8))
-MODEL_NAMES = ("resnet", "vit", "efficientnet")
 OPTIMIZERS = ("sgd", "adamw", "rmsprop")
 SCHEDULES = ("cosine", "step", "constant")
 WEIGHT_DECAY_MODES = ("l2", "decoupled")
 CROPS = ("pad_crop", "random_resized", "none")
-DTYPES = ("float32", "bfloat16")
 RESIDENT = ("auto", "yes", "no")
-BENCHMARKS = ("proxy", "bapps")
-DISTANCES = ("local", "meanpool", "style")
-DATASETS = ("fashion_mnist", "imagenet64", "tfds:<name>")
+# Where a trial runs, not what it trains: ignored when configs are compared.
+PLACEMENT_KEYS = ("distributed.",)
 
 
 class ConfigError(ValueError):
     """A config key, type or value that is not allowed. The message is one line."""
 
 
-def _base() -> ml_collections.ConfigDict:
+def schema() -> ml_collections.ConfigDict:
+    """Every key with its default, before any preset."""
     c = ml_collections.ConfigDict()
     c.seed = 0
 
@@ -127,111 +120,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     preset = arg or "embedded"
     if preset not in PRESETS:
         raise ConfigError(f"preset {preset!r} is unknown; allowed: {', '.join(PRESETS)}")
-    c = _base()
+    c = schema()
     apply_overrides(c, PRESET_OVERRIDES[preset])
     validate(c)
     return c
-
-
-# Presets as override dicts, so a preset is read the same way as a trial.
-PRESET_OVERRIDES: dict[str, dict[str, Any]] = {
-    "embedded": {
-        "model.name": "resnet",
-        "model.depth": 6,
-        "model.width": 0.25,
-        "data.name": "fashion_mnist",
-        "data.image_size": 32,
-        "data.num_classes": 10,
-        "train.batch_size": 128,
-        "train.epochs": 2.0,
-        "train.base_lr": 0.2,
-        "train.warmup_epochs": 0.2,
-        "train.weight_decay": 5e-4,
-        "checkpoint.every_steps": 100,
-        "checkpoint.keep_every_steps": 100,
-    },
-    "paper": {
-        "model.name": "resnet",
-        "model.depth": 50,
-        "model.width": 1.0,
-        "model.dtype": "bfloat16",
-        "data.name": "imagenet64",
-        "data.image_size": 64,
-        "data.num_classes": 1000,
-        "data.crop": "pad_crop",
-        "train.batch_size": 1024,
-        "train.epochs": 90.0,
-        "train.optimizer": "sgd",
-        "train.base_lr": 0.1,
-        "train.momentum": 0.9,
-        "train.nesterov": False,
-        "train.schedule": "cosine",
-        "train.warmup_epochs": 5.0,
-        "train.weight_decay": 1e-4,
-        "train.weight_decay_mode": "l2",
-        "train.log_every_steps": 100,
-        "train.eval_every_steps": 0,
-        "eval.batch_size": 1000,
-        "checkpoint.every_steps": 1000,
-        "checkpoint.keep_every_steps": 1000,
-        "perceptual.benchmarks": "bapps",
-    },
-}
-
-
-def recipe(model_name: str, preset: str) -> dict[str, Any]:
-    """The study's optimiser recipe for ``model_name`` under ``preset`` as overrides."""
-    if model_name not in MODEL_NAMES:
-        raise ConfigError(
-            f"model.name={model_name!r} is unknown; allowed: {', '.join(MODEL_NAMES)}"
-        )
-    if not preset.startswith("paper"):
-        return {"model.name": model_name}
-    if model_name == "resnet":
-        return {
-            k: v for k, v in PRESET_OVERRIDES["paper"].items() if k.startswith(("model.", "train."))
-        }
-    if model_name == "vit":
-        return {
-            "model.name": "vit",
-            "model.variant": "B/8",
-            "model.depth": 0,
-            "model.dropout": 0.1,
-            "model.encoder_dropout": 0.1,
-            "train.optimizer": "adamw",
-            "train.base_lr": 3e-3 * 256 / 4096,  # 3e-3 at batch 4096, the ViT paper's AdamW LR
-            "train.adam_b1": 0.9,
-            "train.adam_b2": 0.999,
-            "train.weight_decay": 0.3,
-            "train.weight_decay_mode": "decoupled",
-            "train.warmup_epochs": 10.0,
-            "train.grad_clip": 1.0,
-            "train.schedule": "cosine",
-        }
-    return {
-        "model.name": "efficientnet",
-        "model.variant": "b0",
-        "model.dropout": 0.2,
-        "model.stochastic_depth": 0.2,
-        "train.optimizer": "rmsprop",
-        "train.base_lr": 0.016,
-        "train.momentum": 0.9,
-        "train.rmsprop_decay": 0.9,
-        "train.rmsprop_eps": 1e-3,
-        "train.weight_decay": 1e-5,
-        "train.weight_decay_mode": "l2",
-        "train.label_smoothing": 0.1,
-        "train.warmup_epochs": 5.0,
-        "train.schedule": "cosine",
-        "train.ema_decay": 0.9999,
-    }
-
-
-PRESET_OVERRIDES["paper_vit"] = {**PRESET_OVERRIDES["paper"], **recipe("vit", "paper")}
-PRESET_OVERRIDES["paper_efficientnet"] = {
-    **PRESET_OVERRIDES["paper"],
-    **recipe("efficientnet", "paper"),
-}
 
 
 # ----------------------------------------------------------------------------- overrides
@@ -301,46 +193,95 @@ def config_from(
 # ----------------------------------------------------------------------------- validation
 
 
-def _flatten(c: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{dotted.key: value}`` for every leaf of a config (or of its JSON dict)."""
     out: dict[str, Any] = {}
-    for k, v in c.items():
+    for k, v in config.items():
         key = f"{prefix}{k}"
         if isinstance(v, (Mapping, ml_collections.ConfigDict)):
-            out.update(_flatten(v, key + "."))
+            out.update(flatten(v, key + "."))
         else:
             out[key] = v
     return out
 
 
-def flatten(config: Mapping[str, Any]) -> dict[str, Any]:
-    """``{dotted.key: value}`` for every leaf of a config (or of its JSON dict)."""
-    return _flatten(config)
+# The code that implements a kind of thing owns the names allowed for it; asked lazily, since
+# the model zoo, the data layer and the evaluator import this module themselves.
+def _model_names() -> tuple[str, ...]:
+    from trainer.models import MODEL_NAMES
+
+    return MODEL_NAMES
 
 
-def _one_of(allowed: Iterable[Any]) -> tuple[Callable[[Any], bool], str]:
-    allowed = tuple(allowed)
-    return (lambda v: v in allowed), "one of " + ", ".join(map(str, allowed))
+def _dtypes() -> tuple[str, ...]:
+    from trainer.models import DTYPES
+
+    return DTYPES
 
 
-def _range(
-    lo: float, hi: float, lo_open: bool = False, hi_open: bool = True
-) -> tuple[Callable, str]:
+def _benchmarks() -> tuple[str, ...]:
+    from evaluator.benchmarks import BENCHMARK_NAMES
+
+    return BENCHMARK_NAMES
+
+
+def _distances() -> tuple[str, ...]:
+    from evaluator.distances import FEATURE_DISTANCES
+
+    return FEATURE_DISTANCES
+
+
+Check = tuple[Callable[[Any], bool], Callable[[], str]]
+
+
+def _one_of(allowed: Iterable[Any] | Callable[[], Iterable[Any]]) -> Check:
+    get = allowed if callable(allowed) else (lambda a=tuple(allowed): a)
+    return (lambda v: v in tuple(get())), lambda: "one of " + ", ".join(map(str, get()))
+
+
+def _comma_list(get: Callable[[], Iterable[str]]) -> Check:
+    return (
+        lambda v: bool(v) and all(x in tuple(get()) for x in v.split(",")),
+        lambda: "a comma list of " + ", ".join(get()),
+    )
+
+
+def _dataset() -> Check:
+    def ok(v: str) -> bool:
+        from trainer.data import known_dataset
+
+        return known_dataset(v)
+
+    def allowed() -> str:
+        from trainer.data import DATASETS
+
+        return "one of " + ", ".join(DATASETS)
+
+    return ok, allowed
+
+
+def _is(ok: Callable[[Any], bool], text: str) -> Check:
+    return ok, lambda: text
+
+
+def _range(lo: float, hi: float, lo_open: bool = False, hi_open: bool = True) -> Check:
     def ok(v: Any) -> bool:
         if not math.isfinite(v):
             return False
         return (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
 
     text = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
-    return ok, "a number in " + text
+    return _is(ok, "a number in " + text)
 
 
-_INT_POS = ((lambda v: v >= 1), "an integer >= 1")
-_INT_NONNEG = ((lambda v: v >= 0), "an integer >= 0")
+_INT_POS = _is(lambda v: v >= 1, "an integer >= 1")
+_INT_NONNEG = _is(lambda v: v >= 0, "an integer >= 0")
 _FRAC = _range(0.0, 1.0)
 
-_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+_CHECKS: dict[str, Check] = {
     "seed": _INT_NONNEG,
-    "model.name": _one_of(MODEL_NAMES),
+    "model.name": _one_of(_model_names),
+    "model.depth": _INT_NONNEG,
     "model.width": _range(0.0625, 4.0, hi_open=False),
     "model.patch_size": _INT_NONNEG,
     "model.hidden_size": _INT_NONNEG,
@@ -349,13 +290,10 @@ _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.dropout": _FRAC,
     "model.encoder_dropout": _FRAC,
     "model.stochastic_depth": _FRAC,
-    "model.dtype": _one_of(DTYPES),
-    "data.name": (
-        lambda v: v in ("fashion_mnist", "imagenet64") or (v.startswith("tfds:") and len(v) > 5),
-        "one of " + ", ".join(DATASETS),
-    ),
-    "data.image_size": ((lambda v: 8 <= v <= 1024), "an integer in [8, 1024]"),
-    "data.num_classes": ((lambda v: v >= 2), "an integer >= 2"),
+    "model.dtype": _one_of(_dtypes),
+    "data.name": _dataset(),
+    "data.image_size": _is(lambda v: 8 <= v <= 1024, "an integer in [8, 1024]"),
+    "data.num_classes": _is(lambda v: v >= 2, "an integer >= 2"),
     "data.train_examples": _INT_NONNEG,
     "data.eval_examples": _INT_NONNEG,
     "data.crop": _one_of(CROPS),
@@ -373,7 +311,7 @@ _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.rmsprop_eps": _range(0.0, 1.0, lo_open=True, hi_open=False),
     "train.schedule": _one_of(SCHEDULES),
     "train.warmup_epochs": _range(0.0, 10000.0, hi_open=False),
-    "train.step_boundaries": (
+    "train.step_boundaries": _is(
         lambda v: all(0.0 < x < 1.0 for x in v) and list(v) == sorted(v),
         "increasing fractions of training in (0, 1)",
     ),
@@ -389,30 +327,20 @@ _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "checkpoint.every_steps": _INT_POS,
     "checkpoint.max_to_keep": _INT_POS,
     "checkpoint.keep_every_steps": _INT_NONNEG,
-    "perceptual.benchmarks": (
-        lambda v: bool(v) and all(b in BENCHMARKS for b in v.split(",")),
-        "a comma list of " + ", ".join(BENCHMARKS),
-    ),
-    "perceptual.distances": (
-        lambda v: bool(v) and all(d in DISTANCES for d in v.split(",")),
-        "a comma list of " + ", ".join(DISTANCES),
-    ),
+    "perceptual.benchmarks": _comma_list(_benchmarks),
+    "perceptual.distances": _comma_list(_distances),
     "perceptual.batch_size": _INT_POS,
     "distributed.initialize": _one_of(("auto", "yes", "no")),
     "distributed.num_processes": _INT_NONNEG,
-    "distributed.process_id": ((lambda v: v >= -1), "an integer >= -1 (-1 = auto)"),
+    "distributed.process_id": _is(lambda v: v >= -1, "an integer >= -1 (-1 = auto)"),
 }
 
-_SCHEMA = _flatten(_base())
+_SCHEMA = flatten(schema())
 
 
-def _fail(key: str, value: Any, allowed: str) -> None:
-    raise ConfigError(f"{key}={value!r} is not allowed; expected {allowed}")
-
-
-def validate(config: Mapping[str, Any]) -> None:
-    """Raise ``ConfigError`` (one line) for the first unknown key, wrong type or bad value."""
-    flat = _flatten(config)
+def check_values(flat: Mapping[str, Any]) -> None:
+    """Type and range of each ``{dotted.key: value}`` (keys must be in the schema); the first
+    bad one raises ``ConfigError`` (one line). The model zoo checks model sections with this."""
     for key, value in flat.items():
         if key not in _SCHEMA:
             raise ConfigError(f"unknown config key {key!r}; see sweeps/base.py for the schema")
@@ -420,28 +348,44 @@ def validate(config: Mapping[str, Any]) -> None:
         if key in _CHECKS:
             ok, allowed = _CHECKS[key]
             if not ok(value):
-                _fail(key, value, allowed)
+                raise ConfigError(f"{key}={value!r} is not allowed; expected {allowed()}")
+
+
+def validate(config: Mapping[str, Any]) -> None:
+    """Raise ``ConfigError`` (one line) for the first unknown key, wrong type or bad value,
+    then for a model its own module rejects (``trainer.models.check``)."""
+    flat = flatten(config)
+    check_values(flat)
     for key in _SCHEMA:
         if key not in flat:
             raise ConfigError(f"config key {key!r} is missing; see sweeps/base.py for the schema")
-    _validate_model(flat)
+    from trainer.models import check
+
+    check(config["model"], int(flat["data.image_size"]))
 
 
-def _validate_model(flat: Mapping[str, Any]) -> None:
-    name, depth, variant = flat["model.name"], flat["model.depth"], flat["model.variant"]
-    if name == "resnet":
-        if depth not in RESNET_DEPTHS:
-            _fail(
-                "model.depth", depth, "a ResNet depth, one of " + ", ".join(map(str, RESNET_DEPTHS))
-            )
-        if variant:
-            _fail("model.variant", variant, "'' for resnet (depth and width select the model)")
-    elif name == "vit":
-        base, _, patch = variant.partition("/")
-        if base not in VIT_VARIANTS or not patch.isdigit() or int(patch) < 1:
-            _fail("model.variant", variant, "a ViT variant like B/16, B/8, L/4 (Ti, S, B, L, H)")
-        if depth < 0:
-            _fail("model.depth", depth, "an integer >= 0 for vit (0 = the variant's depth)")
-    elif name == "efficientnet":
-        if variant not in EFFICIENTNET_VARIANTS:
-            _fail("model.variant", variant, "one of " + ", ".join(EFFICIENTNET_VARIANTS))
+# ----------------------------------------------------------------------------- drift
+
+
+def normalised(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Flattened config with JSON types (tuples -> lists), so a file and a live config compare."""
+    if hasattr(config, "to_dict"):
+        config = config.to_dict()
+    return json.loads(json.dumps(flatten(config), default=list))
+
+
+def config_drift(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """``key: old -> new`` for every flattened key whose value differs (or exists on one side),
+    ignoring the ``distributed.*`` placement keys. Either side may be a ConfigDict or the dict
+    of a config.json."""
+    a, b = normalised(old), normalised(new)
+    missing = object()
+    show = lambda v: "<absent>" if v is missing else json.dumps(v)
+    out = []
+    for key in sorted(set(a) | set(b)):
+        if key.startswith(PLACEMENT_KEYS):
+            continue
+        va, vb = a.get(key, missing), b.get(key, missing)
+        if va != vb:
+            out.append(f"{key}: {show(va)} -> {show(vb)}")
+    return out

@@ -10,9 +10,10 @@ Arg: ``embedded`` (default) or ``paper``, optionally ``,seeds=N``.
 
 from __future__ import annotations
 
-from sweeps import base, grid
+from sweeps import grid
+from trainer.models.resnet import DEPTHS
 
-PAPER_DEPTHS = base.RESNET_DEPTHS  # 2, 3, 4, 5, 6, 10, 14, 18, 26, 34, 50, 101, 152, 200
+PAPER_DEPTHS = DEPTHS  # every depth the ResNet module builds: 2, 3, ..., 152, 200
 EMBEDDED_DEPTHS = (2, 6, 10, 18)
 
 # The embedded preset with grid.EMBEDDED_SHORT: 4 trials of 312 steps; on 2 cores the whole

@@ -40,7 +40,7 @@ from typing import Any
 
 import ml_collections
 
-from sweeps import base
+from sweeps import base, recipes
 
 SWEEP_PRESETS = ("embedded", "paper")
 
@@ -162,11 +162,6 @@ def chain(*grids: Sequence[Overrides]) -> list[Overrides]:
     return [dict(d) for g in grids for d in g]
 
 
-def with_fixed(fixed: Mapping[str, Any], grid: Sequence[Overrides]) -> list[Overrides]:
-    """Each trial of ``grid`` with ``fixed`` overrides first (a recipe, a model)."""
-    return [{**fixed, **d} for d in grid]
-
-
 def value_text(value: Any) -> str:
     """A value as it appears in a trial name: ``3e-05``, ``0.25``, ``2``, ``B8``."""
     if isinstance(value, bool):
@@ -224,7 +219,7 @@ def scaled_warmup(config: ml_collections.ConfigDict, epochs: float) -> float:
 
 def arch(model: str, preset: str, **model_keys: Any) -> Overrides:
     """Overrides for one out-of-the-box model with its recipe: ``arch("vit", p, variant="B/8")``."""
-    out = dict(base.recipe(model, preset))
+    out = recipes.recipe(model, preset)
     for k, v in model_keys.items():
         out[f"model.{k}"] = v
     if model == "resnet":

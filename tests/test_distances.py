@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import zlib
 
+import jax
 import numpy as np
 import pytest
 
 from evaluator import distances as D
+from sweeps.base import ConfigError, config_from
 
 EPS = 1e-10
 
@@ -85,7 +87,7 @@ def test_style_keeps_its_accuracy_for_nearly_equal_features(shape):
     np.testing.assert_allclose(np.asarray(D.style_tap(f0, f1)), want, rtol=5e-5)
 
 
-def test_total_distance_sums_taps_and_jit_path():
+def test_total_distance_sums_taps():
     rng = np.random.default_rng(0)
     t0 = {"a": rng.normal(size=(2, 4, 4, 3)), "b": rng.normal(size=(2, 5))}
     t1 = {k: v + rng.normal(size=v.shape) for k, v in t0.items()}
@@ -93,9 +95,11 @@ def test_total_distance_sums_taps_and_jit_path():
     t1 = {k: v.astype(np.float32) for k, v in t1.items()}
     for kind, ref in (("local", np_local), ("meanpool", np_meanpool), ("style", np_style)):
         want = sum(ref(t0[k].astype(np.float64), t1[k].astype(np.float64)) for k in t0)
-        np.testing.assert_allclose(D.distance(kind, t0, t1), want, rtol=2e-4)
-    with pytest.raises(ValueError, match="unknown"):
-        D.tap_distances("cosine", t0, t1)
+        per_tap = jax.jit(lambda a, b, f=D.TAP_FUNCTIONS[kind]: {k: f(a[k], b[k]) for k in a})
+        np.testing.assert_allclose(D.total_distance(per_tap(t0, t1)), want, rtol=2e-4)
+    # Distance names are checked where a config names them, with the owner's list.
+    with pytest.raises(ConfigError, match="perceptual.distances='cosine'.*local, meanpool, style"):
+        config_from("embedded", {"perceptual.distances": "cosine"})
 
 
 def _bright(rng, n):

@@ -22,6 +22,7 @@ from launch import trials as tr
 from launch.__main__ import main as launch_main
 from launch.table import status_table
 from sweeps import base
+from sweeps.command import parse_overrides
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -139,17 +140,15 @@ def test_command_keeps_values_with_spaces_and_quotes(tmp_path):
 
 
 def test_cli_overrides_are_typed_and_checked():
-    assert tr.parse_cli_overrides(["--config.train.epochs=3", "--config.data.flip=false"]) == {
+    assert parse_overrides(["--config.train.epochs=3", "--config.data.flip=false"]) == {
         "train.epochs": 3.0,
         "data.flip": False,
     }
-    assert tr.parse_cli_overrides(["--config.data.source_dir=(1, 2)"]) == {
-        "data.source_dir": "(1, 2)"
-    }
+    assert parse_overrides(["--config.data.source_dir=(1, 2)"]) == {"data.source_dir": "(1, 2)"}
     with pytest.raises(base.ConfigError, match="unknown config key 'train.epoch'"):
-        tr.parse_cli_overrides(["--config.train.epoch=3"])
+        parse_overrides(["--config.train.epoch=3"])
     with pytest.raises(base.ConfigError, match="train.batch_size"):
-        tr.parse_cli_overrides(["--config.train.batch_size=big"])
+        parse_overrides(["--config.train.batch_size=big"])
 
 
 def test_swept_key_cannot_be_overridden_for_all():

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from test_models_support import assert_forward_pass, model_cfg, random_variables
 
-from sweeps.base import EFFICIENTNET_VARIANTS
 from trainer.models import build_model, describe, efficientnet_defaults, tap_names
+from trainer.models.efficientnet import VARIANTS as EFFICIENTNET_VARIANTS
 from trainer.models.efficientnet import round_filters, round_repeats
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from test_models_support import assert_forward_pass, model_cfg, random_variables
 
-from sweeps.base import RESNET_DEPTHS
 from trainer.models import build_model, describe, tap_names
+from trainer.models.resnet import DEPTHS as RESNET_DEPTHS
 
 
 def resnet(depth, width=1.0, **kw):

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from test_models_support import perturbed
 
-from sweeps.base import VIT_VARIANTS, ConfigError, get_config
+from sweeps.base import ConfigError, get_config
 from trainer.models import build_model, describe, tap_names
+from trainer.models.vit import VARIANTS as VIT_VARIANTS
 
 # (hidden, depth, mlp, heads) of the published variants
 PUBLISHED = {

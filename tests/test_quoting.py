@@ -14,7 +14,8 @@ import pytest
 
 from launch import local, slurm, tpu
 from launch.__main__ import parser as launch_parser
-from launch.trials import LaunchOptions, load_trials, parse_cli_overrides, prepare
+from launch.trials import LaunchOptions, load_trials, prepare
+from sweeps.command import parse_overrides
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -30,7 +31,7 @@ FLAGS = [f"--config.{k}={v}" for k, v in VALUES.items()]
 @pytest.fixture()
 def trials(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
-    extra = parse_cli_overrides(FLAGS)
+    extra = parse_overrides(FLAGS)
     assert extra == VALUES
     return load_trials("smoke", "embedded", extra, tmp_path / "runs")
 

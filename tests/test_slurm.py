@@ -24,7 +24,8 @@ import submitit  # (imported at collection: its logging binds sys.stdout/stderr 
 
 from launch import slurm
 from launch.__main__ import parser as launch_parser
-from launch.trials import LaunchOptions, load_trials, parse_cli_overrides, prepare
+from launch.trials import LaunchOptions, load_trials, prepare
+from sweeps.command import parse_overrides
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -178,7 +179,7 @@ def test_dry_run_sbatch_scripts(tmp_path, capsys):
 
 def test_rendered_task_commands_parse_back_to_trainer_argv(tmp_path):
     """Overrides with spaces, quotes, $ and backquotes survive the rendered commands."""
-    extra = parse_cli_overrides([f"--config.{k}={v}" for k, v in TRICKY.items()])
+    extra = parse_overrides([f"--config.{k}={v}" for k, v in TRICKY.items()])
     assert extra == TRICKY
     trials = load_trials("smoke", "embedded", extra, tmp_path)
     opts = slurm.options_from_args(slurm_args())
@@ -367,7 +368,7 @@ def test_sweep_through_slurm_keeps_argv_intact(slurm_cluster, tmp_path, monkeypa
     Trial.command() (overrides with spaces and quotes included); rerunning submits nothing."""
     monkeypatch.chdir(tmp_path)
     python = fake_python(tmp_path)
-    extra = parse_cli_overrides([f"--config.{k}={v}" for k, v in TRICKY.items()])
+    extra = parse_overrides([f"--config.{k}={v}" for k, v in TRICKY.items()])
     trials = load_trials("smoke", "embedded", extra, tmp_path / "runs")
     prepare(trials, python)
     args = slurm_args("--slurm-cpus=1", "--slurm-time=10", "--slurm-eval-poll=1")

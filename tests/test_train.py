@@ -16,7 +16,8 @@ import pytest
 from trainer_support import REPO, final_variables, run_trainer, trainer_env
 
 from sweeps import base, smoke
-from trainer import checkpoint, distributed, optim, status, train
+from sweeps.command import command_from_config
+from trainer import checkpoint, distributed, optim, status, steps
 from trainer.data import normalize
 from trainer.files import read_jsonl
 from trainer.models import build_model
@@ -39,8 +40,8 @@ def _setup(dropout: float, **overrides):
     )
     model = build_model(config.model, 10)
     tx = optim.make_optimizer(config.train, optim.make_schedule(config.train, 10, 10))
-    step = jax.jit(train.make_train_step(model, config, tx, _no_augment))
-    state = train.init_state(model, config, (8, 8, 3), tx, jax.random.PRNGKey(0))
+    step = jax.jit(steps.make_train_step(model, config, tx, _no_augment))
+    state = steps.init_state(model, config, (8, 8, 3), tx, jax.random.PRNGKey(0))
     images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3), np.uint8))
     labels = jnp.array([0, 1, 2, 3])
     return model, step, state, images, labels
@@ -49,7 +50,7 @@ def _setup(dropout: float, **overrides):
 @pytest.mark.parametrize("dropout", [0.0, 0.5])
 def test_dropout_only_in_training(dropout):
     model, step, state, images, labels = _setup(dropout)
-    metrics = train._zero_metrics()
+    metrics = steps.zero_metrics()
     other = dict(state, rng=jax.random.PRNGKey(123))  # same params, another dropout key
     a, _ = step(state, metrics, images, labels)
     b, _ = step(other, metrics, images, labels)
@@ -60,7 +61,7 @@ def test_dropout_only_in_training(dropout):
     )
     assert same == (dropout == 0.0)
     # Evaluation takes no key and is deterministic: the inference path, no dropout.
-    ev = jax.jit(train.make_eval_step(model, normalize))
+    ev = jax.jit(steps.make_eval_step(model, normalize))
     mask = jnp.ones((4,), jnp.float32)
     e1 = ev(state["params"], state["batch_stats"], images, labels, mask)
     e2 = ev(state["params"], state["batch_stats"], images, labels, mask)
@@ -76,10 +77,10 @@ def test_dropout_only_in_training(dropout):
 
 def test_train_step_counts_and_flags_nonfinite():
     _, step, state, images, labels = _setup(0.0)
-    s1, m1 = step(state, train._zero_metrics(), images, labels)
+    s1, m1 = step(state, steps.zero_metrics(), images, labels)
     assert int(s1["step"]) == 1 and float(m1["count"]) == 4 and int(m1["nonfinite"]) == 0
     bad = dict(state, params=jax.tree.map(lambda p: p * jnp.nan, state["params"]))
-    _, m2 = step(bad, train._zero_metrics(), images, labels)
+    _, m2 = step(bad, steps.zero_metrics(), images, labels)
     assert int(m2["nonfinite"]) == 1
 
 
@@ -92,7 +93,7 @@ def test_ema_is_kept_in_the_state():
         jax.tree.leaves(state["ema_params"]), jax.tree.leaves(state["params"]), strict=True
     ):
         assert_close(np.asarray(a), np.asarray(b))
-    new, _ = step(state, train._zero_metrics(), images, labels)
+    new, _ = step(state, steps.zero_metrics(), images, labels)
     expected = jax.tree.map(lambda e, p: 0.75 * e + 0.25 * p, state["ema_params"], new["params"])
     for a, b in zip(jax.tree.leaves(new["ema_params"]), jax.tree.leaves(expected), strict=True):
         assert_close(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
@@ -110,7 +111,7 @@ def test_bfloat16_compute_keeps_float32_state():
     _, step, state, images, labels = _setup(
         0.0, **{"model.dtype": "bfloat16", "train.warmup_epochs": 0.0}
     )
-    new, m = step(state, train._zero_metrics(), images, labels)
+    new, m = step(state, steps.zero_metrics(), images, labels)
     dtypes = {x.dtype for x in jax.tree.leaves((new["params"], new["batch_stats"]))}
     assert dtypes == {jnp.dtype("float32")}
     assert m["loss_sum"].dtype == jnp.float32 and np.isfinite(float(m["loss_sum"]))
@@ -123,7 +124,7 @@ def test_bfloat16_compute_keeps_float32_state():
 
 def test_eval_step_masks_padding():
     model, _, state, images, labels = _setup(0.0)
-    ev = jax.jit(train.make_eval_step(model, normalize))
+    ev = jax.jit(steps.make_eval_step(model, normalize))
     full = ev(state["params"], state["batch_stats"], images, labels, jnp.ones(4))
     half = ev(state["params"], state["batch_stats"], images, labels, jnp.array([1.0, 1, 0, 0]))
     first = ev(
@@ -140,12 +141,12 @@ def test_eval_step_masks_padding():
 def test_config_drift_names_the_keys():
     old = smoke.get_config()
     new = base.config_from("embedded", {**smoke.SMOKE, "train.epochs": 3.0, "seed": 4})
-    diff = status.config_drift(old.to_dict(), new.to_dict())
+    diff = base.config_drift(old.to_dict(), new.to_dict())
     assert diff == ["seed: 0 -> 4", "train.epochs: 2.0 -> 3.0"]
     # JSON round trip (tuples become lists) and the placement keys are not drift.
     as_json = json.loads(json.dumps(old.to_dict()))
     moved = base.config_from("embedded", {**smoke.SMOKE, "distributed.process_id": 1})
-    assert status.config_drift(as_json, moved.to_dict()) == []
+    assert base.config_drift(as_json, moved.to_dict()) == []
 
 
 def test_workdir_with_another_config_is_refused_before_work(tmp_path):
@@ -196,7 +197,7 @@ def test_command_from_config_rebuilds_the_config(tmp_path):
         "paper",
         {"model.depth": 18, "train.step_boundaries": (0.5, 0.8), "data.crop": "none"},
     )
-    cmd = shlex.split(status.command_from_config(cfg, tmp_path))
+    cmd = shlex.split(command_from_config(cfg, tmp_path))
     assert cmd[:4] == ["python", "-m", "trainer", "--config=sweeps/base.py:paper"]
     # Parse it exactly as ``python -m trainer`` does (absl's global flags, in a fresh process).
     code = (
@@ -211,7 +212,7 @@ def test_command_from_config_rebuilds_the_config(tmp_path):
     )
     assert r.returncode == 0, r.stderr
     parsed, workdir = json.loads(r.stdout.strip().splitlines()[-1])
-    assert status.config_drift(parsed, cfg.to_dict()) == []
+    assert base.config_drift(parsed, cfg.to_dict()) == []
     assert workdir == str(tmp_path)
 
 

@@ -1,10 +1,5 @@
-"""perceptual-sweeps trainer: data, models, train loop, checkpoints. See train.py."""
+"""perceptual-sweeps trainer: data, models, train loop, checkpoints.
 
-
-def __getattr__(name):
-    # ``trainer.train_and_evaluate`` without making ``import trainer`` load JAX.
-    if name == "train_and_evaluate":
-        from trainer.train import train_and_evaluate
-
-        return train_and_evaluate
-    raise AttributeError(f"module 'trainer' has no attribute {name!r}")
+``trainer.train.train_and_evaluate(config, workdir)`` is the loop; ``trainer.steps.build_run``
+what a run needs (model, optimiser, jitted steps), shared with the speed benchmarks (bench/).
+"""

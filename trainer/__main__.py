@@ -13,6 +13,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from sweeps import base
+from sweeps.command import command_from_argv
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "sweep file and preset, e.g. sweeps/depth.py:paper", lock_config=True
@@ -85,12 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     except base.ConfigError as e:
         return _fail(str(e))
 
-    from trainer import status
     from trainer.data import DataError
     from trainer.train import exit_code, train_and_evaluate
 
     try:
-        state = train_and_evaluate(config, _WORKDIR.value, command=status.command_from_argv(argv))
+        state = train_and_evaluate(config, _WORKDIR.value, command=command_from_argv(argv))
     except (base.ConfigError, DataError) as e:  # bad config or input: one line, exit 2
         return _fail(str(e))
     return exit_code(state)

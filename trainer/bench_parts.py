@@ -10,7 +10,6 @@ loop on a split N and 2N images large). Every result carries the process's peak 
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import platform
@@ -284,60 +283,43 @@ def bare_runner(config) -> tuple[Callable[[int], None], int]:
     """``(run(n), batch)``: ``run(n)`` does n steps of the trainer's jitted train step on one
     batch already on the device, then blocks.
 
-    The step is ``trainer.train.make_train_step`` jitted exactly as ``train_and_evaluate`` jits
-    it (replicated state, batch sharded over the data axis, the same donation), fed the uint8
-    images of the real split, so augmentation, the loss, the optimiser and the metrics are all
-    in it; only the input pipeline and the loop around the step are left out.
+    The step is ``trainer.steps.build_run``'s, the one ``train_and_evaluate`` runs (replicated
+    state, batch sharded over the data axis, the same donation), fed the uint8 images of the
+    real split, so augmentation, the loss, the optimiser and the metrics are all in it; only
+    the input pipeline and the loop around the step are left out.
     """
     import jax
     import numpy as np
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
 
-    from trainer import optim, pipeline, train
+    from trainer import pipeline, steps, train
     from trainer.data import load_split
-    from trainer.models import build_model
 
-    mesh = train.make_mesh()
+    mesh = pipeline.make_mesh()
     train.check_batch(config, mesh.size)
-    batch, size = int(config.train.batch_size), int(config.data.image_size)
+    batch = int(config.train.batch_size)
     split = load_split(config.data, "train")
     rows = np.arange(batch) % split.num_examples
-    data_sharding = NamedSharding(mesh, P(train.DATA_AXIS))
+    data_sharding = NamedSharding(mesh, P(pipeline.DATA_AXIS))
     images = jax.device_put(np.asarray(split.images[rows]), data_sharding)
     labels = jax.device_put(np.asarray(split.labels[rows]), data_sharding)
 
     steps_per_epoch = max(split.num_examples // batch, 1)
-    model = build_model(config.model, config.data.num_classes)
-    schedule = optim.make_schedule(config.train, steps_per_epoch, 10 * steps_per_epoch)
-    tx = optim.make_optimizer(config.train, schedule)
-    replicated = NamedSharding(mesh, P())
-    init = jax.jit(
-        functools.partial(train.init_state, model, config, (size, size, 3), tx),
-        out_shardings=replicated,
-    )
-    carry = {
-        "state": init(jax.random.PRNGKey(config.seed)),
-        "metrics": jax.device_put(train._zero_metrics(), replicated),
-    }
-    donate = (0, 1) if jax.default_backend() != "cpu" else ()
-    step = jax.jit(
-        train.make_train_step(model, config, tx, pipeline.augment),
-        out_shardings=(replicated, replicated),
-        donate_argnums=donate,
-    )
+    run = steps.build_run(config, mesh, steps_per_epoch, 10 * steps_per_epoch)
+    carry = {"state": run.init(jax.random.PRNGKey(config.seed)), "metrics": run.zero_metrics()}
 
     def run_steps(n: int) -> None:
         s, m = carry["state"], carry["metrics"]
         for _ in range(n):
-            s, m = step(s, m, images, labels)
+            s, m = run.train_step(s, m, images, labels)
         jax.block_until_ready((s, m))
         carry["state"], carry["metrics"] = s, m
 
     return run_steps, batch
 
 
-BARE_WHAT = "trainer.train.make_train_step, jitted as train_and_evaluate does, batch on device"
+BARE_WHAT = "trainer.steps.build_run's train step, as train_and_evaluate runs it, batch on device"
 
 
 def bare_step(spec: dict[str, Any]) -> dict[str, Any]:

@@ -55,6 +55,13 @@ class Checkpointer:
         self.manager = ocp.CheckpointManager(
             self.directory, item_handlers=ocp.StandardCheckpointHandler(), options=options
         )
+        self.last_saved = self.manager.latest_step()
+
+    def __enter__(self) -> Checkpointer:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -68,8 +75,12 @@ class Checkpointer:
         return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
     def save(self, step: int, state: Any) -> None:
-        """Start saving ``state`` as ``step`` (async: returns once the arrays are copied)."""
+        """Start saving ``state`` as ``step`` (async: returns once the arrays are copied), unless
+        ``step`` is the one saved last (a run resumed at its end, a preemption on a save step)."""
+        if step == self.last_saved:
+            return
         self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
+        self.last_saved = step
 
     def reached_preemption(self, step: int) -> bool:
         """True on every process at the same step after a preemption notice (SIGTERM under

@@ -30,6 +30,7 @@ from trainer.data.normalize import normalize
 
 __all__ = [
     "DATA_AXIS",
+    "make_mesh",
     "TrainInput",
     "augment",
     "epoch_permutation",
@@ -40,6 +41,11 @@ __all__ = [
 
 DATA_AXIS = "data"
 RESIDENT_FRACTION = 0.4  # auto device residency: the split may take this much of one device
+
+
+def make_mesh(devices: Any = None) -> Mesh:
+    """A 1-D mesh over ``devices`` (default: every device of every process) with the data axis."""
+    return Mesh(np.array(jax.devices() if devices is None else devices), (DATA_AXIS,))
 
 
 def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:

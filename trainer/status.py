@@ -16,7 +16,6 @@ import json
 import os
 import platform
 import queue
-import shlex
 import socket
 import sys
 import threading
@@ -52,31 +51,6 @@ def versions(packages: Sequence[str] = _VERSIONED, absent: str | None = None) ->
 # ----------------------------------------------------------------------------- config.json
 
 
-def _normalised(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Flattened config with JSON types (tuples -> lists), so a file and a live config compare."""
-    return json.loads(json.dumps(base.flatten(config), default=list))
-
-
-# Where a trial runs, not what it trains: each process of one run has its own process_id.
-_PLACEMENT = ("distributed.",)
-
-
-def config_drift(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """``key: old -> new`` for every flattened key whose value differs (or exists on one side),
-    ignoring the ``distributed.*`` placement keys."""
-    a, b = _normalised(old), _normalised(new)
-    missing = object()
-    out = []
-    for key in sorted(set(a) | set(b)):
-        if key.startswith(_PLACEMENT):
-            continue
-        va, vb = a.get(key, missing), b.get(key, missing)
-        if va != vb:
-            show = lambda v: "<absent>" if v is missing else json.dumps(v)
-            out.append(f"{key}: {show(va)} -> {show(vb)}")
-    return out
-
-
 def check_config(workdir: str | os.PathLike, config: Any) -> bool:
     """Refuse (``ConfigError``, one line) a workdir whose config.json holds a different config.
     Returns whether config.json already exists."""
@@ -89,51 +63,12 @@ def check_config(workdir: str | os.PathLike, config: Any) -> bool:
         raise base.ConfigError(
             f"{path} is unreadable ({e}); remove it or use another workdir"
         ) from None
-    diff = config_drift(old, config.to_dict() if hasattr(config, "to_dict") else config)
+    diff = base.config_drift(old, config)
     if diff:
         raise base.ConfigError(
-            f"{path} holds a different config ({'; '.join(diff)}); use another workdir"
+            f"{path} holds a different config ({', '.join(diff)}); use another workdir"
         )
     return True
-
-
-# ----------------------------------------------------------------------------- command line
-
-
-def command_from_argv(argv: Sequence[str]) -> str:
-    """The command that reruns this trainer invocation (``python -m trainer`` + its flags)."""
-    return shlex.join(["python", "-m", "trainer", *argv[1:]])
-
-
-def _flag_value(v: Any) -> str:
-    if isinstance(v, (tuple, list)):
-        return "(" + ",".join(repr(x) for x in v) + ("," if len(v) == 1 else "") + ")"
-    return str(v)
-
-
-def command_from_config(config: Any, workdir: str | os.PathLike) -> str:
-    """A command line that rebuilds ``config`` from ``sweeps/base.py``: the closest preset plus
-    ``--config.key=value`` for every key that differs from it."""
-    flat = _normalised(config.to_dict())
-    best: tuple[int, str, list[str]] | None = None
-    for preset in base.PRESETS:
-        ref = _normalised(base.get_config(preset).to_dict())
-        diff = [k for k in flat if flat[k] != ref.get(k)]
-        if best is None or len(diff) < best[0]:
-            best = (len(diff), preset, diff)
-    assert best is not None
-    _, preset, diff = best
-    args = ["python", "-m", "trainer", f"--config=sweeps/base.py:{preset}"]
-    args += [f"--config.{k}={_flag_value(flat[k])}" for k in diff]
-    args.append(f"--workdir={workdir}")
-    return shlex.join(args)
-
-
-def format_eta(seconds: float) -> str:
-    seconds = max(int(seconds), 0)
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 # ----------------------------------------------------------------------------- TensorBoard
@@ -194,7 +129,7 @@ class Records:
         *,
         primary: bool,
         command: str,
-        total_steps: int,
+        total_steps: int = 0,
         tensorboard: bool | None = None,
     ):
         self.workdir = Path(workdir)

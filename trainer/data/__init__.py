@@ -10,6 +10,7 @@ dataset already prepared in ``data.source_dir``). See prepared.py for the on-dis
 from trainer.data.errors import DataError
 from trainer.data.load import (
     DATASETS,
+    known_dataset,
     load_split,
     prepare_split,
     prepared_root,
@@ -23,6 +24,7 @@ __all__ = [
     "DATASETS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "known_dataset",
     "DataError",
     "Split",
     "load_split",

@@ -1,15 +1,18 @@
 """``python -m trainer.data <name>``: prepare a dataset's train and eval splits ahead of time.
 
 Wrapped by ``make data DATA=<name> ARGS="..."``. ``bapps`` prints how to fetch the BAPPS
-perceptual benchmark instead (the evaluator owns it).
+perceptual benchmark instead: the evaluator owns it, so this runs ``python -m evaluator.bapps``
+(a process of its own: the trainer's packages never import the evaluator).
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 
-from sweeps.base import PRESETS, ConfigError, apply_overrides, get_config, validate
+from sweeps.base import ConfigError, apply_overrides, get_config, validate
+from sweeps.recipes import PRESETS
 from trainer.data.errors import DataError
 from trainer.data.load import DATASETS, WHICH, load_split, prepare_split, split_dir
 
@@ -39,13 +42,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.name == "bapps":
-        try:
-            from evaluator.bapps import print_download_instructions
-        except ImportError as e:
-            print(f"error: bapps instructions are unavailable ({e})", file=sys.stderr)
-            return 2
-        print_download_instructions()
-        return 0
+        return subprocess.call([sys.executable, "-m", "evaluator.bapps"])
     try:
         overrides = {"data.name": args.name}
         for key, value in (

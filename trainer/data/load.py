@@ -21,10 +21,14 @@ DEFAULT_PREPARED_DIR = "./data"
 ENV_PREPARED_DIR = "PSWEEPS_DATA_DIR"
 
 
+def known_dataset(name: str) -> bool:
+    """Whether ``data.name`` names a source this layer reads (``DATASETS``)."""
+    return name in DATASETS[:-1] or (name.startswith("tfds:") and len(name) > len("tfds:"))
+
+
 def check_name(name: str) -> None:
-    if name in ("fashion_mnist", "imagenet64") or (name.startswith("tfds:") and len(name) > 5):
-        return
-    raise DataError(f"dataset {name!r} is unknown; allowed: {', '.join(DATASETS)}")
+    if not known_dataset(name):
+        raise DataError(f"dataset {name!r} is unknown; allowed: {', '.join(DATASETS)}")
 
 
 def prepared_root(data_cfg: Any) -> Path:

@@ -17,6 +17,9 @@ EfficientNet keep BatchNorm statistics in the ``batch_stats`` collection (ViT ha
 Taps (``tap_names``): ResNet and EfficientNet ``stage1``..``stage4`` (NHWC maps at strides
 4, 8, 16, 32; ResNet-3..5 have fewer stages, ResNet-2 taps ``stem``), ViT ``block1``..``blockN``
 (the CLS token after each encoder block, shape ``[hidden]``).
+
+Each model module owns its variants and its checks (``check(fields, image_size)``); the config
+schema (sweeps/base.py) asks ``check`` here, so a model is judged in one place.
 """
 
 from __future__ import annotations
@@ -29,41 +32,32 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sweeps.base import ConfigError
 from trainer.models import efficientnet, resnet, vit
-from trainer.models.common import check_num_classes, compute_dtype, model_fields
+from trainer.models.common import DTYPES, check_num_classes, compute_dtype, model_fields
 from trainer.models.efficientnet import efficientnet_defaults
 
 __all__ = [
+    "DTYPES",
+    "MODEL_NAMES",
     "build_model",
-    "tap_names",
-    "efficientnet_defaults",
-    "describe",
+    "check",
     "count_params",
-    "RESNET_DEPTHS",
-    "VIT_VARIANTS",
-    "EFFICIENTNET_VARIANTS",
+    "describe",
+    "efficientnet_defaults",
+    "tap_names",
 ]
 
-RESNET_DEPTHS = resnet.DEPTHS
-VIT_VARIANTS = tuple(vit.VARIANTS)
-EFFICIENTNET_VARIANTS = tuple(efficientnet.VARIANTS)
+MODULES = {"resnet": resnet, "vit": vit, "efficientnet": efficientnet}
+MODEL_NAMES = tuple(MODULES)
 
 
-def _check_resnet(fields: dict[str, Any]) -> None:
-    if fields["depth"] not in resnet.LAYOUTS:
-        raise ConfigError(
-            f"model.depth={fields['depth']!r} is not a supported ResNet depth; allowed: "
-            + ", ".join(map(str, RESNET_DEPTHS))
-        )
-
-
-def _check_efficientnet(fields: dict[str, Any]) -> None:
-    if fields["variant"] not in efficientnet.VARIANTS:
-        raise ConfigError(
-            f"model.variant={fields['variant']!r} is not a supported EfficientNet; allowed: "
-            + ", ".join(EFFICIENTNET_VARIANTS)
-        )
+def check(model_cfg: Mapping[str, Any], image_size: int | None = None) -> dict[str, Any]:
+    """``config.model`` as complete fields, or a one-line ``ConfigError`` naming the first key the
+    schema or the model's own module rejects (with ``image_size``, also what does not fit the
+    images, e.g. a ViT patch larger than them)."""
+    fields = model_fields(model_cfg)
+    MODULES[fields["name"]].check(fields, image_size)
+    return fields
 
 
 def build_model(model_cfg: Mapping[str, Any], num_classes: int) -> nn.Module:
@@ -73,54 +67,15 @@ def build_model(model_cfg: Mapping[str, Any], num_classes: int) -> nn.Module:
     variant, width or dtype. Keys that do not apply to the model are ignored (``depth`` for
     EfficientNet, ``variant`` for ResNet, the ViT sizes for the others).
     """
-    fields = model_fields(model_cfg)
+    fields = check(model_cfg)
     num_classes = check_num_classes(num_classes)
-    dtype = compute_dtype(fields["dtype"])
-    name = fields["name"]
-    if name == "resnet":
-        _check_resnet(fields)
-        return resnet.ResNet(
-            depth=int(fields["depth"]),
-            num_classes=num_classes,
-            width=float(fields["width"]),
-            dropout=float(fields["dropout"]),
-            dtype=dtype,
-        )
-    if name == "vit":
-        return vit.ViT(
-            num_classes=num_classes,
-            dropout=float(fields["dropout"]),
-            encoder_dropout=float(fields["encoder_dropout"]),
-            dtype=dtype,
-            **vit.vit_shape(fields),
-        )
-    _check_efficientnet(fields)
-    return efficientnet.EfficientNet(
-        variant=fields["variant"],
-        num_classes=num_classes,
-        width=float(fields["width"]),
-        dropout=float(fields["dropout"]),
-        stochastic_depth=float(fields["stochastic_depth"]),
-        dtype=dtype,
-    )
+    return MODULES[fields["name"]].build(fields, num_classes, compute_dtype(fields["dtype"]))
 
 
 def tap_names(model_cfg: Mapping[str, Any], image_size: int) -> list[str]:
     """The names of the taps ``model.apply(..., taps=True)`` returns, in network order."""
-    fields = model_fields(model_cfg)
-    if fields["name"] == "resnet":
-        _check_resnet(fields)
-        return resnet.tap_names(int(fields["depth"]))
-    if fields["name"] == "vit":
-        shape = vit.vit_shape(fields)
-        if image_size < shape["patch_size"]:
-            raise ConfigError(
-                f"data.image_size={image_size} is smaller than the ViT patch size "
-                f"{shape['patch_size']}; allowed: image_size >= patch size"
-            )
-        return [f"block{i + 1}" for i in range(shape["depth"])]
-    _check_efficientnet(fields)
-    return [f"stage{i + 1}" for i in range(len(efficientnet.TAP_STRIDES))]
+    fields = check(model_cfg, image_size)
+    return MODULES[fields["name"]].tap_names(fields)
 
 
 def count_params(params: Any) -> int:

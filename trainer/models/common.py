@@ -10,14 +10,15 @@ import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
-from sweeps.base import DTYPES, MODEL_NAMES, ConfigError, _base
+from sweeps.base import ConfigError, check_values, schema
 
-_DTYPES = {name: getattr(jnp, name) for name in DTYPES}  # the schema's compute dtypes
+DTYPES = ("float32", "bfloat16")  # compute dtypes; parameters stay float32
+_JNP_DTYPES = {name: getattr(jnp, name) for name in DTYPES}
 
 
 def model_fields(model_cfg: Mapping[str, Any] | ml_collections.ConfigDict) -> dict[str, Any]:
     """``config.model`` as a plain dict, missing keys filled from the schema's own defaults
-    (before any preset: width 1.0, float32, no dropout).
+    (before any preset: width 1.0, float32, no dropout), each value checked by the schema.
 
     Accepts the ``ConfigDict`` section or the ``model`` dict of a saved ``config.json`` (the
     evaluator rebuilds models from that), so older or partial dicts still build.
@@ -26,40 +27,22 @@ def model_fields(model_cfg: Mapping[str, Any] | ml_collections.ConfigDict) -> di
         model_cfg = model_cfg.to_dict()
     if not isinstance(model_cfg, Mapping):
         raise ConfigError(f"model config must be a mapping, got {type(model_cfg).__name__}")
-    fields = _base().model.to_dict()  # the schema itself, not a preset's values
+    fields = schema().model.to_dict()  # the schema itself, not a preset's values
     unknown = sorted(set(model_cfg) - set(fields))
     if unknown:
         raise ConfigError(
             f"unknown model config key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(fields))}"
         )
     fields.update(model_cfg)
-    if fields["name"] not in MODEL_NAMES:
-        raise ConfigError(
-            f"model.name={fields['name']!r} is not supported; allowed: {', '.join(MODEL_NAMES)}"
-        )
-    if fields["dtype"] not in _DTYPES:
-        raise ConfigError(
-            f"model.dtype={fields['dtype']!r} is not supported; allowed: {', '.join(_DTYPES)}"
-        )
-    width = fields["width"]
-    if not _is_number(width) or not 0.0625 <= width <= 4.0:
-        raise ConfigError(
-            f"model.width={width!r} is not supported; allowed: a number in [0.0625, 4]"
-        )
-    for key in ("dropout", "encoder_dropout", "stochastic_depth"):
-        rate = fields[key]
-        if not _is_number(rate) or not 0.0 <= rate < 1.0:
-            raise ConfigError(f"model.{key}={rate!r} is not supported; allowed: a number in [0, 1)")
+    # Numbers read back from JSON or numpy are plain Python numbers from here on.
+    fields = {k: (v.item() if hasattr(v, "item") else v) for k, v in fields.items()}
+    check_values({f"model.{k}": v for k, v in fields.items()})
     return fields
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
 def compute_dtype(name: str) -> Any:
     """The jnp dtype for ``config.model.dtype`` (activations; parameters stay float32)."""
-    return _DTYPES[name]
+    return _JNP_DTYPES[name]
 
 
 def scaled_channels(channels: int, width: float) -> int:

@@ -27,6 +27,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from sweeps.base import ConfigError
 from trainer.models.common import classifier_head
 
 # variant -> (width coefficient, depth coefficient, reference resolution, dropout)
@@ -62,6 +63,30 @@ TAP_STRIDES = (4, 8, 16, 32)
 _CONV_INIT = nn.initializers.variance_scaling(2.0, "fan_out", "truncated_normal")
 _DEPTHWISE_INIT = nn.initializers.variance_scaling(2.0, "fan_in", "truncated_normal")
 _DENSE_INIT = nn.initializers.variance_scaling(1.0 / 3.0, "fan_out", "uniform")
+
+
+def check(fields: dict[str, Any], image_size: int | None = None) -> None:
+    """One-line ``ConfigError`` for a variant that is not B0..B7."""
+    if fields["variant"] not in VARIANTS:
+        raise ConfigError(
+            f"model.variant={fields['variant']!r} is not a supported EfficientNet; allowed: "
+            + ", ".join(VARIANTS)
+        )
+
+
+def build(fields: dict[str, Any], num_classes: int, dtype: Any) -> EfficientNet:
+    return EfficientNet(
+        variant=fields["variant"],
+        num_classes=num_classes,
+        width=float(fields["width"]),
+        dropout=float(fields["dropout"]),
+        stochastic_depth=float(fields["stochastic_depth"]),
+        dtype=dtype,
+    )
+
+
+def tap_names(fields: dict[str, Any]) -> list[str]:
+    return [f"stage{i + 1}" for i in range(len(TAP_STRIDES))]
 
 
 def efficientnet_defaults(variant: str) -> dict[str, float | int]:

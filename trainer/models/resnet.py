@@ -28,6 +28,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from sweeps.base import ConfigError
 from trainer.models.common import classifier_head, scaled_channels
 
 # depth -> (block kind, blocks per stage)
@@ -53,8 +54,32 @@ BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
 
 
-def tap_names(depth: int) -> list[str]:
-    _, stages = LAYOUTS[depth]
+def check(fields: dict[str, Any], image_size: int | None = None) -> None:
+    """One-line ``ConfigError`` for a depth without a layout or a variant (ResNets have none)."""
+    if fields["depth"] not in LAYOUTS:
+        raise ConfigError(
+            f"model.depth={fields['depth']!r} is not a supported ResNet depth; allowed: "
+            + ", ".join(map(str, DEPTHS))
+        )
+    if fields["variant"]:
+        raise ConfigError(
+            f"model.variant={fields['variant']!r} is not allowed for resnet; expected '' "
+            "(depth and width select the model)"
+        )
+
+
+def build(fields: dict[str, Any], num_classes: int, dtype: Any) -> ResNet:
+    return ResNet(
+        depth=int(fields["depth"]),
+        num_classes=num_classes,
+        width=float(fields["width"]),
+        dropout=float(fields["dropout"]),
+        dtype=dtype,
+    )
+
+
+def tap_names(fields: dict[str, Any]) -> list[str]:
+    _, stages = LAYOUTS[int(fields["depth"])]
     return [f"stage{i + 1}" for i in range(len(stages))] or ["stem"]
 
 

@@ -15,7 +15,6 @@ last one before the final LayerNorm).
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import flax.linen as nn
@@ -52,19 +51,9 @@ def vit_shape(fields: dict[str, Any]) -> dict[str, int]:
         )
     hidden, depth, mlp_dim, heads = VARIANTS[base]
     width = float(fields["width"])
-    sizes = {}
-    for key in ("depth", "patch_size", "hidden_size", "mlp_dim", "num_heads"):
-        value = fields[key]
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-            raise ConfigError(
-                f"model.{key}={value!r} is not supported for vit; allowed: an integer >= 0 "
-                "(0 = the variant's)"
-            )
-        sizes[key] = int(value)
-    fields = {**fields, **sizes}
-    heads = fields["num_heads"] or heads
+    heads = int(fields["num_heads"]) or heads
     if fields["hidden_size"]:
-        hidden = fields["hidden_size"]
+        hidden = int(fields["hidden_size"])
         if hidden % heads:
             raise ConfigError(
                 f"model.hidden_size={hidden} is not supported with {heads} heads; allowed: a "
@@ -73,12 +62,36 @@ def vit_shape(fields: dict[str, Any]) -> dict[str, int]:
     else:
         hidden = max(1, int(round(hidden * width / heads))) * heads
     return {
-        "patch_size": fields["patch_size"] or int(patch),
+        "patch_size": int(fields["patch_size"]) or int(patch),
         "hidden_size": hidden,
-        "depth": fields["depth"] or depth,
-        "mlp_dim": fields["mlp_dim"] or max(1, int(round(mlp_dim * width))),
+        "depth": int(fields["depth"]) or depth,
+        "mlp_dim": int(fields["mlp_dim"]) or max(1, int(round(mlp_dim * width))),
         "num_heads": heads,
     }
+
+
+def check(fields: dict[str, Any], image_size: int | None = None) -> None:
+    """One-line ``ConfigError`` for a variant, head count or patch that does not work."""
+    shape = vit_shape(fields)
+    if image_size is not None and image_size < shape["patch_size"]:
+        raise ConfigError(
+            f"data.image_size={image_size} is smaller than the ViT patch size "
+            f"{shape['patch_size']}; allowed: image_size >= patch size"
+        )
+
+
+def build(fields: dict[str, Any], num_classes: int, dtype: Any) -> ViT:
+    return ViT(
+        num_classes=num_classes,
+        dropout=float(fields["dropout"]),
+        encoder_dropout=float(fields["encoder_dropout"]),
+        dtype=dtype,
+        **vit_shape(fields),
+    )
+
+
+def tap_names(fields: dict[str, Any]) -> list[str]:
+    return [f"block{i + 1}" for i in range(vit_shape(fields)["depth"])]
 
 
 class MlpBlock(nn.Module):

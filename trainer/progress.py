@@ -1,0 +1,121 @@
+"""Small helpers of the train loop: its log lines and ETA, and preemption.
+
+``Progress`` writes a train record every ``train.log_every_steps`` (metrics.jsonl, status.json,
+one line on stdout with the rate and the ETA). The loop dispatches steps asynchronously and only
+reads values back here, at evaluations and before saves, so train metrics (loss sum, correct
+count, non-finite count) accumulate on the device in between; a non-finite loss or state is
+therefore caught within ``log_every_steps`` steps and always before the next save.
+
+``Preemption`` says when to save and stop: under ``jax.distributed`` JAX's preemption notifier
+catches SIGTERM and every process agrees on the step (``CheckpointManager.reached_preemption``);
+otherwise a SIGTERM handler sets a flag checked after every step.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import Any
+
+import jax
+
+from trainer import distributed
+
+
+class Diverged(RuntimeError):
+    """A non-finite training loss or state."""
+
+
+def read_metrics(metrics: Any, step: int) -> dict[str, float]:
+    """The accumulated train metrics on the host; ``Diverged`` if any step was not finite."""
+    m = jax.tree.map(float, jax.device_get(metrics))
+    if m["nonfinite"] > 0:
+        raise Diverged(f"non-finite loss or state before step {step}")
+    return m
+
+
+def format_eta(seconds: float) -> str:
+    seconds = max(int(seconds), 0)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class Progress:
+    """The train log of one run from ``step`` on: records, rate and ETA (the ETA leaves out the
+    first interval, which includes compiling)."""
+
+    def __init__(self, records: Any, run: Any, step: int):
+        self.records, self.run = records, run
+        self.batch = int(run.config.train.batch_size)
+        self.block = distributed.block_every_step()
+        self.t_log, self.step_log = time.time(), step
+        self.t_start, self.step_start = self.t_log, step
+        self.first_step = step + 1
+
+    def stepped(self, step: int, metrics: Any) -> None:
+        """After every step: block where the platform needs it, and time the first one."""
+        if self.block or step == self.first_step:
+            jax.block_until_ready(metrics)
+        if step == self.first_step:
+            took = time.time() - self.t_log
+            self.records.progress(f"first step (compiling included) {took:.1f} s")
+
+    def log(self, step: int, metrics: Any) -> None:
+        """Write the train record of the steps since the last one (``Diverged`` if any was not
+        finite)."""
+        m = read_metrics(metrics, step)
+        now = time.time()
+        rate = (step - self.step_log) * self.batch / max(now - self.t_log, 1e-9)
+        since = self.step_start if self.step_log > self.step_start else self.step_log
+        t_since = self.t_start if self.step_log > self.step_start else self.t_log
+        overall = (step - since) / max(now - t_since, 1e-9)
+        spe, total = self.run.steps_per_epoch, self.run.total_steps
+        rec = {
+            "step": step,
+            "epoch": round(step / spe, 4),
+            "lr": float(self.run.schedule(step - 1)),
+            "train_loss": m["loss_sum"] / max(m["count"], 1.0),
+            "train_accuracy": m["correct"] / max(m["count"], 1.0),
+            "images_per_sec": round(rate, 1),
+        }
+        self.records.train(rec)
+        self.records.update(step=step, epoch=rec["epoch"])
+        self.records.progress(
+            f"step {step}/{total} ep {rec['epoch']:.2f} loss {rec['train_loss']:.4f} "
+            f"acc {rec['train_accuracy']:.4f} {rate:.0f} img/s "
+            f"eta {format_eta((total - step) / max(overall, 1e-9))}"
+        )
+        if self.step_log == self.step_start:
+            self.t_start, self.step_start = now, step
+        self.t_log, self.step_log = now, step
+
+
+class Preemption:
+    """``reached(step, checkpointer)``: whether to save ``step`` and stop (see the module doc).
+    Entered before any work, so a SIGTERM during set-up still ends in a clean save."""
+
+    def __init__(self) -> None:
+        self.use_jax = distributed.is_initialized()
+        self.flag = False
+        self._old = None
+
+    def __enter__(self) -> Preemption:
+        if not self.use_jax:
+            try:
+                self._old = signal.signal(signal.SIGTERM, self._handle)
+            except ValueError:  # not the main thread: no handler, no graceful preemption
+                self._old = None
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.flag = True
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
+
+    def reached(self, step: int, checkpointer: Any) -> bool:
+        if self.use_jax:
+            return checkpointer.reached_preemption(step)
+        return self.flag
