@@ -26,8 +26,8 @@ from trainer.files import atomic_write_text, read_json, read_jsonl
 
 # Files or folders whose presence makes a sub-directory of a sweep a trial directory.
 TRIAL_MARKERS = ("status.json", "config.json", "overrides.json", "metrics.jsonl", "perceptual")
-PREFERRED_BENCHMARK = "bapps"  # the study's benchmark: the report's default whenever it is scored
-# The report's default benchmark is the first one present.
+# The report's default benchmark is the first one present: the study's own (BAPPS) when scored.
+PREFERRED_BENCHMARK = "bapps"
 BENCHMARK_ORDER = (PREFERRED_BENCHMARK, *(b for b in BENCHMARK_NAMES if b != PREFERRED_BENCHMARK))
 MODEL_KEYS = ("name", "depth", "width", "variant")
 DONE = "done"
@@ -40,7 +40,8 @@ class ReportError(ValueError):
 
 @dataclass
 class TrialResults:
-    """What one trial directory holds, as the report reads it (not ``launch.trials.TrialResults``)."""
+    """What the report reads from one trial directory (``launch.trials.Trial`` is the launcher's
+    trial, built from the sweep file)."""
 
     sweep: str
     name: str  # the trial directory's name
