@@ -7,10 +7,10 @@ import csv
 import pytest
 
 from evaluator import report
-from evaluator.report_analysis import analyse
-from evaluator.report_data import ReportError, build_rows, load_sweeps
-from evaluator.report_stats import aggregate_over_seeds, pareto_front, spearman, x_scale
-from evaluator.report_synth import perceptual_record, write_trial
+from evaluator.report.analyse import analyse
+from evaluator.report.collect import ReportError, build_rows, load_sweeps
+from evaluator.report.stats import aggregate_over_seeds, pareto_front, spearman, x_scale
+from evaluator.report.synth import perceptual_record, write_trial
 from trainer.files import append_jsonl, atomic_write_json
 
 
@@ -383,7 +383,7 @@ def test_combining_every_sweep(tmp_path):
 
 
 def test_taps_in_network_order():
-    from evaluator.report_data import taps_present
+    from evaluator.report.collect import taps_present
 
     row = {f"tap_proxy_local_{t}": 60.0 for t in ("stage10", "stage2", "stem", "block1")}
     assert taps_present([row], "proxy", "local") == ["stem", "block1", "stage2", "stage10"]

@@ -1,12 +1,13 @@
-"""Which value goes on a sweep's x-axis, and which trials share a line (report_axes)."""
+"""Which value goes on a sweep's x-axis, and which trials share a line (evaluator.report.axes)."""
 
 from __future__ import annotations
 
 from evaluator import report
-from evaluator.report_analysis import analyse
-from evaluator.report_axes import plan
-from evaluator.report_data import build_rows, load_sweeps
-from evaluator.report_synth import write_trial
+from evaluator.report import plots
+from evaluator.report.analyse import analyse
+from evaluator.report.axes import plan
+from evaluator.report.collect import build_rows, load_sweeps
+from evaluator.report.synth import write_trial
 from sweeps.base import recipe
 
 
@@ -38,7 +39,7 @@ def test_chained_sweep_one_line_per_model_with_its_own_x_key(tmp_path):
     }
     assert p.keys == ["model.dropout", "model.encoder_dropout"]
     a = analyse([sw], build_rows([sw]))
-    series, label = report.axis_series(a, sw)
+    series, label = plots.axis_series(a, sw)
     assert label == "model.dropout / model.encoder_dropout"
     by_label = {s["label"]: s["agg"] for s in series}
     assert set(by_label) == {"resnet-50", "vit-B/8 (model.encoder_dropout)"}
@@ -70,9 +71,9 @@ def test_architecture_sweep_is_one_categorical_series(tmp_path):
         "vit-Ti/4 depth 4",
     ]
     a = analyse([sw], build_rows([sw]))
-    (series,), label = report.axis_series(a, sw)
+    (series,), label = plots.axis_series(a, sw)
     assert label == "model" and len(series["agg"]) == 3
-    assert report.axis_plot_names(a) == {"archs": "archs"}
+    assert plots.axis_plot_names(a) == {"archs": "archs"}
 
 
 def test_single_key_sweep_uses_that_key(tmp_path):
@@ -83,4 +84,4 @@ def test_single_key_sweep_uses_that_key(tmp_path):
     p = plan(sw)
     assert p.primary == "model.width" and len(p.groups) == 1 and p.groups[0].label == ""
     a = analyse([sw], build_rows([sw]))
-    assert report.axis_plot_names(a) == {"my-grid": "width"}
+    assert plots.axis_plot_names(a) == {"my-grid": "width"}

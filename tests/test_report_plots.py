@@ -6,7 +6,7 @@ import matplotlib.image
 import numpy as np
 
 from evaluator import report
-from evaluator.report_synth import demo_sweep, write_trial
+from evaluator.report.synth import demo_sweep, write_trial
 from trainer.files import atomic_write_json
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -54,12 +54,12 @@ def test_categorical_axis_and_combined_sweeps(tmp_path):
 
 
 def test_a_plot_that_fails_does_not_cost_the_report(tmp_path, monkeypatch):
-    from evaluator import report_plots
+    from evaluator.report import draw
 
     def broken(*args, **kwargs):
         raise ValueError("no room for the legend")
 
-    monkeypatch.setattr(report_plots, "per_tap", broken)
+    monkeypatch.setattr(draw, "per_tap", broken)
     d = tmp_path / "depth"
     for i, depth in enumerate((6, 10, 14)):
         write_trial(d, f"depth-{depth}", {"model.depth": depth}, [(100, 1.0, 0.5 + 0.1 * i, 60.0)])
@@ -71,15 +71,15 @@ def test_a_plot_that_fails_does_not_cost_the_report(tmp_path, monkeypatch):
 
 
 def test_long_legends_list_grid_points_not_seeds():
-    from evaluator.report_plots import _legend_labels
+    from evaluator.report.draw import legend_labels
 
     series = [
         {"label": f"wd-{v}_seed-{s}", "group": ("wd", v), "group_label": f"wd={v}"}
         for v in (1, 2, 3, 4, 5, 6)
         for s in (0, 1)
     ]
-    labels, title, n = _legend_labels(series)
+    labels, title, n = legend_labels(series)
     assert n == 6 and "seed" in title
     assert [x for x in labels if x] == [f"wd={v}" for v in (1, 2, 3, 4, 5, 6)]
-    labels, title, n = _legend_labels(series[:4])
+    labels, title, n = legend_labels(series[:4])
     assert n == 4 and labels == [s["label"] for s in series[:4]] and title == "trial"

@@ -1,9 +1,10 @@
-"""Collect a sweep's run directories into one row per (trial, scored checkpoint step).
+"""Collect a sweep's run directories into one row per (trial, scored checkpoint step), and
+write those rows as results.csv.
 
 Reads only the files of docs/file-contracts.md: ``runs/<sweep>/sweep.json`` (optional) and per
 trial ``config.json``, ``overrides.json``, ``status.json``, ``metrics.jsonl``,
 ``perceptual/<step>.json`` and the step directory names under ``checkpoints/``. Nothing here
-imports jax, orbax or TensorFlow.
+restores a checkpoint or starts an accelerator.
 """
 
 from __future__ import annotations
@@ -17,13 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evaluator.benchmarks import BENCHMARK_NAMES
+from evaluator.distances import FEATURE_DISTANCES, PIXEL_METRICS
+from evaluator.report.stats import natural_key
+from sweeps.base import flatten
 from trainer.files import atomic_write_text, read_json, read_jsonl
 
 # Files or folders whose presence makes a sub-directory of a sweep a trial directory.
 TRIAL_MARKERS = ("status.json", "config.json", "overrides.json", "metrics.jsonl", "perceptual")
-REFERENCES = ("l2", "ssim")
-BENCHMARK_ORDER = ("bapps", "proxy")  # the report's default benchmark is the first one present
-DISTANCE_ORDER = ("local", "meanpool", "style")
+# The report's default benchmark is the first one present: the study's own (BAPPS) when scored.
+PREFERRED_BENCHMARK = "bapps"
+BENCHMARK_ORDER = (PREFERRED_BENCHMARK, *(b for b in BENCHMARK_NAMES if b != PREFERRED_BENCHMARK))
 MODEL_KEYS = ("name", "depth", "width", "variant")
 DONE = "done"
 FROM_SWEEP_JSON = "from sweep.json's axis"
@@ -34,7 +39,10 @@ class ReportError(ValueError):
 
 
 @dataclass
-class Trial:
+class TrialResults:
+    """What the report reads from one trial directory (``launch.trials.Trial`` is the launcher's
+    trial, built from the sweep file)."""
+
     sweep: str
     name: str  # the trial directory's name
     key: str  # name, or "<sweep>/<name>" when several sweeps are combined
@@ -72,19 +80,7 @@ class Sweep:
     preset: str | None
     swept: list[str]  # dotted keys swept, seed included when it is
     swept_from: str  # where ``swept`` came from, for the report text
-    trials: list[Trial]
-
-
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if not isinstance(d, dict):
-        return out
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
+    trials: list[TrialResults]
 
 
 def _read_json_safe(path: Path, what: str) -> tuple[Any, str | None]:
@@ -109,8 +105,8 @@ def is_sweep_dir(p: Path) -> bool:
     )
 
 
-def _load_trial(sweep: str, path: Path, key: str, listed_overrides: dict | None) -> Trial:
-    t = Trial(sweep=sweep, name=path.name, key=key, path=path)
+def _load_trial(sweep: str, path: Path, key: str, listed_overrides: dict | None) -> TrialResults:
+    t = TrialResults(sweep=sweep, name=path.name, key=key, path=path)
     t.exists = path.is_dir()
     if not t.exists:
         t.overrides = dict(listed_overrides or {})
@@ -118,7 +114,7 @@ def _load_trial(sweep: str, path: Path, key: str, listed_overrides: dict | None)
     overrides, _ = _read_json_safe(path / "overrides.json", "overrides")
     t.overrides = dict(overrides or listed_overrides or {})
     config, _ = _read_json_safe(path / "config.json", "config")
-    t.config = _flatten(config or {})
+    t.config = flatten(config) if isinstance(config, dict) else {}
     status, err = _read_json_safe(path / "status.json", "status")
     t.status = status if isinstance(status, dict) else {}
     if err:
@@ -146,7 +142,7 @@ def _load_trial(sweep: str, path: Path, key: str, listed_overrides: dict | None)
     return t
 
 
-def _derive_swept(trials: list[Trial]) -> tuple[list[str], str]:
+def _derive_swept(trials: list[TrialResults]) -> tuple[list[str], str]:
     """The overridden keys whose values (as the trials ran them) differ between trials."""
     present = [t for t in trials if t.exists] or trials
     for source, get in (
@@ -233,7 +229,7 @@ def _num(v: Any) -> float | None:
     return float(v)
 
 
-def nearest_eval(trial: Trial, step: int) -> dict | None:
+def nearest_eval(trial: TrialResults, step: int) -> dict | None:
     """The eval at ``step``, else the nearest one (the earlier on a tie), else status's last."""
     if trial.evals:
         best = min(trial.evals, key=lambda s: (abs(s - step), s))
@@ -267,7 +263,7 @@ def _score_columns(bench: str, b: dict) -> dict[str, float | None]:
     return out
 
 
-def trial_rows(trial: Trial, swept: list[str]) -> list[dict[str, Any]]:
+def trial_rows(trial: TrialResults, swept: list[str]) -> list[dict[str, Any]]:
     """One row per scored step of ``trial``."""
     rows = []
     last = max(trial.scored) if trial.scored else None
@@ -308,10 +304,6 @@ def build_rows(sweeps: list[Sweep]) -> list[dict[str, Any]]:
     return rows
 
 
-def _natural(s: str) -> list:
-    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", s)]
-
-
 _SCORE_PREFIX_ORDER = ("ps_", "jnd_", "2afc_", "tap_")
 
 
@@ -322,15 +314,15 @@ def csv_columns(rows: list[dict[str, Any]], swept: list[str]) -> list[str]:
     head += ["seed", "epoch", "step", "final", "top1", "top5", "top1_step"]
     seen = {k for r in rows for k in r} - set(head)
     rest = []
-    refs = tuple(f"_{r}" for r in REFERENCES)
+    refs = tuple(f"_{r}" for r in PIXEL_METRICS)
 
     def order(k: str) -> tuple:  # distances before the pixel references, then natural order
         bench_dist = "_".join(k.split("_")[:3])
-        return (bench_dist.endswith(refs), _natural(k))
+        return (bench_dist.endswith(refs), natural_key(k))
 
     for prefix in _SCORE_PREFIX_ORDER:
         rest += sorted((k for k in seen if k.startswith(prefix)), key=order)
-    rest += sorted(seen - set(rest), key=_natural)
+    rest += sorted(seen - set(rest), key=natural_key)
     return head + rest
 
 
@@ -360,8 +352,8 @@ def benchmarks_present(rows: list[dict[str, Any]]) -> list[str]:
 
 def distances_present(rows: list[dict[str, Any]], bench: str) -> list[str]:
     prefix = f"ps_{bench}_"
-    found = {k[len(prefix) :] for r in rows for k in r if k.startswith(prefix)} - set(REFERENCES)
-    return [d for d in DISTANCE_ORDER if d in found] + sorted(found - set(DISTANCE_ORDER))
+    found = {k[len(prefix) :] for r in rows for k in r if k.startswith(prefix)} - set(PIXEL_METRICS)
+    return [d for d in FEATURE_DISTANCES if d in found] + sorted(found - set(FEATURE_DISTANCES))
 
 
 EARLY_TAPS = ("input", "stem", "embed", "embedding", "patch_embed")  # before numbered taps
@@ -371,15 +363,4 @@ def taps_present(rows: list[dict[str, Any]], bench: str, dist: str) -> list[str]
     """Tap names in network order: stem-like taps, then numbered ones (stage2 before stage10)."""
     prefix = f"tap_{bench}_{dist}_"
     found = {k[len(prefix) :] for r in rows for k in r if k.startswith(prefix)}
-    return sorted(found, key=lambda t: (t not in EARLY_TAPS, _natural(t)))
-
-
-def benchmark_notes(sweeps: list[Sweep], bench: str) -> str | None:
-    """The evaluator's 'note' for ``bench`` from any scored file (the first one found)."""
-    for sw in sweeps:
-        for t in sw.trials:
-            for rec in t.scored.values():
-                b = (rec.get("benchmarks") or {}).get(bench)
-                if isinstance(b, dict) and b.get("note"):
-                    return str(b["note"])
-    return None
+    return sorted(found, key=lambda t: (t not in EARLY_TAPS, natural_key(t)))

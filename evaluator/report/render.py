@@ -6,14 +6,14 @@ import datetime as dt
 from collections import Counter
 from typing import Any
 
-from evaluator.report_analysis import (
+from evaluator.report.analyse import (
     PROXY_WARNING,
     PUBLISHED_BAPPS,
     PUBLISHED_SOURCE,
     REFERENCE_NAMES,
     Analysis,
 )
-from evaluator.report_stats import EXACT_MAX_N, Correlation, sort_key
+from evaluator.report.stats import EXACT_MAX_N, Correlation, sort_key
 
 
 def _f(v: Any, digits: int = 1) -> str:
@@ -126,13 +126,11 @@ def _where(a: Analysis, best: dict[str, Any], tap: str) -> str:
     )
 
 
-def render(
-    a: Analysis, title: str, plots: list[tuple[str, str]], failed: list[str] | None = None
-) -> str:
-    out: list[str] = [f"# {title}", "", _bench_line(a), ""]
+def _summary(a: Analysis) -> list[str]:
+    """The bullet list under the title: what PS and top-1 are, the sweeps, the trial counts."""
     states = Counter(t.state for t in a.trials)
     n_scored = len(a.rows)
-    out += [
+    out = [
         f"- Perceptual Score (PS): the unweighted mean of the benchmark's 2AFC categories, in % "
         f"agreement; distance used: `{a.dist or '–'}`"
         + (
@@ -155,15 +153,11 @@ def render(
     if others:
         out.append(f"- Also scored: {', '.join(others)} (in results.csv).")
     out.append(f"- Generated {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}.")
-    out += ["", "## Trials (final checkpoints)", ""]
-    out += [
-        "Latest scored checkpoint of each trial, sorted by the swept values; ★ = on the Pareto "
-        "frontier of (top-1, PS).",
-        "",
-    ]
-    out += _trial_table(a)
+    return out
 
-    out += ["", "## Best Perceptual Score", ""]
+
+def _best_section(a: Analysis) -> list[str]:
+    out = ["", "## Best Perceptual Score", ""]
     if a.best:
         out.append(f"- All taps: {_where(a, a.best, 'all')}.")
     if a.best_tap:
@@ -171,8 +165,11 @@ def render(
         out.append(f"- One tap alone: {_where(a, a.best_tap, f'`{tap}`')}.")
     if not a.best:
         out.append("No scored checkpoint yet.")
+    return out
 
-    out += ["", "## Top-1 vs Perceptual Score", ""]
+
+def _correlation_section(a: Analysis) -> list[str]:
+    out = ["", "## Top-1 vs Perceptual Score", ""]
     thr, thr_all = a.peak_thresholds.get("final"), a.peak_thresholds.get("all")
     out += [
         f"Spearman rank correlation (scipy.stats.spearmanr) of top-1 and PS (`{a.dist}`), with its "
@@ -192,8 +189,11 @@ def render(
         if body
         else ["No point has both a top-1 and a PS yet."]
     )
+    return out
 
-    out += ["", "## Pareto frontier (top-1, PS)", ""]
+
+def _frontier_section(a: Analysis) -> list[str]:
+    out = ["", "## Pareto frontier (top-1, PS)", ""]
     if a.frontier:
         out.append("Trials that no other trial beats on both top-1 and PS (both maximised):")
         out.append("")
@@ -203,8 +203,11 @@ def render(
         )
     else:
         out.append("No point has both a top-1 and a PS yet.")
+    return out
 
-    out += ["", "## Reference rows", ""]
+
+def _references_section(a: Analysis) -> list[str]:
+    out = ["", "## Reference rows", ""]
     ref_body = [
         [REFERENCE_NAMES.get(k, k), _f(v["ps"]), _f(v.get("jnd")), "measured on this benchmark"]
         for k, v in a.references.items()
@@ -217,8 +220,11 @@ def render(
         out.append("No reference scores yet.")
     if a.bench == "proxy":
         out += ["", "Published BAPPS values are not listed: this benchmark is not BAPPS."]
+    return out
 
-    out += ["", "## Missing", ""]
+
+def _missing_section(a: Analysis) -> list[str]:
+    out = ["", "## Missing", ""]
     if a.missing:
         out += [
             "Trials or checkpoints not (yet) in the numbers above: failed, diverged, pending, "
@@ -228,8 +234,11 @@ def render(
         out += [f"- {m}" for m in a.missing]
     else:
         out.append("Nothing: every trial finished and every checkpoint on disk is scored.")
+    return out
 
-    out += ["", "## Plots", ""]
+
+def _plots_section(plots: list[tuple[str, str]], failed: list[str] | None) -> list[str]:
+    out = ["", "## Plots", ""]
     if plots:
         for name, caption in plots:
             out += [f"### {caption}", "", f"![{caption}]({name})", ""]
@@ -238,4 +247,26 @@ def render(
     for f in failed or []:
         out.append(f"- could not draw {f}")
     out += ["", "All rows (every trial and scored step, every score): `results.csv`.", ""]
+    return out
+
+
+def render(
+    a: Analysis, title: str, plots: list[tuple[str, str]], failed: list[str] | None = None
+) -> str:
+    """report.md's text; ``plots`` are ``(file name, caption)``, ``failed`` the plots not drawn."""
+    out: list[str] = [f"# {title}", "", _bench_line(a), ""]
+    out += _summary(a)
+    out += ["", "## Trials (final checkpoints)", ""]
+    out += [
+        "Latest scored checkpoint of each trial, sorted by the swept values; ★ = on the Pareto "
+        "frontier of (top-1, PS).",
+        "",
+    ]
+    out += _trial_table(a)
+    out += _best_section(a)
+    out += _correlation_section(a)
+    out += _frontier_section(a)
+    out += _references_section(a)
+    out += _missing_section(a)
+    out += _plots_section(plots, failed)
     return "\n".join(out)

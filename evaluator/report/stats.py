@@ -1,8 +1,10 @@
-"""Statistics of the report: Spearman correlation, the accuracy peak, Pareto frontier, seeds."""
+"""Statistics of the report: Spearman correlation, the accuracy peak, Pareto frontier, seeds;
+and the orders it sorts values and names in."""
 
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from dataclasses import dataclass
 from typing import Any
@@ -110,6 +112,11 @@ def sort_key(v: Any) -> tuple:
         return (0, float(v), "")
     except (TypeError, ValueError):
         return (1, 0.0, str(v))
+
+
+def natural_key(s: str) -> list:
+    """Sort key that compares runs of digits as numbers: ``stage2`` before ``stage10``."""
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", s)]
 
 
 def is_numeric(values: list[Any]) -> bool:

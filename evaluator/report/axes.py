@@ -20,16 +20,16 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from evaluator.report_data import FROM_SWEEP_JSON, Sweep, Trial
+from evaluator.report.collect import FROM_SWEEP_JSON, MODEL_KEYS, Sweep, TrialResults
 
-IDENTITY = ("model.name", "model.variant", "model.depth", "model.width")
+IDENTITY = tuple(f"model.{k}" for k in MODEL_KEYS)  # the keys that tell models apart
 
 
 @dataclass
 class Group:
     label: str  # the model ("resnet-50"), or "" when the sweep trains one model
     key: str | None  # the x key inside this group
-    trials: list[Trial] = field(default_factory=list)
+    trials: list[TrialResults] = field(default_factory=list)
 
 
 @dataclass
@@ -65,7 +65,7 @@ def _text(v: Any) -> str:
     return json.dumps(v, sort_keys=True, default=str)
 
 
-def _varying(trials: list[Trial], keys: list[str]) -> list[str]:
+def _varying(trials: list[TrialResults], keys: list[str]) -> list[str]:
     return [k for k in keys if len({_text(t.value(k)) for t in trials}) > 1]
 
 
@@ -83,7 +83,7 @@ def primary_key(sw: Sweep) -> str | None:
     return keys[0] if len(keys) == 1 else None
 
 
-def model_label(t: Trial, varying: list[str]) -> str:
+def model_label(t: TrialResults, varying: list[str]) -> str:
     """``resnet-50``, ``vit-B/8`` (``vit-Ti/4 depth 4`` when ViT depths differ),
     ``efficientnet-b0``; the width multiplier added when it varies."""
     name = t.value("model.name") or "model"

@@ -1,4 +1,7 @@
-"""The report's PNG plots (matplotlib, Agg backend), each written atomically."""
+"""Drawing the report's figures (matplotlib, Agg backend), each PNG written atomically.
+
+``plots.py`` decides what each figure shows; the functions here only draw the series they get.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +16,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
+from evaluator.report.stats import sort_key  # noqa: E402
 from trainer.files import atomic_write  # noqa: E402
 
 PS_LABEL = "Perceptual Score (% 2AFC agreement)"
 DPI = 130
 MAX_LEGEND = 24  # more trials than this: no per-trial legend, colour follows the sort order
-MAX_LABELS = 30
-GROUP_LEGEND = 10  # more trials than this: one legend entry per grid point, not per seed  # more trials than this: only frontier points carry their name
+MAX_LABELS = 30  # more trials than this: only frontier points carry their name
+GROUP_LEGEND = 10  # more trials than this: one legend entry per grid point, not per seed
 
 
 def _save(fig: Any, path: Path) -> None:
@@ -57,7 +61,7 @@ def _styles(series: list[dict[str, Any]]) -> list[tuple[Any, Any]]:
     return out
 
 
-def _legend_labels(series: list[dict[str, Any]]) -> tuple[list[str | None], str, int]:
+def legend_labels(series: list[dict[str, Any]]) -> tuple[list[str | None], str, int]:
     """One legend entry per trial; past GROUP_LEGEND trials, one per colour (the grid point)
     when seeds share colours, which keeps the legend short."""
     groups: dict[str, str] = {}
@@ -190,10 +194,8 @@ def axis_plot(
 ) -> None:
     """PS (top) and top-1 (bottom) against the swept value, mean +- std over seeds.
 
-    ``series``: ``[{"label", "agg": report_stats.aggregate_over_seeds(...)}]``, one per model.
+    ``series``: ``[{"label", "agg": stats.aggregate_over_seeds(...)}]``, one per model.
     """
-    from evaluator.report_stats import sort_key
-
     fig, (a1, a2) = plt.subplots(2, 1, figsize=(7.5, 6.5), sharex=True)
     cats: list[Any] = []
     if scale == "categorical":
@@ -272,7 +274,7 @@ def ps_vs_epoch(
     in legend order; trials of one ``group`` (seeds of a grid point) share a colour.
     """
     fig, (a1, a2) = plt.subplots(2, 1, figsize=(8.5, 6.5), sharex=True)
-    labels, legend_title, n_legend = _legend_labels(series)
+    labels, legend_title, n_legend = legend_labels(series)
     for s, style, lab in zip(series, _styles(series), labels, strict=True):
         for ax, y in ((a1, "ps"), (a2, "top1")):
             pts = sorted(p for p in s[y] if p[0] is not None and p[1] is not None)
@@ -300,7 +302,7 @@ def per_tap(
     """
     fig, ax = plt.subplots(figsize=(max(6.5, 1.0 * len(taps) + 3.5), 5))
     xs = list(range(len(taps)))
-    labels, legend_title, n_legend = _legend_labels(series)
+    labels, legend_title, n_legend = legend_labels(series)
     for s, style, lab in zip(series, _styles(series), labels, strict=True):
         pts = [(x, v) for x, v in zip(xs, s["values"], strict=True) if v is not None]
         _trial_line(ax, pts, style, 4, lab)

@@ -1,34 +1,22 @@
-"""The sweep report: results.csv, report.md and PNG plots from a sweep's run directories.
+"""Which PNGs the report draws and what each shows: the series, captions and file names.
 
-    python -m evaluator.report runs/<sweep> [--benchmark proxy|bapps] [--distance local|...]
-    python -m evaluator.report runs --all        # every sweep under runs/ into runs/
-
-It reads only files (docs/file-contracts.md), so it runs at any time: mid-sweep, after failures,
-on another machine. Pieces: ``report_data`` (collect, CSV), ``report_stats`` (Spearman, Pareto,
-seeds), ``report_analysis`` (what the report says), ``report_md`` and ``report_plots``.
+``top1_vs_ps.png`` (final checkpoints, the Pareto frontier, the pixel references), one
+``<axis>.png`` per sweep (PS and top-1 against the swept value, seeds aggregated, one line per
+model: axes.py), ``ps_vs_epoch.png`` and ``per_tap.png``. draw.py draws them; it is imported
+only here, when plotting, so ``--no-plots`` never loads matplotlib.
 """
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from evaluator.report_analysis import REFERENCE_NAMES, Analysis, analyse, trial_order
-from evaluator.report_data import (
-    ReportError,
-    Sweep,
-    build_rows,
-    csv_columns,
-    load_sweeps,
-    write_csv,
-)
-from evaluator.report_stats import aggregate_over_seeds, x_scale
-from sweeps.base import BENCHMARKS, DISTANCES
-from trainer.files import atomic_write_text
+from evaluator.report.analyse import REFERENCE_NAMES, Analysis
+from evaluator.report.collect import Sweep, TrialResults
+from evaluator.report.stats import aggregate_over_seeds, x_scale
 
 FIXED_PLOTS = ("top1_vs_ps", "ps_vs_epoch", "per_tap")
 
@@ -62,7 +50,7 @@ def _kv(key: str, value: Any) -> str:
     return f"{short}={value:g}" if isinstance(value, float) else f"{short}={value}"
 
 
-def _group(a: Analysis, t: Any) -> tuple[tuple, str]:
+def _group(a: Analysis, t: TrialResults) -> tuple[tuple, str]:
     """Trials that share a model and an x value (seeds of one grid point) share a colour:
     the group's key and its legend label (``resnet-50 weight_decay=0.0001``)."""
     prefix = f"{t.sweep}: " if len(a.sweeps) > 1 else ""
@@ -105,12 +93,12 @@ def axis_series(a: Analysis, sw: Sweep) -> tuple[list[dict[str, Any]], str]:
 
 def write_plots(a: Analysis, out_dir: Path) -> tuple[list[tuple[str, str]], list[str]]:
     """Write every plot the data allows; return ``[(file name, caption)]`` and the failures."""
-    from evaluator import report_plots as rp  # matplotlib only when plotting
+    from evaluator.report import draw  # matplotlib only when plotting
 
     done: list[tuple[str, str]] = []
     failed: list[str] = []
 
-    def draw(name: str, caption: str, fn: Any, *args: Any) -> None:
+    def draw_one(name: str, caption: str, fn: Any, *args: Any) -> None:
         try:
             fn(out_dir / name, *args)
             done.append((name, caption))
@@ -134,7 +122,7 @@ def write_plots(a: Analysis, out_dir: Path) -> tuple[list[tuple[str, str]], list
         if v.get("ps") is not None
     }
     caption = f"Top-1 vs Perceptual Score, final checkpoints ({tag})"
-    draw("top1_vs_ps.png", caption, rp.top1_vs_ps, pts, frontier, refs, caption, top1_label)
+    draw_one("top1_vs_ps.png", caption, draw.top1_vs_ps, pts, frontier, refs, caption, top1_label)
 
     stems = axis_plot_names(a)
     for sw in a.sweeps:
@@ -144,8 +132,21 @@ def write_plots(a: Analysis, out_dir: Path) -> tuple[list[tuple[str, str]], list
         scale = x_scale([g["x"] for s in series for g in s["agg"]])
         caption = f"Perceptual Score and top-1 vs {label} (sweep {sw.name}, {tag})"
         name = f"{stems[sw.name]}.png"
-        draw(name, caption, rp.axis_plot, label, series, scale, caption, top1_label)
+        draw_one(name, caption, draw.axis_plot, label, series, scale, caption, top1_label)
 
+    series = _epoch_series(a)
+    if series:
+        caption = f"Perceptual Score and top-1 during training ({tag})"
+        draw_one("ps_vs_epoch.png", caption, draw.ps_vs_epoch, series, caption, top1_label)
+
+    if a.taps:
+        caption = f"Perceptual Score of each tap alone, final checkpoints ({tag})"
+        draw_one("per_tap.png", caption, draw.per_tap, a.taps, _tap_series(a), caption)
+    return done, failed
+
+
+def _epoch_series(a: Analysis) -> list[dict[str, Any]]:
+    """ps_vs_epoch's lines: every scored step of each trial with a PS, and its eval top-1s."""
     series = []
     for t in a.trials:
         ps = [(r.get("epoch"), a.ps(r)) for r in a.rows if r["trial"] == t.key]
@@ -160,91 +161,18 @@ def write_plots(a: Analysis, out_dir: Path) -> tuple[list[tuple[str, str]], list
         series.append(
             {"label": t.key, "group": group, "group_label": group_label, "ps": ps, "top1": top1}
         )
-    if series:
-        caption = f"Perceptual Score and top-1 during training ({tag})"
-        draw("ps_vs_epoch.png", caption, rp.ps_vs_epoch, series, caption, top1_label)
-
-    if a.taps:
-        trials = {t.key: t for t in a.trials}
-        tap_series = [
-            {
-                "label": r["trial"],
-                "group": _group(a, trials[r["trial"]])[0],
-                "group_label": _group(a, trials[r["trial"]])[1],
-                "values": [r.get(f"tap_{a.bench}_{a.dist}_{tap}") for tap in a.taps],
-            }
-            for r in a.analysed
-        ]
-        caption = f"Perceptual Score of each tap alone, final checkpoints ({tag})"
-        draw("per_tap.png", caption, rp.per_tap, a.taps, tap_series, caption)
-    return done, failed
+    return series
 
 
-def write_report(
-    sweep_dir: Path,
-    combine_all: bool = False,
-    benchmark: str | None = None,
-    distance: str | None = None,
-    plots: bool = True,
-) -> Path:
-    """Write results.csv, report.md and the plots into ``sweep_dir``; return report.md's path.
-
-    With ``combine_all``, ``sweep_dir`` is the runs directory and every sweep under it is
-    combined. Raises ``ReportError`` (one line) for input it cannot use.
-    """
-    sweep_dir = Path(sweep_dir)
-    sweeps = load_sweeps(sweep_dir, combine_all)
-    order = {t.key: i for i, t in enumerate(trial_order(sweeps))}
-    rows = sorted(build_rows(sweeps), key=lambda r: (order[r["trial"]], r["step"]))
-    a = analyse(sweeps, rows, benchmark, distance)
-    swept = []
-    for sw in sweeps:
-        swept += [k for k in sw.swept if k not in swept]
-    write_csv(sweep_dir / "results.csv", rows, csv_columns(rows, swept))
-    made, failed = write_plots(a, sweep_dir) if plots else ([], [])
-    if combine_all:
-        title = f"Report: all sweeps under {sweep_dir} ({', '.join(s.name for s in sweeps)})"
-    else:
-        title = f"Report: sweep {sweeps[0].name}"
-    from evaluator.report_md import render
-
-    path = sweep_dir / "report.md"
-    atomic_write_text(path, render(a, title, made, failed))
-    return path
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m evaluator.report",
-        description="Write results.csv, report.md and plots for a sweep (runs/<sweep>), "
-        "or for every sweep under runs/ with --all.",
-    )
-    p.add_argument("path", type=Path, help="runs/<sweep>, or the runs directory with --all")
-    p.add_argument("--all", action="store_true", help="combine every sweep under PATH")
-    p.add_argument("--benchmark", help="benchmark to report (default: bapps if scored, else proxy)")
-    p.add_argument("--distance", help="distance function to report (default: local)")
-    p.add_argument("--no-plots", action="store_true", help="write results.csv and report.md only")
-    args = p.parse_args(argv)
-    for flag, value, allowed in (
-        ("--benchmark", args.benchmark, BENCHMARKS),
-        ("--distance", args.distance, DISTANCES),
-    ):
-        if value is not None and value not in allowed:
-            print(
-                f"error: {flag} {value!r} is unknown; allowed: {', '.join(allowed)}",
-                file=sys.stderr,
-            )
-            return 2
-    try:
-        path = write_report(
-            args.path, args.all, args.benchmark, args.distance, plots=not args.no_plots
-        )
-    except ReportError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote {path} and {path.parent / 'results.csv'}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def _tap_series(a: Analysis) -> list[dict[str, Any]]:
+    """per_tap's lines: the PS of each tap alone, one line per analysed (final) row."""
+    trials = {t.key: t for t in a.trials}
+    return [
+        {
+            "label": r["trial"],
+            "group": _group(a, trials[r["trial"]])[0],
+            "group_label": _group(a, trials[r["trial"]])[1],
+            "values": [r.get(f"tap_{a.bench}_{a.dist}_{tap}") for tap in a.taps],
+        }
+        for r in a.analysed
+    ]

@@ -4,23 +4,29 @@ reference rows and what is missing."""
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from evaluator.report_axes import AxisPlan, plan
-from evaluator.report_data import (
+from evaluator.distances import PIXEL_METRICS
+from evaluator.report.axes import AxisPlan, plan
+from evaluator.report.collect import (
     DONE,
-    REFERENCES,
     ReportError,
     Sweep,
-    Trial,
+    TrialResults,
     benchmarks_present,
     distances_present,
     taps_present,
 )
-from evaluator.report_stats import Correlation, above_peak, pareto_front, sort_key, spearman
+from evaluator.report.stats import (
+    Correlation,
+    above_peak,
+    natural_key,
+    pareto_front,
+    sort_key,
+    spearman,
+)
 
 # Published 2AFC scores on the BAPPS val set (Zhang et al., CVPR 2018, as cited by Kumar et al.).
 PUBLISHED_BAPPS = (
@@ -48,8 +54,8 @@ class Analysis:
     benches: list[str]
     distances: list[str]
     taps: list[str]
-    trials: list[Trial]  # every trial, in report order
-    plans: dict[str, AxisPlan]  # sweep name -> its x keys and groups (report_axes)
+    trials: list[TrialResults]  # every trial, in report order
+    plans: dict[str, AxisPlan]  # sweep name -> its x keys and groups (axes.py)
     finals: dict[str, dict[str, Any]]  # trial key -> row of its latest scored step
     analysed: list[dict[str, Any]]  # the final rows the statistics use (with top-1 and PS)
     analysed_note: str
@@ -71,27 +77,25 @@ class Analysis:
         return row.get(self.ps_col) if self.ps_col else None
 
 
-def trial_order(sweeps: list[Sweep], plans: dict[str, AxisPlan] | None = None) -> list[Trial]:
+def trial_order(
+    sweeps: list[Sweep], plans: dict[str, AxisPlan] | None = None
+) -> list[TrialResults]:
     """Trials sorted by sweep, model (group), the x value in numeric order, seed and name."""
     plans = plans or {sw.name: plan(sw) for sw in sweeps}
     where: dict[str, tuple] = {}
     for sw in sweeps:
-        groups = sorted(plans[sw.name].groups, key=lambda g: _natural(g.label))
+        groups = sorted(plans[sw.name].groups, key=lambda g: natural_key(g.label))
         for gi, g in enumerate(groups):
             for t in g.trials:
                 where[t.key] = (gi, sort_key(t.value(g.key)) if g.key else (0, 0.0, ""))
 
-    def key(pair: tuple[Sweep, Trial]) -> tuple:
+    def key(pair: tuple[Sweep, TrialResults]) -> tuple:
         sw, t = pair
         gi, x = where.get(t.key, (1 << 30, (0, 0.0, "")))
-        return (sw.name, gi, x, sort_key(t.value("seed")), _natural(t.name))
+        return (sw.name, gi, x, sort_key(t.value("seed")), natural_key(t.name))
 
     pairs = [(sw, t) for sw in sweeps for t in sw.trials]
     return [t for _, t in sorted(pairs, key=key)]
-
-
-def _natural(s: str) -> list:
-    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", s)]
 
 
 def _configured_benchmarks(sweeps: list[Sweep]) -> list[str]:
@@ -113,7 +117,7 @@ def _choose(benches: list[str], want: str | None, what: str) -> str | None:
     return benches[0] if benches else None
 
 
-def _missing(trials: list[Trial], finals: dict[str, dict]) -> list[str]:
+def _missing(trials: list[TrialResults], finals: dict[str, dict]) -> list[str]:
     lines = []
     for t in trials:
         state, st = t.state, t.status
@@ -164,7 +168,7 @@ def _best(rows: list[dict], cols: list[str]) -> dict[str, Any] | None:
 def _references(rows: list[dict], bench: str) -> dict[str, dict[str, float | None]]:
     """Pixel L2 / SSIM on the benchmark: the same for every checkpoint, so the first found."""
     out = {}
-    for ref in REFERENCES:
+    for ref in PIXEL_METRICS:
         for r in rows:
             ps = r.get(f"ps_{bench}_{ref}")
             if ps is not None:

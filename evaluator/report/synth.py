@@ -1,7 +1,7 @@
 """Synthetic sweep directories in the formats of docs/file-contracts.md, for the report's tests
 and for previewing a report without training anything:
 
-    python -m evaluator.report_synth runs/demo && python -m evaluator.report runs/demo
+    python -m evaluator.report.synth runs/demo && python -m evaluator.report runs/demo
 
 The numbers are made up (a PS that rises with top-1 and falls past a peak); they say nothing
 about any model.
@@ -13,11 +13,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from evaluator.bapps import BAPPS_2AFC_VAL
+from evaluator.distances import FEATURE_DISTANCES
+from evaluator.report.collect import MODEL_KEYS
 from sweeps.base import config_from
 from trainer.files import append_jsonl, atomic_write_json
 
-PROXY_CATEGORIES = ("blur", "noise", "jpeg", "color")
-BAPPS_CATEGORIES = ("traditional", "cnn", "superres", "deblur", "color", "frameinterp")
+PROXY_CATEGORIES = ("blur", "noise", "jpeg", "color")  # four of the proxy's, enough for tests
 TAPS = ("stage1", "stage2", "stage3", "stage4")
 OFFSETS = (-1.5, 0.5, 1.5, -0.5, 1.0, -1.0)  # per category; sums to 0 over 4 and over 6
 
@@ -47,15 +49,15 @@ def perceptual_record(
     l2: float = 58.0,
     ssim: float = 59.0,
 ) -> dict[str, Any]:
-    """A ``perceptual/<step>.json`` whose ``local`` PS is ``ps`` (meanpool/style a bit lower)."""
-    cats = BAPPS_CATEGORIES if bench == "bapps" else PROXY_CATEGORIES
+    """A ``perceptual/<step>.json`` whose first distance's (``local``) PS is ``ps``, each further
+    distance's 2 points lower."""
+    cats = BAPPS_2AFC_VAL if bench == "bapps" else PROXY_CATEGORIES
     jnd = (lambda v: v - 10.0) if bench == "bapps" else (lambda v: None)
     b = {
         "kind": bench,
         "distances": {
-            "local": _distance_scores(ps, cats, True, jnd(ps)),
-            "meanpool": _distance_scores(ps - 2.0, cats, True, jnd(ps - 2.0)),
-            "style": _distance_scores(ps - 4.0, cats, True, jnd(ps - 4.0)),
+            d: _distance_scores(ps - 2.0 * i, cats, True, jnd(ps - 2.0 * i))
+            for i, d in enumerate(FEATURE_DISTANCES)
         },
         "reference": {
             "l2": _distance_scores(l2, cats, False, jnd(l2)),
@@ -106,7 +108,7 @@ def write_trial(
             "error": status_error,
         },
     )
-    model = {k: cfg["model"][k] for k in ("name", "depth", "width", "variant")}
+    model = {k: cfg["model"][k] for k in MODEL_KEYS}
     for step, epoch, top1, ps in points:
         append_jsonl(
             d / "metrics.jsonl",
@@ -196,5 +198,5 @@ def demo_sweep(sweep_dir: Path, bench: str = "proxy") -> Path:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m evaluator.report_synth runs/<new sweep dir>")
+        sys.exit("usage: python -m evaluator.report.synth runs/<new sweep dir>")
     print(demo_sweep(Path(sys.argv[1])))

@@ -1,0 +1,91 @@
+"""The sweep report: results.csv, report.md and PNG plots from a sweep's run directories.
+
+    python -m evaluator.report runs/<sweep> [--benchmark proxy|bapps] [--distance local|...]
+    python -m evaluator.report runs --all        # every sweep under runs/ into runs/
+
+It reads only files (docs/file-contracts.md), so it runs at any time: mid-sweep, after failures,
+on another machine. One module per step: ``collect`` (files -> rows, results.csv), ``axes``
+(what goes on each sweep's x-axis), ``stats`` (Spearman, Pareto, seeds), ``analyse`` (what the
+report says), ``render`` (report.md), ``plots`` (which PNGs) and ``draw`` (matplotlib);
+``synth`` writes synthetic sweeps for tests and previews.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from evaluator.benchmarks import BENCHMARK_NAMES
+from evaluator.distances import FEATURE_DISTANCES
+from evaluator.report import analyse, collect, render
+from evaluator.report.collect import ReportError
+from evaluator.report.plots import write_plots
+from trainer.files import atomic_write_text
+
+__all__ = ["ReportError", "main", "write_report"]
+
+
+def write_report(
+    sweep_dir: Path,
+    combine_all: bool = False,
+    benchmark: str | None = None,
+    distance: str | None = None,
+    plots: bool = True,
+) -> Path:
+    """Write results.csv, report.md and the plots into ``sweep_dir``; return report.md's path.
+
+    With ``combine_all``, ``sweep_dir`` is the runs directory and every sweep under it is
+    combined. Raises ``ReportError`` (one line) for input it cannot use.
+    """
+    sweep_dir = Path(sweep_dir)
+    sweeps = collect.load_sweeps(sweep_dir, combine_all)
+    order = {t.key: i for i, t in enumerate(analyse.trial_order(sweeps))}
+    rows = sorted(collect.build_rows(sweeps), key=lambda r: (order[r["trial"]], r["step"]))
+    a = analyse.analyse(sweeps, rows, benchmark, distance)
+    swept = []
+    for sw in sweeps:
+        swept += [k for k in sw.swept if k not in swept]
+    collect.write_csv(sweep_dir / "results.csv", rows, collect.csv_columns(rows, swept))
+    made, failed = write_plots(a, sweep_dir) if plots else ([], [])
+    if combine_all:
+        title = f"Report: all sweeps under {sweep_dir} ({', '.join(s.name for s in sweeps)})"
+    else:
+        title = f"Report: sweep {sweeps[0].name}"
+    path = sweep_dir / "report.md"
+    atomic_write_text(path, render.render(a, title, made, failed))
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m evaluator.report``: 0 written, 2 bad arguments or input (one line)."""
+    p = argparse.ArgumentParser(
+        prog="python -m evaluator.report",
+        description="Write results.csv, report.md and plots for a sweep (runs/<sweep>), "
+        "or for every sweep under runs/ with --all.",
+    )
+    p.add_argument("path", type=Path, help="runs/<sweep>, or the runs directory with --all")
+    p.add_argument("--all", action="store_true", help="combine every sweep under PATH")
+    p.add_argument("--benchmark", help="benchmark to report (default: bapps if scored, else proxy)")
+    p.add_argument("--distance", help="distance function to report (default: local)")
+    p.add_argument("--no-plots", action="store_true", help="write results.csv and report.md only")
+    args = p.parse_args(argv)
+    for flag, value, allowed in (
+        ("--benchmark", args.benchmark, BENCHMARK_NAMES),
+        ("--distance", args.distance, FEATURE_DISTANCES),
+    ):
+        if value is not None and value not in allowed:
+            print(
+                f"error: {flag} {value!r} is unknown; allowed: {', '.join(allowed)}",
+                file=sys.stderr,
+            )
+            return 2
+    try:
+        path = write_report(
+            args.path, args.all, args.benchmark, args.distance, plots=not args.no_plots
+        )
+    except ReportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {path} and {path.parent / 'results.csv'}")
+    return 0
