@@ -8,7 +8,7 @@ from evaluator.report.analyse import analyse
 from evaluator.report.axes import plan
 from evaluator.report.collect import build_rows, load_sweeps
 from evaluator.report.synth import write_trial
-from sweeps.base import recipe
+from sweeps.recipes import recipe
 
 
 def _chained_dropout(d):
