@@ -75,9 +75,9 @@ def style_tap(f0: jax.Array, f1: jax.Array) -> jax.Array:
     on GPU/TPU) instead of full float32. And where C <= P it takes one C x C product instead of
     two Grams; where C > P the same identity in P x P kernels (``K_SS = S S^T`` etc.):
     ``||X||^2 = sum(K_SS * K_DD)`` and ``tr(X X) = sum(K_DS * K_DS^T)``, so deep taps with many
-    channels and few positions stay cheap. Measured on an H200 at the default precision: within
-    2e-4 of float64 on similar images (docs/performance.md); for float32 products on every
-    backend run with ``JAX_DEFAULT_MATMUL_PRECISION=highest``.
+    channels and few positions stay cheap. Its accuracy at the default precision is in
+    docs/performance.md; for float32 products on every backend run with
+    ``JAX_DEFAULT_MATMUL_PRECISION=highest``.
     """
     a = unit_normalize(_spatial(f0).astype(jnp.float32))
     b = unit_normalize(_spatial(f1).astype(jnp.float32))

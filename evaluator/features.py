@@ -137,8 +137,8 @@ class _ResidentImages:
     """Device copies of host image arrays, as a list of whole (padded) batches, each sharded
     over the batch axis, kept while the host array lives (keyed by identity; a weak reference
     drops the copy with the array). Separate per-batch arrays, not one stacked array indexed
-    per call: on an H200 indexing the stack (an eager slice per batch and image set) cost more
-    than sending the batch from the host. Written here rather than taken from a library: what
+    per call, which costs an eager slice per batch (docs/performance.md, Findings). Written
+    here rather than taken from a library: what
     is cached is "this numpy array on these devices in these batches", which no JAX cache
     offers."""
 

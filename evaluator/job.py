@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -39,11 +38,11 @@ from evaluator import benchmarks as bm
 from evaluator.bapps import Benchmark, BenchmarkError
 from evaluator.distances import FEATURE_DISTANCES, PIXEL_METRICS
 from evaluator.proxy import default_dir as proxy_default_dir
+from trainer import checkpoint
 from trainer.files import atomic_write_json, read_json, read_jsonl
 
 TERMINAL = ("done", "failed", "diverged")
 PERCEPTUAL_DIR = "perceptual"
-SNAPSHOTS = "_SNAPSHOTS"  # = orbax.checkpoint.checkpoint_utils._SNAPSHOTS
 
 
 class JobError(ValueError):
@@ -110,7 +109,7 @@ def last_activity(trial: Path) -> float:
     paths = [trial / name for name in ("status.json", "metrics.jsonl", "train.log")]
     ckpts = trial / "checkpoints"
     if ckpts.is_dir():
-        paths += [p for p in ckpts.iterdir() if p.name != SNAPSHOTS]
+        paths += [p for p in ckpts.iterdir() if p.name != checkpoint.SNAPSHOTS]
     times = [0.0]
     for p in paths:
         try:
@@ -132,51 +131,6 @@ def _epoch_of(trial: Path, step: int) -> float | None:
 def _one_line(e: BaseException) -> str:
     text = " ".join(str(e).split()).split(" [tensorstore_spec")[0]
     return f"{type(e).__name__}: {text}"[:400]
-
-
-# ----------------------------------------------------------------------------- snapshots
-
-
-def _snapshot(ckpt_dir: Path, step: int) -> Path | None:
-    """Hard-link copy of ``ckpt_dir/<step>`` at ``ckpt_dir/_SNAPSHOTS/<step>``; None when the step
-    vanished. orbax's own snapshot helper is private and deep-copies; links cost nothing and
-    committed orbax files are never rewritten in place."""
-    from etils import epath
-    from orbax.checkpoint import checkpoint_utils
-
-    src = ckpt_dir / str(step)
-    dst = Path(checkpoint_utils.get_snapshot_dir_from_step_dir(epath.Path(src)))
-    if dst.exists():  # left by a killed run: rebuild, it may be partial
-        shutil.rmtree(dst, ignore_errors=True)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-
-    def link(s, d):
-        try:
-            os.link(s, d)
-        except OSError:  # another filesystem / no hard links: copy
-            shutil.copy2(s, d)
-
-    try:
-        shutil.copytree(src, dst, copy_function=link)
-    except (FileNotFoundError, shutil.Error):
-        shutil.rmtree(dst, ignore_errors=True)
-        if not src.exists():
-            return None
-        raise
-    return dst.parent
-
-
-def _release(ckpt_dir: Path, step: int) -> None:
-    shutil.rmtree(ckpt_dir / SNAPSHOTS / str(step), ignore_errors=True)
-
-
-def _drop_stale_snapshots(trial: Path) -> None:
-    """Snapshots left by a killed evaluator (one evaluator per sweep owns _SNAPSHOTS)."""
-    snaps = trial / "checkpoints" / SNAPSHOTS
-    if snaps.is_dir():
-        for d in snaps.iterdir():
-            if d.name.isdigit():
-                shutil.rmtree(d, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------- the job
@@ -246,7 +200,6 @@ class Evaluator:
         """Score ``step`` on the benchmarks its result lacks and write ``perceptual/<step>.json``
         (merged with what it already held); None when the step vanished first."""
         from evaluator.features import ScoringModel, read_trial_config
-        from trainer import checkpoint
 
         t0 = time.time()
         cfg = read_trial_config(trial)
@@ -270,7 +223,7 @@ class Evaluator:
         }
         snap = None
         try:
-            snap = _snapshot(ckpt_dir, step)
+            snap = checkpoint.snapshot(ckpt_dir, step)
             if snap is None:
                 return None
             sm = ScoringModel.from_checkpoint(
@@ -282,7 +235,7 @@ class Evaluator:
             record["error"] = _one_line(e)
         finally:
             if snap is not None:
-                _release(ckpt_dir, step)
+                checkpoint.release_snapshot(ckpt_dir, step)
         if record["error"] is None:
             record["resolution"] = sm.resolution
             record["params"] = sm.params_used
@@ -305,7 +258,6 @@ class Evaluator:
 
     def pending(self, trial: Path) -> list[int]:
         from evaluator.features import read_trial_config
-        from trainer import checkpoint
 
         names = [name for name, _ in self.trial_benchmarks(read_trial_config(trial))]
         steps = checkpoint.list_steps(checkpoint.checkpoint_dir(trial))
@@ -356,7 +308,7 @@ class Evaluator:
 
         trials = find_trials(runs)
         for trial in trials:
-            _drop_stale_snapshots(trial)
+            checkpoint.drop_snapshots(checkpoint.checkpoint_dir(trial))
             for key in self.trial_benchmarks(read_trial_config(trial)):
                 self.benchmark(key)
         total = 0

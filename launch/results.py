@@ -18,7 +18,8 @@ from pathlib import Path
 from launch.trials import last_line
 
 
-def _available(module: str) -> bool:
+def available(module: str) -> bool:
+    """Whether ``module`` can be imported here (a stage may be left out of an install)."""
     try:
         return importlib.util.find_spec(module) is not None
     except ModuleNotFoundError:
@@ -27,7 +28,7 @@ def _available(module: str) -> bool:
 
 def evaluate(sweep_dir: Path, python: str) -> int:
     """Score every checkpoint of the sweep not scored yet; the exit code (0 when skipped)."""
-    if not _available("evaluator.__main__"):
+    if not available("evaluator.__main__"):
         print("launch: the evaluator (python -m evaluator) is not available; scoring skipped")
         return 0
     log = sweep_dir / "evaluator.log"
@@ -54,7 +55,7 @@ def evaluate(sweep_dir: Path, python: str) -> int:
 
 def report(sweep_dir: Path, python: str) -> int:
     """Write results.csv, report.md and the plots; its output goes to the console."""
-    if not _available("evaluator.report"):
+    if not available("evaluator.report"):
         print("launch: the report (python -m evaluator.report) is not available; report skipped")
         return 0
     cmd = [python, "-m", "evaluator.report", str(sweep_dir)]

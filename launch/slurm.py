@@ -22,7 +22,6 @@ clusters without accounting), but the launcher itself only trusts status.json.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import shlex
 import shutil
@@ -34,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from launch import results
 from launch.slurm_jobs import Command, TrialJob
 from launch.slurm_options import (
     JOB_PREFIX,
@@ -126,7 +126,7 @@ def plan(trials: Sequence[Trial], options: LaunchOptions, opts: SlurmOptions) ->
                 f"--poll-seconds={opts.eval_poll_s:g}",
             ]
         ]
-        if _available("evaluator.report"):
+        if results.available("evaluator.report"):
             argvs.append([options.python, "-m", "evaluator.report", str(sweep_dir)])
         jobs.append(
             JobPlan(
@@ -304,10 +304,3 @@ def launch(
     wait([j.job_id for j in jobs])
     print(status_table(trials))
     return 0 if all(t.status().get("state") in DONE_STATES for t in trials) else 1
-
-
-def _available(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False

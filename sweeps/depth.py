@@ -16,8 +16,8 @@ from trainer.models.resnet import DEPTHS
 PAPER_DEPTHS = DEPTHS  # every depth the ResNet module builds: 2, 3, ..., 152, 200
 EMBEDDED_DEPTHS = (2, 6, 10, 18)
 
-# The embedded preset with grid.EMBEDDED_SHORT: 4 trials of 312 steps; on 2 cores the whole
-# sweep (train, score, report) takes minutes, and ResNet-18 reaches about 87% top-1.
+# The embedded preset with grid.EMBEDDED_SHORT: 4 short trials; on 2 cores the whole sweep
+# (train, score, report) takes minutes.
 EMBEDDED = {**grid.EMBEDDED_SHORT, "train.epochs": 2.0}
 
 

@@ -46,9 +46,8 @@ SWEEP_PRESETS = ("embedded", "paper")
 
 # What the embedded sweeps add to the embedded preset so a whole sweep trains, scores and reports
 # in minutes on a 2-core CPU: 20k training images, no crop/flip augmentation (two epochs of
-# augmented Fashion-MNIST underfit: ResNet-18 reached 82% with pad-crop, 87% without), and a
-# checkpoint per epoch (156 steps of 128 images) instead of every 100 steps, which halves the
-# checkpoints the evaluator scores.
+# augmented Fashion-MNIST underfit; docs/performance.md, "Choices"), and a checkpoint per epoch
+# (156 steps of 128 images) instead of every 100 steps, which halves what the evaluator scores.
 EMBEDDED_SHORT = {
     "data.train_examples": 20000,
     "data.crop": "none",

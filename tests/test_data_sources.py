@@ -295,7 +295,8 @@ sys.modules["tensorflow"] = None  # any `import tensorflow` now fails
 import jax
 from sweeps.base import config_from
 from trainer.data import load_split
-from trainer.pipeline import TrainInput, augment, eval_batches
+from trainer.augment import augment
+from trainer.pipeline import TrainInput, eval_batches
 cfg = config_from("embedded", {{"data.prepared_dir": {str(tmp_path)!r},
                                 "data.train_examples": 64, "data.eval_examples": 32}}).data
 train, ev = load_split(cfg, "train"), load_split(cfg, "eval")

@@ -21,6 +21,7 @@ import pytest
 
 from evaluator import job, proxy
 from evaluator.__main__ import main
+from trainer import checkpoint
 from trainer.checkpoint import Checkpointer
 from trainer.files import atomic_write_json
 
@@ -127,7 +128,7 @@ def test_one_pass_is_complete_and_idempotent(tmp_path: Path, proxy_dir: Path, ca
     b10, b20 = (recs[s]["benchmarks"]["proxy"] for s in (10, 20))
     assert b10["reference"] == b20["reference"]
     mtimes = {p: p.stat().st_mtime_ns for p in (t.dir / "perceptual").iterdir()}
-    assert not (t.dir / "checkpoints" / job.SNAPSHOTS / "10").exists()  # snapshot released
+    assert not (t.dir / "checkpoints" / checkpoint.SNAPSHOTS / "10").exists()  # snapshot released
     assert main([f"--runs={runs}"]) == 0
     assert "0 step(s) scored" in capsys.readouterr().out
     assert {p: p.stat().st_mtime_ns for p in (t.dir / "perceptual").iterdir()} == mtimes

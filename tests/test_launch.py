@@ -382,7 +382,7 @@ def test_evaluator_and_report_run_after_training(tmp_path, fake_python, eval_rc)
 def test_missing_evaluator_is_reported_and_skipped(tmp_path, monkeypatch, capsys):
     from launch import results
 
-    monkeypatch.setattr(results, "_available", lambda module: False)
+    monkeypatch.setattr(results, "available", lambda module: False)
     assert results.evaluate_and_report(tmp_path, sys.executable) == 0
     out = capsys.readouterr().out
     assert "python -m evaluator) is not available; scoring skipped" in out

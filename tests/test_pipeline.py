@@ -13,15 +13,9 @@ import pytest
 from jax.sharding import Mesh
 
 from sweeps.base import config_from
+from trainer.augment import _random_resized_crop, augment
 from trainer.data import DataError, Split, normalize
-from trainer.pipeline import (
-    TrainInput,
-    _random_resized_crop,
-    augment,
-    epoch_permutation,
-    eval_batches,
-    process_rows,
-)
+from trainer.pipeline import TrainInput, epoch_permutation, eval_batches, process_rows
 
 
 def make_split(n=103, size=8, classes=5, seed=0) -> Split:

@@ -25,7 +25,8 @@ COMMON = textwrap.dedent(
     import jax
     from sweeps.base import config_from
     from trainer.data import DataError, Split
-    from trainer.pipeline import TrainInput, augment, eval_batches
+    from trainer.augment import augment
+    from trainer.pipeline import TrainInput, eval_batches
 
     def make_split(n=103, size=8):
         rng = np.random.default_rng(0)

@@ -15,6 +15,7 @@ read-only (orbax may create ``_SNAPSHOTS`` there, nothing else).
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
 CHECKPOINT_DIR = "checkpoints"
+SNAPSHOTS = "_SNAPSHOTS"  # orbax's snapshot folder (orbax.checkpoint.checkpoint_utils._SNAPSHOTS)
 
 
 def checkpoint_dir(workdir: str | os.PathLike) -> Path:
@@ -137,3 +139,50 @@ def _plain(meta: Any) -> Any:
     if hasattr(meta, "tree"):
         meta = meta.tree
     return meta
+
+
+# ----------------------------------------------------------------------------- snapshots
+
+
+def snapshot(ckpt_dir: Path, step: int) -> Path | None:
+    """Hard-link copy of ``ckpt_dir/<step>`` at ``ckpt_dir/_SNAPSHOTS/<step>``, so a trainer
+    deleting the step meanwhile cannot pull files from under a restore; returns the snapshot
+    root (restore from it as a checkpoint directory), None when the step vanished. orbax's own
+    snapshot helper is private and deep-copies; links cost nothing and committed orbax files
+    are never rewritten in place."""
+    from etils import epath
+    from orbax.checkpoint import checkpoint_utils
+
+    src = Path(ckpt_dir) / str(step)
+    dst = Path(checkpoint_utils.get_snapshot_dir_from_step_dir(epath.Path(src)))
+    if dst.exists():  # left by a killed reader: rebuild, it may be partial
+        shutil.rmtree(dst, ignore_errors=True)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+
+    def link(s, d):
+        try:
+            os.link(s, d)
+        except OSError:  # another filesystem / no hard links: copy
+            shutil.copy2(s, d)
+
+    try:
+        shutil.copytree(src, dst, copy_function=link)
+    except (FileNotFoundError, shutil.Error):
+        shutil.rmtree(dst, ignore_errors=True)
+        if not src.exists():
+            return None
+        raise
+    return dst.parent
+
+
+def release_snapshot(ckpt_dir: Path, step: int) -> None:
+    shutil.rmtree(Path(ckpt_dir) / SNAPSHOTS / str(step), ignore_errors=True)
+
+
+def drop_snapshots(ckpt_dir: Path) -> None:
+    """Snapshots left by a killed reader (one evaluator per sweep owns _SNAPSHOTS)."""
+    snaps = Path(ckpt_dir) / SNAPSHOTS
+    if snaps.is_dir():
+        for d in snaps.iterdir():
+            if d.name.isdigit():
+                shutil.rmtree(d, ignore_errors=True)

@@ -24,7 +24,9 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from trainer import optim, pipeline
+from trainer import optim
+from trainer.augment import augment
+from trainer.data import normalize
 from trainer.models import build_model
 
 
@@ -194,11 +196,11 @@ def build_run(
     )
     donate = (0, 1) if jax.default_backend() != "cpu" else ()
     train_step = jax.jit(
-        make_train_step(model, config, tx, pipeline.augment),
+        make_train_step(model, config, tx, augment),
         out_shardings=(replicated, replicated),
         donate_argnums=donate,
     )
-    eval_step = jax.jit(make_eval_step(model, pipeline.normalize), out_shardings=replicated)
+    eval_step = jax.jit(make_eval_step(model, normalize), out_shardings=replicated)
     return Run(
         config=config,
         mesh=mesh,
