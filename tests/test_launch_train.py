@@ -1,7 +1,8 @@
 """The local launcher with the real trainer on the tiny smoke config (slow: trials train).
 
-One sweep, three trials run one at a time: ``depth-2`` trains, a ViT whose 64-pixel patches
-cannot cut the 16x16 images (a valid config that fails at run time) fails, and ``depth-2_seed-1``
+One sweep, three trials run one at a time: ``depth-2`` trains, a trial whose ImageNet-64 source
+directory does not exist (a valid config that fails at run time, on the machine that runs it)
+fails, and ``depth-2_seed-1``
 is interrupted with Ctrl-C part-way. The rerun skips the finished trial, retries the failing one
 (which fails again, without stopping the others) and resumes the interrupted one to the end.
 """
@@ -30,7 +31,7 @@ get_config = smoke.get_config
 def get_sweep(arg=None):
     return [
         {"model.depth": 2},
-        {"model.name": "vit", "model.variant": "Ti/64", "model.depth": 1},
+        {"data.name": "imagenet64", "data.source_dir": "/nonexistent/imagenet64"},
         {"model.depth": 2, "seed": 1},
     ]
 """
@@ -49,7 +50,7 @@ def test_failure_isolation_interrupt_and_resume_with_the_real_trainer(tmp_path):
     done, bad, cut = tr.load_trials(str(sweep), runs_dir=runs)
     assert (done.name, bad.name, cut.name) == (
         "depth-2",
-        "name-vit_variant-Ti64_depth-1",
+        "name-imagenet64_source_dir-nonexistentimagenet64",
         "depth-2_seed-1",
     )
 
