@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import shutil
 import socket
@@ -119,6 +120,11 @@ def _epoch(cfg: Any, step: int) -> float:
 # ----------------------------------------------------------------------------- --list
 
 
+def _natural(name: str) -> list:
+    """``conv2d_2`` before ``conv2d_10``: the order the layers were created in."""
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", name)]
+
+
 def list_checkpoint(ckpt: str, model_cfg: dict[str, Any] | None) -> int:
     """Print every variable of ``ckpt`` with its role; with ``model_cfg``, check the mapping."""
     from trainer.models import resnet_tf as rt
@@ -137,7 +143,9 @@ def list_checkpoint(ckpt: str, model_cfg: dict[str, Any] | None) -> int:
     model = set(c["model"].values())
     width = max(len(n) for n in shapes)
     print(f"{ckpt}: {len(shapes)} variables")
-    for name, shape in sorted(shapes.items()):
+    first = list(targets)  # with a depth: the layers in the order the TF code created them
+    for name in first + sorted(set(shapes) - set(targets), key=_natural):
+        shape = shapes[name]
         if name in model:
             role = targets.get(name, "model variable")
         elif name == c["step"]:
