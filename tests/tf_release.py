@@ -30,9 +30,6 @@ from pathlib import Path
 
 import numpy as np
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # plain kernels, and no banner
-
 MEAN_RGB = [0.485 * 255, 0.456 * 255, 0.406 * 255]  # resnet_main.py l. 235-236
 STDDEV_RGB = [0.229 * 255, 0.224 * 255, 0.225 * 255]
 EPSILON = 1e-5
@@ -49,6 +46,8 @@ MODEL_PARAMS = {
 
 
 def _tf():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # plain kernels, and no banner
     import tensorflow as tf  # graphs are built under Graph.as_default(): eager stays on elsewhere
 
     return tf
