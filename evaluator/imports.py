@@ -16,7 +16,8 @@ checkpoint per TF step (``trainer.checkpoint.save_variables``). ``--list`` print
 checkpoint's variables and what each becomes, and writes nothing.
 
 All or nothing: every checkpoint's variable list is checked first (index files only), then the
-steps are converted into a hidden staging directory beside the trial, moved into place once all
+steps are converted into a staging directory, ``<runs>/.imports/<name>.<pid>`` (two levels
+down, so no reader of ``<runs>/*/config.json`` takes it for a trial), moved into place once all
 are written; any error removes it and prints one line (exit 2). Run again, it imports only the
 steps the trial does not hold yet (a download that grew); a trial of another config or origin
 is refused.
@@ -25,6 +26,7 @@ is refused.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shlex
@@ -39,6 +41,7 @@ from sweeps import base
 from trainer.files import atomic_write_json, atomic_write_text, read_json
 
 IMPORT_JSON = "import.json"
+STAGING = ".imports"
 
 
 class ImportArgError(ValueError):
@@ -270,7 +273,6 @@ def _install(staging: Path, trial: Path, new_steps: list[int], files: dict[str, 
     for step in new_steps:
         os.rename(checkpoint.checkpoint_dir(staging) / str(step), ckpt / str(step))
     write_files(trial)
-    shutil.rmtree(staging, ignore_errors=True)
 
 
 def run_import(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
@@ -301,7 +303,7 @@ def run_import(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     if not todo:
         print(f"{trial} already holds steps {steps} of {source}; nothing to import")
         return 0
-    staging = Path(args.runs) / f".{name}.import-{os.getpid()}"
+    staging = Path(args.runs) / STAGING / f"{name}.{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     try:
         new = _convert(found, {s: plans[s] for s in todo}, staging)
@@ -322,9 +324,10 @@ def run_import(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
         }
         files = _records(cfg, prov, _command(args, overrides, name))
         _install(staging, trial, todo, files)
-    except BaseException:
+    finally:
         shutil.rmtree(staging, ignore_errors=True)
-        raise
+        with contextlib.suppress(OSError):  # left when another import is staging there
+            staging.parent.rmdir()
     print(
         f"wrote {trial}: {len(todo)} checkpoint(s), steps {todo[0]}..{todo[-1]}; score them with "
         f"python -m evaluator --runs={args.runs}"
