@@ -5,6 +5,8 @@
     python -m evaluator score --benchmark=bapps|proxy [--data-dir=DIR]
                               --metric=l2|ssim|checkpoint:<trial dir or its checkpoints/<step>>
                               [--json]
+    python -m evaluator import --tf-checkpoints=DIR --runs=runs/<sweep> --config.model.depth=D
+                               (TF checkpoints of tensorflow/tpu's ResNet as a trial: imports.py)
 
 Exit status: 0 done, 2 bad arguments or benchmark files (one line on stderr, nothing scored).
 """
@@ -180,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv and argv[0] == "score":
             return _score(argv[1:])
+        if argv and argv[0] == "import":
+            from evaluator.imports import main as import_main
+
+            return import_main(argv[1:])
         args = _job_parser().parse_args(argv)
         benches = [b for b in (args.benchmarks or "").split(",") if b] or None
         for b in benches or ():

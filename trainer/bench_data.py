@@ -21,7 +21,6 @@ SYNTHETIC_SOURCE = "synthetic-bench"
 # ImageNet (64x64) train/val sizes: the synthetic eval split keeps their ratio, so the
 # trainer's per-epoch eval costs the same fraction of the loop as on ImageNet, and the bench
 # reports what one ImageNet-64 epoch takes at the measured end-to-end rate.
-IMAGENET_TRAIN, IMAGENET_VAL = 1281167, 50000
 CHUNK = 4096
 
 

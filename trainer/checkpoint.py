@@ -9,7 +9,9 @@ Kept: the latest ``checkpoint.max_to_keep`` steps for resume, every ``checkpoint
 step for the evaluator, and the final step (orbax preservation policies).
 
 For the evaluator: ``list_steps(ckpt_dir)`` and ``restore_variables(ckpt_dir, step)``, both
-read-only (orbax may create ``_SNAPSHOTS`` there, nothing else).
+read-only (orbax may create ``_SNAPSHOTS`` there, nothing else). ``save_variables`` writes the
+part of the item those read (``{"step", "params", "batch_stats"}``) for checkpoints this
+pipeline did not train (``python -m evaluator import``), so they are read like any other.
 """
 
 from __future__ import annotations
@@ -132,6 +134,22 @@ def restore_variables(ckpt_dir: str | os.PathLike, step: int) -> dict[str, Any]:
     if state.get("ema_params") is not None:
         out["ema_params"] = state["ema_params"]
     return out
+
+
+def save_variables(ckpt_dir: str | os.PathLike, step: int, variables: dict[str, Any]) -> None:
+    """Write ``{"step", "params", "batch_stats"}`` (host arrays) as the finalised checkpoint
+    ``step`` of ``ckpt_dir`` (synchronously; other steps are kept), the item
+    ``restore_variables`` reads back."""
+    item = {
+        "step": np.asarray(step, np.int32),
+        "params": variables["params"],
+        "batch_stats": variables.get("batch_stats") or {},
+    }
+    options = ocp.CheckpointManagerOptions(enable_async_checkpointing=False, create=True)
+    with ocp.CheckpointManager(
+        Path(ckpt_dir).absolute(), item_handlers=ocp.StandardCheckpointHandler(), options=options
+    ) as m:
+        m.save(int(step), args=ocp.args.StandardSave(item), force=True)
 
 
 def _plain(meta: Any) -> Any:

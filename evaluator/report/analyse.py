@@ -213,11 +213,13 @@ def analyse(
             + (f"; {skipped} unfinished trials left out" if skipped else "")
             + ")"
         )
-    else:
+    elif usable:
         a.analysed = usable
         a.analysed_note = (
             f"no trial has finished: the latest scored checkpoint of each trial ({len(usable)})"
         )
+    else:  # e.g. only imported trials, which have no top-1
+        a.analysed_note = "no final checkpoint has both a top-1 and a PS (0)"
     if not ps_col:
         return a
     pts = [(r["top1"], a.ps(r)) for r in a.analysed]

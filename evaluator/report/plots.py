@@ -106,47 +106,50 @@ def write_plots(a: Analysis, out_dir: Path) -> tuple[list[tuple[str, str]], list
             failed.append(f"{name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
             print(f"report: {failed[-1]}", file=sys.stderr)
 
-    if not a.ps_col or not a.analysed:
+    if not a.ps_col:
         return done, failed
     tag = f"{a.bench}, {a.dist} distance"
     if a.bench == "proxy":
         tag = f"embedded proxy, not BAPPS; {a.dist} distance"
     top1_label = _top1_label(a)
-    pts = [{"label": r["trial"], "top1": r["top1"], "ps": a.ps(r)} for r in a.analysed]
-    front_keys = {r["trial"] for r in a.frontier}
-    frontier = [i for i, r in enumerate(a.analysed) if r["trial"] in front_keys]
-    frontier.sort(key=lambda i: (pts[i]["top1"], -pts[i]["ps"]))
-    refs = {
-        f"{REFERENCE_NAMES.get(k, k)}, same benchmark": v["ps"]
-        for k, v in a.references.items()
-        if v.get("ps") is not None
-    }
-    caption = f"Top-1 vs Perceptual Score, final checkpoints ({tag})"
-    draw_one("top1_vs_ps.png", caption, draw.top1_vs_ps, pts, frontier, refs, caption, top1_label)
+    if a.analysed:  # the plots against top-1 need points with both numbers
+        pts = [{"label": r["trial"], "top1": r["top1"], "ps": a.ps(r)} for r in a.analysed]
+        front_keys = {r["trial"] for r in a.frontier}
+        frontier = [i for i, r in enumerate(a.analysed) if r["trial"] in front_keys]
+        frontier.sort(key=lambda i: (pts[i]["top1"], -pts[i]["ps"]))
+        refs = {
+            f"{REFERENCE_NAMES.get(k, k)}, same benchmark": v["ps"]
+            for k, v in a.references.items()
+            if v.get("ps") is not None
+        }
+        caption = f"Top-1 vs Perceptual Score, final checkpoints ({tag})"
+        args = (pts, frontier, refs, caption, top1_label)
+        draw_one("top1_vs_ps.png", caption, draw.top1_vs_ps, *args)
 
-    stems = axis_plot_names(a)
-    for sw in a.sweeps:
-        series, label = axis_series(a, sw)
-        if not series:
-            continue
-        scale = x_scale([g["x"] for s in series for g in s["agg"]])
-        caption = f"Perceptual Score and top-1 vs {label} (sweep {sw.name}, {tag})"
-        name = f"{stems[sw.name]}.png"
-        draw_one(name, caption, draw.axis_plot, label, series, scale, caption, top1_label)
+        stems = axis_plot_names(a)
+        for sw in a.sweeps:
+            series, label = axis_series(a, sw)
+            if not series:
+                continue
+            scale = x_scale([g["x"] for s in series for g in s["agg"]])
+            caption = f"Perceptual Score and top-1 vs {label} (sweep {sw.name}, {tag})"
+            name = f"{stems[sw.name]}.png"
+            draw_one(name, caption, draw.axis_plot, label, series, scale, caption, top1_label)
 
     series = _epoch_series(a)
     if series:
         caption = f"Perceptual Score and top-1 during training ({tag})"
         draw_one("ps_vs_epoch.png", caption, draw.ps_vs_epoch, series, caption, top1_label)
 
-    if a.taps:
+    if a.taps and a.analysed:
         caption = f"Perceptual Score of each tap alone, final checkpoints ({tag})"
         draw_one("per_tap.png", caption, draw.per_tap, a.taps, _tap_series(a), caption)
     return done, failed
 
 
 def _epoch_series(a: Analysis) -> list[dict[str, Any]]:
-    """ps_vs_epoch's lines: every scored step of each trial with a PS, and its eval top-1s."""
+    """ps_vs_epoch's lines: every scored step of each trial with a PS, and its eval top-1s (PS
+    alone is enough: an imported trial, evaluator.imports, has no top-1)."""
     series = []
     for t in a.trials:
         ps = [(r.get("epoch"), a.ps(r)) for r in a.rows if r["trial"] == t.key]

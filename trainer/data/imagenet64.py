@@ -22,6 +22,7 @@ from trainer.data.prepared import one_line
 
 SIDE = 64
 NUM_CLASSES = 1000
+TRAIN_EXAMPLES, VAL_EXAMPLES = 1281167, 50000  # the official split sizes
 FILES = {
     "train": tuple(f"train_data_batch_{i}" for i in range(1, 11)),
     "eval": ("val_data",),

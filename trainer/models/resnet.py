@@ -18,6 +18,11 @@ Block kinds: ``single`` (one 3x3 conv: the study's ResNet-2..6, depth = 2 + numb
 
 Taps: ``stage1``..``stageN``, the output of each stage (ResNet-3..5 have 1..3 stages);
 ResNet-2 has no stage and taps ``stem`` (after the max-pool, 16x16x64 for 64x64).
+
+Checked against tensorflow/tpu's models/official/resnet/resnet_model.py at commit 0325bff (pull
+request 991, the study's code): same layers, order, padding, BN settings and head, no
+difference found; tests/test_tf_import.py compares logits and taps with that network built in
+TensorFlow (ResNet-6/18/50, within 1e-5). ``resnet_tf`` reads its TF checkpoints into this model.
 """
 
 from __future__ import annotations
