@@ -233,8 +233,8 @@ def memory(spec: dict[str, Any]) -> dict[str, Any]:
             spec_file.write_text(json.dumps(sub))
             cmd = [sys.executable, "-m", "bench.parts", "memory_one", str(spec_file)]
             # Allocate device memory on demand: a parent running --in-process holds its own.
-            # No TensorBoard thread: it imports TensorFlow (hundreds of MB) at a moment that
-            # varies from run to run, which would swamp the difference being measured.
+            # No TensorBoard thread: it imports TensorFlow at a moment that varies from run to
+            # run, which would swamp the difference being measured (docs/performance.md).
             env = {
                 **os.environ,
                 "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
@@ -274,7 +274,7 @@ def memory_one(spec: dict[str, Any]) -> dict[str, Any]:
     config.train.log_every_steps = log_every
     steps = MEMORY_LOG_INTERVALS * log_every
     # Eval only at the end: a per-epoch eval inside so short a run (a small split at a large
-    # batch: 32 steps an epoch) would leave no steady window after its compile.
+    # batch has few steps an epoch) would leave no steady window after its compile.
     config.train.eval_every_steps = steps
     workdir = Path(spec["bench_dir"]) / "runs" / f"memory-{item['examples']}"
     rate, _ = run_loop(config, workdir, steps)
