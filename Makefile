@@ -48,7 +48,7 @@ status: $(STAMP)
 	$(PY) -m launch $(SWEEP) --preset $(PRESET) --runs-dir $(RUNS) --status
 
 bench: $(STAMP)
-	$(PY) -m trainer.bench --model $(MODEL) --batch $(BATCH) --size $(SIZE) --width $(WIDTH) $(BENCH_ARGS)
+	$(PY) -m bench --model $(MODEL) --batch $(BATCH) --size $(SIZE) --width $(WIDTH) $(BENCH_ARGS)
 
 # The pure-Python wheels bench/gpu_check.sh installs on a GPU machine without PyPI access (the
 # versions this virtualenv holds); bench/wheels/ is git-ignored, so name it when copying over.

@@ -15,12 +15,11 @@
 #
 #   bash bench/gpu_check.sh            # tables on stdout, JSON in $OUT (or bench-results/)
 #
-# Budget: about 5 minutes on one H100/H200 (measured on an H200: ResNet-50 151-184 s, ResNet-6
-# 87 s; the synthetic split is written once, about 10 s; the two models' compiles dominate, and a
-# persistent compilation cache lets the parts share them).
+# Budget: about 5 minutes on one H200 (docs/performance.md); compiles dominate, so a persistent
+# compilation cache lets the parts share them.
 # Environment: PY (python, default python3), OUT (JSON folder), GPU_CHECK_MODELS (default
-# "resnet6 resnet50"), GPU_CHECK_ARGS (extra flags for python -m trainer.bench),
-# GPU_CHECK_PROBE (models for bench/eval_probe.py afterwards, e.g. "resnet50"; default none).
+# "resnet6 resnet50"), GPU_CHECK_ARGS (extra flags for python -m bench),
+# GPU_CHECK_PROBE (models for python -m bench.probe afterwards, e.g. "resnet50"; default none).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 PY=${PY:-python3}
@@ -59,16 +58,16 @@ for model in $MODELS; do
   echo "== $model"
   start=$(date +%s)
   # shellcheck disable=SC2086  # GPU_CHECK_ARGS is a list of flags
-  "$PY" -m trainer.bench --model "$model" --batch 1024 --size 64 --width 1 --dtype bfloat16 \
+  "$PY" -m bench --model "$model" --batch 1024 --size 64 --width 1 --dtype bfloat16 \
     --data synthetic --bench-dir "$BENCH_DIR" --parts "$parts" "${mem[@]}" \
     --out "$RESULTS/gpu-$model.json" ${GPU_CHECK_ARGS:-} || status=1
   echo "== $model took $(( $(date +%s) - start )) s"
   tar czf "$RESULTS/logs-$model.tgz" -C "$BENCH_DIR" logs 2>/dev/null || true  # each part's output
 done
 # Where the evaluator's time goes beyond a bare forward pass, and its style distance's accuracy
-# on this backend (bench/eval_probe.py), when GPU_CHECK_PROBE names models (e.g. resnet50).
+# on this backend (bench/probe.py), when GPU_CHECK_PROBE names models (e.g. resnet50).
 for model in ${GPU_CHECK_PROBE:-}; do
   echo "== eval probe $model"
-  "$PY" bench/eval_probe.py --model "$model" --out "$RESULTS/probe-$model.json" || status=1
+  "$PY" -m bench.probe --model "$model" --out "$RESULTS/probe-$model.json" || status=1
 done
 exit $status

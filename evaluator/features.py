@@ -79,11 +79,11 @@ def _vit_posemb(params: Any, grid: int) -> tuple[Any, str]:
     return params, how
 
 
-def _compiled(model: Any, tap_names: tuple[str, ...]):
+def compiled_distances(model: Any, tap_names: tuple[str, ...]):
     """Jitted (triplet, pair) distance functions of one architecture, shared by every checkpoint
     of it (the variables are arguments), so a sweep compiles once per model config.
 
-    Each returns one (rows, batch) float32 array, rows in ``_rows`` order: one transfer back to
+    Each returns one (rows, batch) float32 array, rows in ``packed_rows`` order: one transfer back to
     the host per batch instead of one per distance and tap (24 for a 4-tap ResNet triplet),
     whose fixed costs otherwise add up to a good part of a fast model's time on a GPU."""
     key = (repr(model), tap_names)
@@ -100,7 +100,7 @@ def _compiled(model: Any, tap_names: tuple[str, ...]):
             return jnp.stack(
                 [
                     TAP_FUNCTIONS[kind](taps[t][:b], taps[t][lo : lo + b])
-                    for kind, t, lo in _rows(tap_names, (b, 2 * b))
+                    for kind, t, lo in packed_rows(tap_names, (b, 2 * b))
                 ]
             )
 
@@ -108,14 +108,19 @@ def _compiled(model: Any, tap_names: tuple[str, ...]):
             b = p0.shape[0]
             taps = taps_of(variables, jnp.concatenate([p0, p1], axis=0))
             return jnp.stack(
-                [TAP_FUNCTIONS[kind](taps[t][:b], taps[t][b:]) for kind, t, _ in _rows(tap_names)]
+                [
+                    TAP_FUNCTIONS[kind](taps[t][:b], taps[t][b:])
+                    for kind, t, _ in packed_rows(tap_names)
+                ]
             )
 
         _COMPILED[key] = (jax.jit(triplet), jax.jit(pair))
     return _COMPILED[key]
 
 
-def _rows(tap_names: Sequence[str], others: Sequence[int] = (0,)) -> list[tuple[str, str, int]]:
+def packed_rows(
+    tap_names: Sequence[str], others: Sequence[int] = (0,)
+) -> list[tuple[str, str, int]]:
     """The packed output's rows: (distance, tap, offset of the compared images) for each."""
     return [(k, t, lo) for k in FEATURE_DISTANCES for t in tap_names for lo in others]
 
@@ -243,7 +248,7 @@ class ScoringModel:
         n = self._mesh.size
         self._batch = max(n, -(-int(self.batch_size) // n) * n)
         self._vars = jax.device_put(self.variables, NamedSharding(self._mesh, P()))
-        self._triplet, self._pair = _compiled(self.model, tuple(self.tap_names))
+        self._triplet, self._pair = compiled_distances(self.model, tuple(self.tap_names))
         if self.resident is None:
             self.resident = jax.default_backend() != "cpu"
 
@@ -274,11 +279,11 @@ class ScoringModel:
     def triplet_distances(self, ref, p0, p1) -> dict[str, dict[str, tuple[np.ndarray, ...]]]:
         """``{distance: {tap: (d(ref, p0), d(ref, p1))}}``, each (N,) float32."""
         parts = [(m, self._triplet(self._vars, *b)) for m, b in self._batches([ref, p0, p1])]
-        rows = iter(self._collect(parts, len(_rows(self.tap_names, (1, 2)))))
+        rows = iter(self._collect(parts, len(packed_rows(self.tap_names, (1, 2)))))
         return {k: {t: (next(rows), next(rows)) for t in self.tap_names} for k in FEATURE_DISTANCES}
 
     def pair_distances(self, p0, p1) -> dict[str, dict[str, np.ndarray]]:
         """``{distance: {tap: d(p0, p1)}}``, each (N,) float32."""
         parts = [(m, self._pair(self._vars, *b)) for m, b in self._batches([p0, p1])]
-        rows = iter(self._collect(parts, len(_rows(self.tap_names))))
+        rows = iter(self._collect(parts, len(packed_rows(self.tap_names))))
         return {k: {t: next(rows) for t in self.tap_names} for k in FEATURE_DISTANCES}

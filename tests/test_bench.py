@@ -1,4 +1,4 @@
-"""``python -m trainer.bench``: arguments, the steady-state window, synthetic data, and one real
+"""``python -m bench``: arguments, the steady-state window, synthetic data, and one real
 run end to end on a tiny config (no timing assertions: the numbers are only checked to exist)."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainer import bench, bench_parts
-from trainer.bench_data import SYNTHETIC_SOURCE, synthetic_images, write_synthetic_split
+from bench import cli, measure, results, training
+from bench.data import SYNTHETIC_SOURCE, synthetic_images, write_synthetic_split
 from trainer.data.prepared import read_split
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
     ],
 )
 def test_model_names(name, expected):
-    assert bench.model_overrides(name) == expected
+    assert cli.model_overrides(name) == expected
 
 
 @pytest.mark.parametrize(
@@ -46,8 +46,8 @@ def test_model_names(name, expected):
     ],
 )
 def test_bad_arguments_fail_in_one_line(argv, words):
-    with pytest.raises(bench.BenchError) as e:
-        bench.check_args(bench.parse_args(argv))
+    with pytest.raises(cli.SpeedBenchError) as e:
+        cli.check_args(cli.parse_args(argv))
     msg = str(e.value)
     assert "\n" not in msg
     for w in words:
@@ -57,7 +57,7 @@ def test_bad_arguments_fail_in_one_line(argv, words):
 def test_cli_rejects_bad_config_before_work(tmp_path, capsys):
     # A bad --set key fails (exit 2, one line) once the config is built, and nothing is written.
     out = tmp_path / "r.json"
-    code = bench.main(["--model", "resnet7", "--out", str(out)])
+    code = cli.main(["--model", "resnet7", "--out", str(out)])
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "model.depth=7" in err
@@ -67,14 +67,14 @@ def test_cli_rejects_bad_config_before_work(tmp_path, capsys):
 def test_interleaved_rounds_alternate():
     calls = []
     runners = {name: (lambda n, name=name: calls.append((name, n))) for name in ("a", "b")}
-    t = bench_parts.time_interleaved(runners, steps=3, rounds=2, warmup=1)
+    t = measure.time_interleaved(runners, steps=3, rounds=2, warmup=1)
     assert calls == [("a", 1), ("b", 1), ("a", 3), ("b", 3), ("a", 3), ("b", 3)]
     assert set(t) == {"a", "b"} and len(t["a"]["round_seconds"]) == 2
 
 
 def test_log_cpu_clock_stamps_each_train_line(tmp_path):
     path = tmp_path / "metrics.jsonl"
-    with bench_parts.LogCpuClock(path, interval=0.001) as clock:
+    with measure.LogCpuClock(path, interval=0.001) as clock:
         for step in (10, 20, 30):
             with open(path, "a") as f:
                 f.write(json.dumps({"kind": "train", "step": step}) + "\n")
@@ -91,19 +91,21 @@ def test_log_cpu_clock_stamps_each_train_line(tmp_path):
 
 
 def test_verdict_uses_cpu_time_only_when_the_host_is_busy():
-    quiet = bench._verdict_fields(0.5, 0.97, 0.9, busy=False)
+    quiet = results._verdict_fields(0.5, 0.97, 0.9, busy=False)
     assert quiet == {"meets_target": False, "verdict_basis": "wall and CPU time"}
-    busy = bench._verdict_fields(0.5, 0.97, 0.9, busy=True)
+    busy = results._verdict_fields(0.5, 0.97, 0.9, busy=True)
     assert busy == {"meets_target": True, "verdict_basis": "CPU time (host busy)"}
-    assert bench._verdict_fields(0.95, 0.8, 0.9, busy=False)["meets_target"] is False
-    assert bench._verdict_fields(0.95, None, 0.9, busy=True)["verdict_basis"] == "wall time"
+    assert results._verdict_fields(0.95, 0.8, 0.9, busy=False)["meets_target"] is False
+    assert results._verdict_fields(0.95, None, 0.9, busy=True)["verdict_basis"] == "wall time"
     prep = {"device": {"host_cpus": 2}}
-    assert bench._busy(prep, {"load_avg_1m": 2.5}) and not bench._busy(prep, {"load_avg_1m": 1.0})
+    assert results._busy(prep, {"load_avg_1m": 2.5}) and not results._busy(
+        prep, {"load_avg_1m": 1.0}
+    )
 
 
 def test_parts_keep_canonical_order():
-    args = bench.parse_args(["--parts", "evaluator,bare"])
-    assert bench.check_args(args) == ["bare", "evaluator"]
+    args = cli.parse_args(["--parts", "evaluator,bare"])
+    assert cli.check_args(args) == ["bare", "evaluator"]
 
 
 def _train(step, wall, rate=None):
@@ -118,7 +120,7 @@ def test_steady_rate_skips_the_compile_interval_and_dedups_resumed_lines():
         _train(20, 60.5),  # a line written twice after a resume: the last one counts
         _train(30, 70.5),
     ]
-    r = bench_parts.steady_rate(records, batch=8)
+    r = training.steady_rate(records, batch=8)
     assert r["window"] == [10, 30]
     assert r["window_steps"] == 20
     assert r["seconds"] == pytest.approx(20.5)
@@ -127,7 +129,7 @@ def test_steady_rate_skips_the_compile_interval_and_dedups_resumed_lines():
 
 def test_steady_rate_needs_enough_lines():
     with pytest.raises(RuntimeError, match="train lines"):
-        bench_parts.steady_rate([_train(10, 1.0), _train(20, 2.0)], batch=8)
+        training.steady_rate([_train(10, 1.0), _train(20, 2.0)], batch=8)
 
 
 @pytest.mark.parametrize(
@@ -137,7 +139,7 @@ def test_steady_rate_needs_enough_lines():
 def test_e2e_window_holds_a_checkpoint_and_no_eval_compile(
     log_every, ckpt_every, windows, first_eval
 ):
-    steps = bench_parts.e2e_steps(log_every, ckpt_every, windows, first_eval)
+    steps = training.e2e_steps(log_every, ckpt_every, windows, first_eval)
     assert steps % log_every == 0  # the last step is a log line
     # where steady_rate starts: after the compile interval, and after the first mid-run eval
     start = log_every
@@ -151,11 +153,11 @@ def test_steady_rate_starts_after_the_first_mid_run_eval():
     records = [_train(s, float(s)) for s in (10, 20, 30, 40, 50)]
     records.insert(2, {"kind": "eval", "step": 20, "wall_time": 20.5})  # compiles the eval
     records.append({"kind": "eval", "step": 50, "wall_time": 60.0})  # final: after the window
-    r = bench_parts.steady_rate(records, batch=4)
+    r = training.steady_rate(records, batch=4)
     assert r["window"] == [30, 50]
     with pytest.raises(RuntimeError, match="first eval"):
         late = [_train(s, float(s)) for s in (10, 20, 30, 40, 50)]
-        bench_parts.steady_rate([*late, {"kind": "eval", "step": 45}], batch=4)
+        training.steady_rate([*late, {"kind": "eval", "step": 45}], batch=4)
 
 
 def test_synthetic_images_look_like_photos():
@@ -198,7 +200,7 @@ def test_bench_end_to_end_writes_four_sections(tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "trainer.bench",
+        "bench",
         "--model=resnet2",
         "--width=0.0625",
         "--batch=16",
@@ -221,7 +223,7 @@ def test_bench_end_to_end_writes_four_sections(tmp_path):
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads(out.read_text())
-    assert doc["schema"] == bench.SCHEMA
+    assert doc["schema"] == results.SCHEMA
     assert doc["isolated"] is False
     assert doc["run"]["data"]["source"] == SYNTHETIC_SOURCE
     bare, e2e, ev, mem = doc["bare_step"], doc["end_to_end"], doc["evaluator"], doc["memory"]
@@ -267,34 +269,34 @@ def test_bench_end_to_end_writes_four_sections(tmp_path):
 
 def test_a_part_runs_in_its_own_process(tmp_path):
     # The default mode: each part in a fresh interpreter, its own peak memory reported.
-    args = bench.parse_args(
+    args = cli.parse_args(
         ["--model=resnet2", "--width=0.0625", "--steps=1", "--rounds=1", "--data=synthetic"]
     )
-    data = {**bench.PLACEHOLDER_DATA, "dtype": "float32"}
-    config = bench.build_config(args, data)
+    data = {**cli.PLACEHOLDER_DATA, "dtype": "float32"}
+    config = cli.build_config(args, data)
     config.perceptual.batch_size = 2
     spec = {"args": vars(args), "bench_dir": str(tmp_path), "config": config.to_dict()}
-    r = bench.run_part("forward", spec, in_process=False, timeout=300)
+    r = cli.run_part("forward", spec, in_process=False, timeout=300)
     assert r["images_per_sec"] > 0 and r["batch"] == 6 and r["size"] == 64
     assert r["peak_rss_mb"] > r["peak_anon_mb"] > 0
-    with pytest.raises(bench.BenchError, match="part 'nope' failed"):
-        bench.run_part("nope", spec, in_process=False, timeout=300)
+    with pytest.raises(cli.SpeedBenchError, match="part 'nope' failed"):
+        cli.run_part("nope", spec, in_process=False, timeout=300)
 
 
 def test_a_failed_part_keeps_the_others_numbers(tmp_path, monkeypatch, capsys):
-    real = bench.run_part
+    real = cli.run_part
 
     def run_part(part, spec, **kw):
         if part == "forward":
-            raise bench.BenchError("part 'forward' failed: RuntimeError: out of memory")
+            raise cli.SpeedBenchError("part 'forward' failed: RuntimeError: out of memory")
         return real(part, spec, **kw)
 
-    monkeypatch.setattr(bench, "run_part", run_part)
+    monkeypatch.setattr(cli, "run_part", run_part)
     out = tmp_path / "bench.json"
     argv = ["--model=resnet2", "--width=0.0625", "--batch=8", "--size=16", "--data=synthetic"]
     argv += ["--examples=64", f"--bench-dir={tmp_path / 'b'}", "--steps=1", "--rounds=1"]
     argv += ["--parts=bare,forward", "--in-process", f"--out={out}"]
-    assert bench.main(argv) == 1
+    assert cli.main(argv) == 1
     doc = json.loads(out.read_text())
     assert doc["bare_step"]["images_per_sec"] > 0
     assert doc["failed_parts"] == {"forward": "part 'forward' failed: RuntimeError: out of memory"}
@@ -302,10 +304,10 @@ def test_a_failed_part_keeps_the_others_numbers(tmp_path, monkeypatch, capsys):
 
 
 def test_eval_probe_runs_and_the_new_style_form_is_accurate(tmp_path):
-    # bench/eval_probe.py (GPU_CHECK_PROBE) on a tiny model: every row timed, and on this CPU
+    # python -m bench.probe (GPU_CHECK_PROBE) on a tiny model: every row timed, and on this CPU
     # the style distance (difference identity) within 1e-4 of float64 on similar images.
     out = tmp_path / "probe.json"
-    cmd = [sys.executable, "bench/eval_probe.py", "--model=resnet2", "--triplets=4", "--steps=1"]
+    cmd = [sys.executable, "-m", "bench.probe", "--model=resnet2", "--triplets=4", "--steps=1"]
     proc = subprocess.run(
         [*cmd, f"--out={out}"], cwd=ROOT, capture_output=True, text=True, timeout=600
     )
