@@ -11,7 +11,7 @@ step for the evaluator, and the final step (orbax preservation policies).
 For the evaluator: ``list_steps(ckpt_dir)`` and ``restore_variables(ckpt_dir, step)``, both
 read-only (orbax may create ``_SNAPSHOTS`` there, nothing else). ``save_variables`` writes the
 part of the item those read (``{"step", "params", "batch_stats"}``) for checkpoints this
-pipeline did not train (``python -m evaluator import``), so they are read like any other.
+pipeline did not train (the TF checkpoint importer), so they are read like any other.
 """
 
 from __future__ import annotations

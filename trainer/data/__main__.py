@@ -2,7 +2,7 @@
 
 Wrapped by ``make data DATA=<name> ARGS="..."``. ``bapps`` prints how to fetch the BAPPS
 perceptual benchmark instead: the evaluator owns it, so this runs ``python -m evaluator.bapps``
-(a process of its own: the trainer's packages never import the evaluator).
+(a process of its own: no trainer module loads the evaluator).
 """
 
 from __future__ import annotations
