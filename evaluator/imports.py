@@ -31,7 +31,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import sys
 import time
 from pathlib import Path
@@ -220,31 +219,23 @@ def _records(cfg: Any, prov: dict[str, Any], command: str) -> dict[str, Any]:
     (last), as ``{file name: content}``."""
     import json
 
-    from trainer.status import now_iso, versions
+    from trainer.status import new_status, now_iso
 
     steps = sorted(int(s) for s in prov["steps"])
     lines = [
         {"kind": "import", "step": s, "epoch": _epoch(cfg, s), "source": prov["steps"][s]["file"]}
         for s in steps
     ]
-    now = now_iso()
-    status = {
-        "state": "done",
-        "step": steps[-1],
-        "total_steps": steps[-1],
-        "epoch": _epoch(cfg, steps[-1]),
-        "last_eval": None,
-        "error": None,
-        "command": command,
-        "cwd": os.getcwd(),
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "started": prov["imported"],
-        "updated": now,
-        "finished": now,
-        "wall_time_s": prov["wall_time_s"],
-        "versions": versions(),
-    }
+    status = new_status(
+        command,
+        state="done",
+        step=steps[-1],
+        total_steps=steps[-1],
+        epoch=_epoch(cfg, steps[-1]),
+        started=prov["imported"],
+        finished=now_iso(),
+        wall_time_s=prov["wall_time_s"],
+    )
     return {
         "config.json": cfg.to_dict(),
         "overrides.json": _overrides_json(cfg),

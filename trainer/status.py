@@ -120,6 +120,30 @@ class _TensorBoard:
 # ----------------------------------------------------------------------------- records
 
 
+def new_status(command: str, **fields: Any) -> dict[str, Any]:
+    """A status.json for a run starting now in this process: every field of the contract
+    (docs/file-contracts.md), then ``fields``."""
+    now = now_iso()
+    return {
+        "state": "running",
+        "step": 0,
+        "total_steps": 0,
+        "epoch": 0.0,
+        "last_eval": None,
+        "error": None,
+        "command": command,
+        "cwd": os.getcwd(),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "started": now,
+        "updated": now,
+        "finished": None,
+        "wall_time_s": 0.0,
+        "versions": versions(),
+        **fields,
+    }
+
+
 class Records:
     """status.json / metrics.jsonl / TensorBoard / stdout of one run (no-op unless ``primary``)."""
 
@@ -135,23 +159,7 @@ class Records:
         self.workdir = Path(workdir)
         self.primary = primary
         self.start_time = time.time()
-        self.status: dict[str, Any] = {
-            "state": "running",
-            "step": 0,
-            "total_steps": int(total_steps),
-            "epoch": 0.0,
-            "last_eval": None,
-            "error": None,
-            "command": command,
-            "cwd": os.getcwd(),
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "started": now_iso(),
-            "updated": now_iso(),
-            "finished": None,
-            "wall_time_s": 0.0,
-            "versions": versions(),
-        }
+        self.status = new_status(command, total_steps=int(total_steps))
         self._tb = None
         if primary:
             # Fields another stage put there (a launcher's job id, say) and the last evaluation
