@@ -1,157 +1,69 @@
-"""TPU VM launcher (``python -m launch <sweep> --launcher tpu``): a thin front to launch/tpu/*.sh.
+"""TPU VM launcher (``python -m launch <sweep> --launcher tpu``): a front to launch/tpu/*.sh.
 
-One slice runs the sweep's trials in sequence; every worker of the slice runs the same trainer
-command and ``jax.distributed.initialize()`` joins them. The evaluator runs beside it on a small
-CPU VM (``python -m evaluator --watch``), then the report. The runs live in a bucket
-(``--tpu-runs gs://BUCKET/runs``) that every VM mounts with gcsfuse at ``/gcs/BUCKET``, because
-the trainer and evaluator write plain paths. Steps, each a script in launch/tpu/:
+A sweep runs on ``--tpu-slices N`` Cloud TPU VM slices at once, fed from one queue of trials
+(launch/tpu_sched.py). Each trial runs detached on its workers (launch/tpu_worker.py: started
+through ``gcloud ... ssh``, which returns at once), so a dropped connection, or this launcher
+stopping, costs nothing: rerunning it attaches to the trainers still running. A slice found
+preempted mid-trial is deleted and created again, and its trial resumes from its last checkpoint
+on the next free slot. By default a trial uses a whole slice: every worker runs the trainer with
+``--config.distributed.initialize=yes`` and ``jax.distributed.initialize()`` joins them (as
+big_vision does on TPU VMs). With ``--tpu-per-host`` each worker of a slice runs a trial of its
+own (for trials that fit one host) with ``--config.distributed.initialize=no``.
 
-1. ``sync.sh``: the trials' status.json from the bucket into the local runs dir (what is left
-   to run is ``launch.trials.todo``, as for every launcher, plus ``running`` trials: this
-   launcher runs the sweep's trials itself, one at a time, so such a status is a dead run);
-2. ``create.sh`` the slice (``tpu-vm create`` or a queued resource), ``setup.sh`` the project on
-   every worker (``--worker=all``); ``eval_vm.sh create`` / ``setup`` the evaluator VM;
-3. ``eval_vm.sh run`` the evaluator (in the background), ``run.sh`` each trial, streaming the
-   workers' output here and into ``<runs>/<sweep>/<trial>/train.log``;
-4. ``eval_vm.sh run`` the report, ``sync.sh`` the results back, ``delete.sh`` the slice and
-   ``eval_vm.sh delete`` (unless ``--tpu-keep``).
-
-``--dry-run`` prints every command (the scripts run with ``DRY_RUN=1``), shell-quoted.
+The runtime image, the number of workers per slice and the default zone come from the
+accelerator type (launch/tpu_types.py, with its sources). The evaluator runs beside the trials
+on a small CPU VM (``python -m evaluator --watch``), then the report. Runs live in a bucket
+(``--tpu-runs gs://BUCKET/runs``) that every VM mounts with gcsfuse at ``/gcs/BUCKET``: the
+trainer and evaluator write plain paths. The steps, each a script in launch/tpu/: ``sync.sh``
+(records from the bucket), ``up.sh`` per slice (``create.sh``: ``tpu-vm create`` or a queued
+resource; ``setup.sh``: the project tarball with BUILD_INFO.json (launch/tpu_build.py) and
+``worker_setup.sh`` on every worker), ``eval_vm.sh`` (the evaluator's VM), ``run.sh`` (a trial's
+start), ``state.sh`` (every slice's state, one call), ``delete.sh``. ``--dry-run`` prints every
+command, shell-quoted, with the slices' facts.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
+from launch import tpu_build
 from launch.slurm import to_run
 from launch.table import status_table
+from launch.tpu_options import TpuError, TpuOptions, add_tpu_args, options_from_args
+from launch.tpu_sched import Scheduler
 from launch.trials import DONE_STATES, LaunchOptions, Trial
-from sweeps.base import ConfigError
 
 SCRIPTS = Path(__file__).resolve().parent / "tpu"
 REPO = Path(__file__).resolve().parent.parent
 REMOTE_PYTHON = ".venv/bin/python"  # in the project folder on every VM (worker_setup.sh)
-_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
-
-
-class TpuError(ConfigError):
-    """A bad TPU option; the message is one line."""
-
-
-def add_tpu_args(parser: argparse.ArgumentParser) -> None:
-    """The TPU flags, for ``python -m launch``'s parser."""
-    g = parser.add_argument_group("TPU VM (--launcher tpu)")
-    g.add_argument("--tpu-name", default="", help="TPU VM name (default psweeps-<sweep>)")
-    g.add_argument("--tpu-zone", default="us-central2-b", help="zone (default us-central2-b, v4)")
-    g.add_argument("--tpu-project", default="", help="Google Cloud project (default: gcloud's)")
-    g.add_argument("--tpu-type", default="v4-8", help="accelerator type, e.g. v4-8, v4-32")
-    g.add_argument("--tpu-version", default="tpu-ubuntu2204-base", help="TPU VM runtime version")
-    g.add_argument("--tpu-runs", default="", help="runs folder in a bucket: gs://BUCKET/runs")
-    g.add_argument("--tpu-data", default="", help="gs:// folder of prepared data splits")
-    g.add_argument("--tpu-queued", action="store_true", help="create through queued resources")
-    g.add_argument("--tpu-spot", action="store_true", help="spot (preemptible) capacity")
-    g.add_argument("--tpu-keep", action="store_true", help="keep the VMs after the sweep")
-    g.add_argument(
-        "--tpu-eval-machine",
-        default="e2-standard-8",
-        help="machine type of the evaluator's CPU VM (default e2-standard-8)",
-    )
-
-
-@dataclass
-class TpuOptions:
-    name: str
-    zone: str
-    project: str
-    type: str
-    version: str
-    bucket: str
-    prefix: str  # path inside the bucket ('' = its root)
-    data: str
-    queued: bool
-    spot: bool
-    keep: bool
-    eval_machine: str
-
-    @property
-    def mount(self) -> str:
-        """The runs folder as the VMs see it (gcsfuse mount of the bucket)."""
-        return "/".join(p for p in (f"/gcs/{self.bucket}", self.prefix) if p)
-
-    @property
-    def url(self) -> str:
-        return "/".join(p for p in (f"gs://{self.bucket}", self.prefix) if p)
-
-    @property
-    def hosts(self) -> int:
-        """Workers of the slice, for v2-v4 and v5p types (8 TensorCores per host); 1 otherwise."""
-        m = re.fullmatch(r"v(2|3|4|5p)-(\d+)", self.type)
-        return max(1, int(m.group(2)) // 8) if m else 1
-
-    def env(self, sweep: str) -> dict[str, str]:
-        return {
-            "TPU_NAME": self.name,
-            "TPU_ZONE": self.zone,
-            "TPU_PROJECT": self.project,
-            "TPU_TYPE": self.type,
-            "TPU_VERSION": self.version,
-            "TPU_QUEUED": "1" if self.queued else "0",
-            "TPU_SPOT": "1" if self.spot else "0",
-            "GCS_BUCKET": self.bucket,
-            "DATA_URL": self.data,
-            "EVAL_VM": f"{self.name}-eval",
-            "EVAL_MACHINE": self.eval_machine,
-        }
-
-
-def options_from_args(args: argparse.Namespace, sweep: str) -> TpuOptions:
-    """``TpuOptions`` from the flags, checked (one-line ``TpuError``)."""
-    name = args.tpu_name or f"psweeps-{sweep}".lower().replace("_", "-")
-    if not _NAME.match(name) or len(name) > 58:
-        raise TpuError(
-            f"--tpu-name={name!r} is not allowed; expected lowercase letters, digits and '-', "
-            "starting with a letter, at most 58 characters"
-        )
-    m = re.fullmatch(r"gs://([a-z0-9][-a-z0-9_.]{1,220}[a-z0-9])(/[^\s]*)?", args.tpu_runs or "")
-    if not m:
-        raise TpuError(
-            f"--tpu-runs={args.tpu_runs!r} is not allowed; expected a bucket folder gs://BUCKET/runs"
-        )
-    if args.tpu_data and not args.tpu_data.startswith("gs://"):
-        raise TpuError(f"--tpu-data={args.tpu_data!r} is not allowed; expected gs://...")
-    for flag, value in (("--tpu-zone", args.tpu_zone), ("--tpu-type", args.tpu_type)):
-        if not re.fullmatch(r"[a-z0-9][-a-z0-9]*", value):
-            raise TpuError(f"{flag}={value!r} is not allowed; expected e.g. us-central2-b, v4-32")
-    return TpuOptions(
-        name=name,
-        zone=args.tpu_zone,
-        project=args.tpu_project,
-        type=args.tpu_type,
-        version=args.tpu_version,
-        bucket=m.group(1),
-        prefix=(m.group(2) or "").strip("/"),
-        data=args.tpu_data,
-        queued=bool(args.tpu_queued),
-        spot=bool(args.tpu_spot),
-        keep=bool(args.tpu_keep),
-        eval_machine=args.tpu_eval_machine,
-    )
+DRY_ATTEMPT = "dry-run"  # the attempt id dry runs show (a real start gets a fresh one)
+__all__ = [
+    "TpuError",
+    "TpuOptions",
+    "add_tpu_args",
+    "check_args",
+    "dry_run",
+    "launch",
+    "options_from_args",
+    "remote_command",
+    "trainer_command",
+]
 
 
 # ----------------------------------------------------------------------------- commands
 
 
-def remote_command(trial: Trial, opts: TpuOptions) -> list[str]:
+def trainer_command(trial: Trial, opts: TpuOptions) -> list[str]:
     """The trainer argv on the workers: ``Trial.command`` with the project's venv python, the
-    sweep file relative to the project and the workdir in the mounted bucket."""
+    sweep file relative to the project, the workdir in the mounted bucket and the placement:
+    ``jax.distributed`` over the slice's workers, or none for a trial alone on one worker."""
     argv = trial.command(REMOTE_PYTHON)
     out = []
     for a in argv:
@@ -170,27 +82,34 @@ def remote_command(trial: Trial, opts: TpuOptions) -> list[str]:
         elif a.startswith("--workdir="):
             a = f"--workdir={opts.mount}/{trial.sweep}/{trial.name}"
         out.append(a)
-    if opts.hosts > 1:  # workers do not see the slice in their environment: ask for it
-        out.insert(-1, "--config.distributed.initialize=yes")
+    out.insert(-1, f"--config.distributed.initialize={'no' if opts.per_host else 'yes'}")
     return out
+
+
+def remote_command(
+    trial: Trial,
+    opts: TpuOptions,
+    slice_name: str | None = None,
+    slot: str = "all",
+    attempt: str = DRY_ATTEMPT,
+) -> list[str]:
+    """What run.sh runs on the workers: ``launch.tpu_worker start`` (detached trainer)."""
+    where = [f"--slice={slice_name or opts.names[0]}", f"--worker={slot}", f"--attempt={attempt}"]
+    head = [REMOTE_PYTHON, "-m", "launch.tpu_worker", "start", *where, "--"]
+    return [*head, *trainer_command(trial, opts)]
 
 
 def script(name: str, *args: str) -> list[str]:
     return ["bash", str(SCRIPTS / name), *args]
 
 
+def start_step(trial: Trial, opts: TpuOptions, slice_name: str, slot: str, attempt: str):
+    return script("run.sh", slot, *remote_command(trial, opts, slice_name, slot, attempt))
+
+
 def sweep_dirs(trials: Sequence[Trial], opts: TpuOptions) -> tuple[str, str, Path]:
     sweep = trials[0].sweep
     return f"{opts.url}/{sweep}", f"{opts.mount}/{sweep}", trials[0].workdir.parent
-
-
-def setup_steps(opts: TpuOptions) -> list[list[str]]:
-    return [
-        script("create.sh"),
-        script("setup.sh"),
-        script("eval_vm.sh", "create"),
-        script("eval_vm.sh", "setup"),
-    ]
 
 
 def eval_step(trials: Sequence[Trial], opts: TpuOptions) -> list[str]:
@@ -210,38 +129,108 @@ def sync_step(trials: Sequence[Trial], opts: TpuOptions) -> list[str]:
     return script("sync.sh", url, str(local))
 
 
-def teardown_steps(opts: TpuOptions) -> list[list[str]]:
-    return [] if opts.keep else [script("delete.sh"), script("eval_vm.sh", "delete")]
+class Gcloud:
+    """The scripts run with the options' environment (``DRY_RUN=1``: printed, not run)."""
 
+    def __init__(self, trials: Sequence[Trial], opts: TpuOptions, dry: bool, tarball: str = ""):
+        self.trials, self.opts, self.dry, self.tarball = trials, opts, dry, tarball
 
-def _run(cmd: list[str], env: dict[str, str], dry: bool, log: Path | None = None) -> int:
-    full_env = {**os.environ, **env, "DRY_RUN": "1" if dry else "0"}
-    if dry or log is None:
-        return subprocess.run(cmd, env=full_env, check=False).returncode
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as f:
-        proc = subprocess.Popen(cmd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        assert proc.stdout is not None
-        for line in proc.stdout:  # stream the workers' output here and into the trial's log
-            sys.stdout.buffer.write(line)
-            sys.stdout.flush()
-            f.write(line)
-        return proc.wait()
+    def env(self, name: str | None = None) -> dict[str, str]:
+        env = {**os.environ, **self.opts.env(name or self.opts.names[0])}
+        env |= {"DRY_RUN": "1" if self.dry else "0", "PYTHON": sys.executable}
+        if self.tarball:
+            env |= {"TARBALL": self.tarball, "TARBALL_READY": "1"}
+        return env
+
+    def run(
+        self,
+        cmd: list[str],
+        name: str | None = None,
+        timeout: float | None = None,
+        quiet: bool = False,
+    ) -> int:
+        """Run a script; ``quiet``: its output is shown only when it fails."""
+        sys.stdout.flush()
+        out = subprocess.PIPE if quiet else None
+        try:
+            r = subprocess.run(
+                cmd, env=self.env(name), timeout=timeout, stdout=out, stderr=out, check=False
+            )
+        except subprocess.TimeoutExpired:
+            print(f"launch: {' '.join(cmd[1:3])} took over {timeout:.0f}s; stopped", flush=True)
+            return 124
+        if quiet and r.returncode != 0:
+            print((r.stdout + r.stderr).decode(errors="replace")[-2000:], flush=True)
+        return r.returncode
+
+    def spawn(self, cmd: list[str], name: str, log: Path) -> subprocess.Popen:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as out:
+            return subprocess.Popen(
+                cmd,
+                env=self.env(name),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+
+    def states(self) -> dict[str, str] | None:
+        """Every slice's state in the zone (None when gcloud could not say)."""
+        r = subprocess.run(
+            script("state.sh"), env=self.env(), capture_output=True, text=True, timeout=300
+        )
+        if r.returncode != 0:
+            print(f"launch: listing the slices failed: {r.stderr.strip()[-300:]}", flush=True)
+            return None
+        return dict(ln.split(None, 1) for ln in r.stdout.splitlines() if len(ln.split()) == 2)
+
+    def sync(self) -> None:
+        r = subprocess.run(sync_step(self.trials, self.opts), env=self.env(), capture_output=True)
+        if r.returncode != 0:
+            print(f"launch: syncing the records failed: {r.stderr.decode()[-300:]}", flush=True)
 
 
 def dry_run(trials: Sequence[Trial], args: argparse.Namespace) -> int:
     """Every gcloud command of the sweep, in order, without running any."""
     opts = options_from_args(args, trials[0].sweep)
-    env = opts.env(trials[0].sweep)
-    sys.stdout.flush()
-    for cmd in [sync_step(trials, opts), *setup_steps(opts), eval_step(trials, opts)]:
-        _run(cmd, env, dry=True)
-    for t in to_run(trials):
-        print(f"# trial {t.name}", flush=True)
-        _run(script("run.sh", *remote_command(t, opts)), env, dry=True)
-    for cmd in [report_step(trials, opts), sync_step(trials, opts), *teardown_steps(opts)]:
-        _run(cmd, env, dry=True)
+    cloud = Gcloud(trials, opts, dry=True)
+    print(opts.describe(), flush=True)
+    cloud.run(sync_step(trials, opts))
+    for name in opts.names:
+        print(f"# slice {name} (in the background, all slices at once: up.sh)", flush=True)
+        cloud.run(script("create.sh"), name)
+        cloud.run(script("setup.sh"), name)
+    for cmd in eval_steps(trials, opts):
+        cloud.run(cmd)
+    slots = [(n, s) for n in opts.names for s in opts.slots]
+    for i, t in enumerate(to_run(trials)):
+        name, slot = slots[i % len(slots)]
+        when = "now" if i < len(slots) else "when a slot frees"
+        where = name if slot == "all" else f"{name} worker {slot}"
+        print(f"# trial {t.name} -> {where} ({when}; detached, returns at once)", flush=True)
+        cloud.run(start_step(t, opts, name, slot, DRY_ATTEMPT), name)
+    print(
+        f"# then every {opts.poll:g}s: the slices' states and the trials' status.json; a lost "
+        "slice (PREEMPTED, TERMINATED, SUSPENDED, gone) is deleted and created again (up.sh) "
+        "and its trials resume on the next free slot",
+        flush=True,
+    )
+    cloud.run(script("state.sh"))
+    for cmd in [report_step(trials, opts), sync_step(trials, opts)]:
+        cloud.run(cmd)
+    for name, cmd in teardown_steps(opts):
+        cloud.run(cmd, name)
     return 0
+
+
+def eval_steps(trials: Sequence[Trial], opts: TpuOptions) -> list[list[str]]:
+    return [script("eval_vm.sh", "create"), script("eval_vm.sh", "setup"), eval_step(trials, opts)]
+
+
+def teardown_steps(opts: TpuOptions) -> list[tuple[str | None, list[str]]]:
+    if opts.keep:
+        return []
+    return [(n, script("delete.sh")) for n in opts.names] + [(None, script("eval_vm.sh", "delete"))]
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -251,48 +240,75 @@ def check_args(args: argparse.Namespace) -> None:
         raise TpuError("gcloud is not on PATH; --launcher tpu needs the Google Cloud CLI")
 
 
+def start_evaluator(
+    cloud: Gcloud, trials: Sequence[Trial], opts: TpuOptions
+) -> subprocess.Popen | None:
+    """The evaluator VM made and set up (the slices come up meanwhile), then ``evaluator
+    --watch`` on it in the background, its output in ``<runs>/<sweep>/evaluator.log``."""
+    create, setup, watch = eval_steps(trials, opts)
+    for cmd in (create, setup):
+        if cloud.run(cmd) != 0:
+            print(f"launch: error: {' '.join(cmd[1:3])} failed; no evaluator", file=sys.stderr)
+            return None
+    return cloud.spawn(watch, opts.names[0], trials[0].workdir.parent / "evaluator.log")
+
+
 def launch(
     trials: Sequence[Trial], options: LaunchOptions, args: argparse.Namespace | None = None
 ) -> int:
-    """Run the sweep on a slice; 0 when every trial is done."""
+    """Run the sweep on the slices; 0 when every trial is done (and scored)."""
     if args is None:
         print("launch: error: --launcher tpu needs its --tpu-* flags", file=sys.stderr)
         return 2
     opts = options_from_args(args, trials[0].sweep)
-    env = opts.env(trials[0].sweep)
-    _run(sync_step(trials, opts), env, dry=False)
+    tarball = os.environ.get("TARBALL") or str(
+        Path(tempfile.gettempdir()) / f"perceptual-sweeps-{opts.name}.tar.gz"
+    )
+    cloud = Gcloud(trials, opts, dry=False, tarball=tarball)
+    cloud.run(sync_step(trials, opts))
     left = to_run(trials)
     if not left:
         print(status_table(trials))
         return 0
-    rc = 0
+    info = tpu_build.pack(tarball)
+    dirty = ", uncommitted changes" if info["git_dirty"] else ""
+    print(f"[tpu] packed {info['files']} files at {info['git_commit']}{dirty}", flush=True)
+    print(opts.describe(), flush=True)
+    sched = Scheduler(
+        cloud,
+        opts.names,
+        opts.slots,
+        lambda t, name, slot, attempt: start_step(t, opts, name, slot, attempt),
+        script("up.sh"),
+        trials[0].workdir.parent,
+        poll=opts.poll,
+        stale=opts.stale,
+    )
     evaluator = None
     try:
-        for cmd in setup_steps(opts):
-            if _run(cmd, env, dry=False) != 0:
-                print(f"launch: error: {' '.join(cmd[1:])} failed", file=sys.stderr)
-                return 1
+        sched.begin(left)
         if not options.no_eval:
-            with open(trials[0].workdir.parent / "evaluator.log", "ab") as eval_log:
-                evaluator = subprocess.Popen(
-                    eval_step(trials, opts),
-                    env={**os.environ, **env, "DRY_RUN": "0"},
-                    stdout=eval_log,
-                    stderr=subprocess.STDOUT,
-                )
-        for t in left:
-            print(f"[tpu] {t.name} on {opts.name} ({opts.type})", flush=True)
-            code = _run(script("run.sh", *remote_command(t, opts)), env, False, t.log_path)
-            print(f"[tpu] {t.name} exited {code}", flush=True)
-            rc = rc or int(code != 0)
+            evaluator = start_evaluator(cloud, trials, opts)
+        sched.wait()
+    except BaseException:
+        sched.close()
         if evaluator is not None:
-            rc = rc or int(evaluator.wait() != 0)
-            rc = rc or int(_run(report_step(trials, opts), env, dry=False) != 0)
-        _run(sync_step(trials, opts), env, dry=False)
-    finally:
-        if evaluator is not None and evaluator.poll() is None:
             evaluator.terminate()
-        for cmd in teardown_steps(opts):
-            _run(cmd, env, dry=False)
+        print(
+            f"launch: stopped; trainers keep running detached on {', '.join(opts.names)}: rerun "
+            "the same command to attach to them, or delete the slices (TPU_NAME=<slice> "
+            f"TPU_ZONE={opts.zone} bash launch/tpu/delete.sh)",
+            file=sys.stderr,
+        )
+        raise
+    sched.close()
+    print(f"[tpu] at most {sched.max_busy} trials ran at once", flush=True)
+    rc = int(not options.no_eval and evaluator is None)
+    if evaluator is not None:
+        rc = rc or int(evaluator.wait() != 0)
+        rc = rc or int(cloud.run(report_step(trials, opts)) != 0)
+    cloud.run(sync_step(trials, opts))
+    for name, cmd in teardown_steps(opts):
+        cloud.run(cmd, name)
     print(status_table(trials))
     return 0 if rc == 0 and all(t.status().get("state") in DONE_STATES for t in trials) else 1

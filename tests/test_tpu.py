@@ -1,5 +1,8 @@
-"""The TPU launcher: the gcloud commands it would run for a sweep (launch/tpu/*.sh with
-DRY_RUN=1), its options, and shellcheck on the scripts."""
+"""The TPU launcher's commands, options and parts: dry runs (launch/tpu/*.sh with DRY_RUN=1) for
+v4, v5e and v6e slices and for N slices, the accelerator type table, create.sh against slice
+states, the tarball's BUILD_INFO.json, the detached trainer on a worker (launch/tpu_worker.py),
+TPU VM detection for ``distributed.initialize=auto``, and shellcheck on the scripts.
+tests/test_tpu_fleet.py runs whole sweeps against a fake gcloud."""
 
 from __future__ import annotations
 
@@ -7,57 +10,85 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import tarfile
+import time
 from pathlib import Path
 
 import pytest
 
-from launch import tpu
+from launch import tpu, tpu_build, tpu_types, tpu_worker
+from launch.__main__ import main as launch_main
 from launch.__main__ import parser as launch_parser
 from launch.trials import load_trials
+from sweeps import base
+from trainer import distributed
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def dry(*flags: str, sweep: str = "depth", runs: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "launch",
-            sweep,
-            "--launcher=tpu",
-            "--dry-run",
-            f"--runs-dir={runs}",
-            *flags,
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
+def dry(capfd, tmp_path, *flags: str, sweep: str = "depth", preset: str = "embedded"):
+    """``python -m launch <sweep> --launcher=tpu --dry-run`` in this process: (rc, stdout)."""
+    rc = launch_main(
+        [sweep, f"--preset={preset}", "--launcher=tpu", "--dry-run", f"--runs-dir={tmp_path}"]
+        + list(flags)
     )
+    out, err = capfd.readouterr()
+    return rc, out, err
 
 
 def gcloud_lines(out: str) -> list[list[str]]:
     return [shlex.split(ln) for ln in out.splitlines() if ln.startswith("gcloud ")]
 
 
-def test_dry_run_commands_for_a_sweep(tmp_path):
-    r = dry(
+def words(cmd: list[str]) -> list[str]:
+    """A gcloud command without its flags: gcloud compute tpus tpu-vm create NAME."""
+    return [w for w in cmd if not w.startswith("-")]
+
+
+def tpu_args(runs: str, type: str = "v4-8", *flags: str, **kw: str):
+    argv = ["depth", "--launcher=tpu", f"--tpu-runs={runs}", f"--tpu-type={type}", *flags]
+    argv += [f"--tpu-{k.replace('_', '-')}={v}" for k, v in kw.items()]
+    args, rest = launch_parser().parse_known_args(argv)
+    assert not rest
+    return args
+
+
+def starts(cmds: list[list[str]]) -> list[tuple[list[str], list[str], list[str]]]:
+    """Each trial's start in a dry run: (gcloud argv, tpu_worker argv, trainer argv)."""
+    out = []
+    for c in cmds:
+        if words(c)[1:5] == ["compute", "tpus", "tpu-vm", "ssh"] and "launch.tpu_worker" in c[-1]:
+            remote = shlex.split(c[-1][len("--command=") :])
+            argv = remote[remote.index("&&") + 2 :]
+            out.append((c, argv, argv[argv.index("--") + 1 :]))
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _in_repo(monkeypatch):
+    monkeypatch.chdir(REPO)
+
+
+def test_dry_run_commands_for_a_sweep(tmp_path, capfd):
+    rc, out, err = dry(
+        capfd,
+        tmp_path,
         "--tpu-runs=gs://my-bucket/exp/runs",
         "--tpu-type=v4-32",
-        "--tpu-zone=us-central2-b",
         "--tpu-project=my-proj",
         "--tpu-data=gs://my-bucket/data",
-        runs=tmp_path,
     )
-    assert r.returncode == 0, r.stderr
+    assert rc == 0, err
     assert not any(tmp_path.iterdir()), "dry run wrote files"
-    cmds = gcloud_lines(r.stdout)
+    assert "v4-32: TPU v4, 16 chip(s) on 4 worker VMs" in out
+    cmds = gcloud_lines(out)
     assert all(c[1] == "--project=my-proj" for c in cmds)
     verbs = [" ".join(c[2:5]) for c in cmds]
-    # order: status sync, slice, setup, evaluator VM, evaluator, trials, report, sync, delete
+    # order: status sync, slice, setup, evaluator VM, evaluator, trials, states, report, sync,
+    # delete
     assert verbs[0] == "storage rsync --recursive"
     create = cmds[1]
     assert create[2:7] == ["compute", "tpus", "tpu-vm", "create", "psweeps-depth"]
@@ -75,46 +106,97 @@ def test_dry_run_commands_for_a_sweep(tmp_path):
     assert "--machine-type=e2-standard-8" in cmds[4]
 
     trials = load_trials("depth", runs_dir=tmp_path)
-    runs = [
-        c for c in cmds if c[2:6] == ["compute", "tpus", "tpu-vm", "ssh"] and "trainer" in c[-1]
-    ]
+    runs = starts(cmds)
     assert len(runs) == len(trials)
-    for c, t in zip(runs, trials, strict=True):
+    opts = tpu.options_from_args(tpu_args("gs://my-bucket/exp/runs", "v4-32"), "depth")
+    for (c, argv, trainer), t in zip(runs, trials, strict=True):
         assert "--worker=all" in c and "--zone=us-central2-b" in c and c[6] == "psweeps-depth"
-        remote = shlex.split(c[-1][len("--command=") :])
-        argv = remote[remote.index("&&") + 2 :]
-        assert argv[:3] == [".venv/bin/python", "-m", "trainer"]
-        assert argv[-1] == f"--workdir=/gcs/my-bucket/exp/runs/depth/{t.name}"
-        assert "--config.distributed.initialize=yes" in argv  # v4-32: 4 hosts
-        assert argv == tpu.remote_command(
-            t,
-            tpu.options_from_args(tpu_args(runs="gs://my-bucket/exp/runs", type="v4-32"), "depth"),
-        )
+        assert argv[:4] == [".venv/bin/python", "-m", "launch.tpu_worker", "start"]
+        assert "--slice=psweeps-depth" in argv and "--worker=all" in argv
+        assert trainer[:3] == [".venv/bin/python", "-m", "trainer"]
+        assert trainer[-1] == f"--workdir=/gcs/my-bucket/exp/runs/depth/{t.name}"
+        assert "--config.distributed.initialize=yes" in trainer  # 4 hosts, one run
+        assert argv == tpu.remote_command(t, opts)
     evaluator = [c for c in cmds if c[2:4] == ["compute", "ssh"] and " -m evaluator " in c[-1]]
     assert evaluator and "--runs=/gcs/my-bucket/exp/runs/depth" in evaluator[0][-1]
+    assert ["compute", "tpus", "tpu-vm", "list"] == cmds[-5][2:6]  # the poll's state listing
     assert cmds[-2][2:7] == ["compute", "tpus", "tpu-vm", "delete", "psweeps-depth"]
     assert cmds[-1][2:6] == ["compute", "instances", "delete", "psweeps-depth-eval"]
 
 
-def tpu_args(runs: str, type: str = "v4-8", **kw: str):
-    argv = ["depth", "--launcher=tpu", f"--tpu-runs={runs}", f"--tpu-type={type}"]
-    argv += [f"--tpu-{k.replace('_', '-')}={v}" for k, v in kw.items()]
-    args, rest = launch_parser().parse_known_args(argv)
-    assert not rest
-    return args
+@pytest.mark.parametrize(
+    "type,runtime,zone,workers,chips",
+    [
+        ("v4-32", "tpu-ubuntu2204-base", "us-central2-b", 4, 16),
+        ("v5litepod-16", "v2-alpha-tpuv5-lite", "us-west4-a", 4, 16),
+        ("v6e-8", "v2-alpha-tpuv6e", "us-east5-b", 1, 8),
+    ],
+)
+def test_dry_run_per_generation(tmp_path, capfd, type, runtime, zone, workers, chips):
+    """The runtime, zone and workers come from the type; every trial starts detached on all
+    workers with jax.distributed (one run per slice, single-host too: as big_vision does)."""
+    rc, out, err = dry(
+        capfd, tmp_path, "--tpu-runs=gs://bkt/r", f"--tpu-type={type}", sweep="smoke"
+    )
+    assert rc == 0, err
+    vms = "1 worker VM" if workers == 1 else f"{workers} worker VMs"
+    assert f"{type}: " in out and f"{chips} chip(s) on {vms}" in out
+    assert f"zone {zone}, runtime {runtime}" in out
+    cmds = gcloud_lines(out)
+    create = next(c for c in cmds if words(c)[3:5] == ["tpu-vm", "create"])
+    assert f"--version={runtime}" in create and f"--zone={zone}" in create
+    assert f"--accelerator-type={type}" in create
+    runs = starts(cmds)
+    assert len(runs) == 2
+    for c, argv, trainer in runs:
+        assert "--worker=all" in c and argv[3] == "start"
+        assert "--config.distributed.initialize=yes" in trainer
 
 
-def test_queued_spot_keep(tmp_path):
-    r = dry(
+def test_dry_run_four_slices_and_per_host(tmp_path, capfd):
+    rc, out, err = dry(
+        capfd,
+        tmp_path,
+        "--tpu-runs=gs://bkt/r",
+        "--tpu-type=v5litepod-16",
+        "--tpu-slices=4",
+        "--tpu-per-host",
+        "--tpu-queued",
+        "--tpu-spot",
+        preset="embedded,seeds=5",
+    )
+    assert rc == 0, err
+    cmds = gcloud_lines(out)
+    made = [words(c)[5] for c in cmds if words(c)[3:5] == ["queued-resources", "create"]]
+    assert made == [f"psweeps-depth-{i}" for i in range(4)]
+    for c in cmds:
+        if words(c)[3:5] == ["queued-resources", "create"]:
+            assert {"--spot", "--runtime-version=v2-alpha-tpuv5-lite", "--zone=us-west4-a"} <= set(
+                c
+            )
+    runs = starts(cmds)
+    assert len(runs) == 20
+    slots = [(words(c)[5], next(a for a in c if a.startswith("--worker="))) for c, _, _ in runs]
+    assert len(set(slots[:16])) == 16  # the first wave: 4 slices x 4 workers, one trial each
+    assert {s for s, _ in slots} == set(made)
+    assert all("--config.distributed.initialize=no" in trainer for _, _, trainer in runs)
+    deleted = [words(c)[5] for c in cmds if words(c)[3:5] == ["queued-resources", "delete"]]
+    assert deleted == made
+    assert ["queued-resources", "list"] == next(words(c)[3:5] for c in cmds if "list" in c)
+
+
+def test_queued_spot_keep(tmp_path, capfd):
+    rc, out, err = dry(
+        capfd,
+        tmp_path,
         "--tpu-runs=gs://bkt/runs",
         "--tpu-queued",
         "--tpu-spot",
         "--tpu-keep",
         "--tpu-name=my-slice",
-        runs=tmp_path,
     )
-    assert r.returncode == 0, r.stderr
-    cmds = gcloud_lines(r.stdout)
+    assert rc == 0, err
+    cmds = gcloud_lines(out)
     qr = cmds[1]
     assert qr[1:6] == ["compute", "tpus", "queued-resources", "create", "my-slice"]
     assert {
@@ -125,8 +207,8 @@ def test_queued_spot_keep(tmp_path):
     } <= set(qr)
     assert cmds[2][1:5] == ["compute", "tpus", "queued-resources", "describe"]
     assert not any("delete" in c for c in cmds), "--tpu-keep must not delete"
-    # a single-host slice does not force jax.distributed
-    assert not any("distributed.initialize" in c[-1] for c in cmds)
+    # a single-host slice is one jax.distributed run of one process (big_vision's way)
+    assert all("--config.distributed.initialize=yes" in t for _, _, t in starts(cmds))
 
 
 @pytest.mark.parametrize(
@@ -137,19 +219,54 @@ def test_queued_spot_keep(tmp_path):
         (["--tpu-runs=gs://bkt/r", "--tpu-name=Bad_Name"], "--tpu-name='Bad_Name'"),
         (["--tpu-runs=gs://bkt/r", "--tpu-zone=us central"], "--tpu-zone='us central'"),
         (["--tpu-runs=gs://bkt/r", "--tpu-data=/data"], "--tpu-data='/data'"),
+        (["--tpu-runs=gs://bkt/r", "--tpu-type=v5e-16"], "--tpu-type='v5e-16'"),
+        (["--tpu-runs=gs://bkt/r", "--tpu-type=v4-12"], "--tpu-type='v4-12'"),
+        (["--tpu-runs=gs://bkt/r", "--tpu-slices=0"], "--tpu-slices=0"),
     ],
 )
-def test_bad_options_exit_2_one_line(tmp_path, flags, match):
-    r = dry(*flags, runs=tmp_path)
-    assert r.returncode == 2
-    err = r.stderr.strip()
+def test_bad_options_exit_2_one_line(tmp_path, capfd, flags, match):
+    rc, out, err = dry(capfd, tmp_path, *flags)
+    assert rc == 2
+    err = err.strip()
     assert match in err and "\n" not in err
 
 
-def test_hosts():
-    for t, n in (("v4-8", 1), ("v4-32", 4), ("v3-128", 16), ("v5p-16", 2), ("v5litepod-8", 1)):
-        args = tpu_args("gs://bkt/r", type=t)
-        assert tpu.options_from_args(args, "depth").hosts == n
+@pytest.mark.parametrize(
+    "type,workers,chips,runtime",
+    [
+        ("v4-8", 1, 4, "tpu-ubuntu2204-base"),
+        ("v4-16", 2, 8, "tpu-ubuntu2204-base"),
+        ("v4-32", 4, 16, "tpu-ubuntu2204-base"),
+        ("v3-128", 16, 64, "tpu-ubuntu2204-base"),
+        ("v5p-8", 1, 4, "v2-alpha-tpuv5"),
+        ("v5p-16", 2, 8, "v2-alpha-tpuv5"),
+        ("v5litepod-1", 1, 1, "v2-alpha-tpuv5-lite"),
+        ("v5litepod-8", 1, 8, "v2-alpha-tpuv5-lite"),
+        ("v5litepod-16", 4, 16, "v2-alpha-tpuv5-lite"),
+        ("v5litepod-256", 64, 256, "v2-alpha-tpuv5-lite"),
+        ("v6e-4", 1, 4, "v2-alpha-tpuv6e"),
+        ("v6e-8", 1, 8, "v2-alpha-tpuv6e"),
+        ("v6e-16", 4, 16, "v2-alpha-tpuv6e"),
+        ("v6e-256", 64, 256, "v2-alpha-tpuv6e"),
+    ],
+)
+def test_slice_types(type, workers, chips, runtime):
+    """The table of launch/tpu_types.py against Google's pages (cited there)."""
+    st = tpu_types.slice_type(type)
+    assert (st.workers, st.chips, st.generation.runtime) == (workers, chips, runtime)
+    opts = tpu.options_from_args(tpu_args("gs://bkt/r", type), "depth")
+    assert opts.hosts == workers and opts.version == runtime
+    per_host = tpu.options_from_args(tpu_args("gs://bkt/r", type, "--tpu-per-host"), "depth")
+    assert per_host.slots == [str(k) for k in range(workers)]
+
+
+def test_explicit_zone_and_version_win():
+    opts = tpu.options_from_args(
+        tpu_args("gs://bkt/r", "v6e-8", zone="europe-west4-a", version="v2-alpha-x"), "d"
+    )
+    assert (opts.zone, opts.version) == ("europe-west4-a", "v2-alpha-x")
+    many = tpu.options_from_args(tpu_args("gs://bkt/r", "v6e-8", slices="3"), "d")
+    assert many.names == ["psweeps-d-0", "psweeps-d-1", "psweeps-d-2"]
 
 
 def test_sweep_file_outside_the_project_is_refused(tmp_path):
@@ -159,6 +276,8 @@ def test_sweep_file_outside_the_project_is_refused(tmp_path):
     with pytest.raises(tpu.TpuError, match="outside the project"):
         tpu.remote_command(trials[0], tpu.options_from_args(tpu_args("gs://bkt/r"), "mine"))
 
+
+# ----------------------------------------------------------------------------- scripts
 
 SCRIPTS = sorted((REPO / "launch" / "tpu").glob("*.sh")) + sorted(
     (REPO / "tests" / "slurm").glob("*.sh")
@@ -194,78 +313,43 @@ def test_scripts_fail_clearly_without_settings():
         env={"PATH": "/usr/bin:/bin"},
     )
     assert r.returncode != 0 and "TPU_NAME" in r.stderr
-
-
-def test_launch_runs_the_steps_in_order_and_always_deletes(tmp_path, monkeypatch):
-    """The real (not dry) path against a stand-in ``gcloud`` that records its calls: status
-    sync, slice, setup, evaluator VM, evaluator beside the trials, report, sync, delete; each
-    trial's worker output lands in its train.log."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    calls = tmp_path / "calls.jsonl"
-    (bin_dir / "gcloud").write_text(
-        "#!/usr/bin/env python3\n"
-        "import json, sys\n"
-        f"open({str(calls)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
-        "if 'describe' in sys.argv: sys.exit(1)  # nothing exists yet\n"
-        "print('worker output for', sys.argv[-1][-40:])\n"
+    r = subprocess.run(
+        ["bash", str(REPO / "launch" / "tpu" / "create.sh")],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "TPU_NAME": "s", "TPU_ZONE": "z", "TPU_TYPE": "v6e-8"},
     )
-    (bin_dir / "gcloud").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
-    monkeypatch.setenv("TARBALL", str(tmp_path / "project.tar.gz"))
-    monkeypatch.chdir(REPO)
-    from launch.trials import LaunchOptions, prepare
-
-    runs = tmp_path / "runs"
-    trials = load_trials("smoke", runs_dir=runs)
-    prepare(trials)
-    args = tpu_args("gs://my-bucket/runs", type="v4-16")
-    args.sweep = "smoke"
-    rc = tpu.launch(trials, LaunchOptions(), args)
-    assert rc == 1  # the stand-in trains nothing: no trial is done
-    seq = [json.loads(x) for x in calls.read_text().splitlines()]
-    kinds = []
-    for c in seq:
-        words = [w for w in c if not w.startswith("-")]
-        kinds.append(" ".join(words[:4]))
-    assert kinds[0].startswith("storage rsync")
-    assert kinds[1:5] == [
-        "compute tpus tpu-vm describe",
-        "compute tpus tpu-vm create",
-        "compute tpus tpu-vm scp",
-        "compute tpus tpu-vm ssh",
-    ]
-    trainer_calls = [c for c in seq if "trainer" in c[-1]]
-    assert len(trainer_calls) == 2 and all("--worker=all" in c for c in trainer_calls)
-    assert any(" -m evaluator --runs=/gcs/my-bucket/runs/smoke --watch" in c[-1] for c in seq)
-    assert any(" -m evaluator.report " in c[-1] for c in seq)
-    assert kinds[-2:] == [
-        "compute tpus tpu-vm delete",
-        "compute instances delete psweeps-smoke-eval",
-    ]
-    assert (tmp_path / "project.tar.gz").stat().st_size > 0
-    for t in trials:
-        assert "worker output for" in t.log_path.read_text()
+    assert r.returncode != 0 and "TPU_VERSION" in r.stderr
 
 
 @pytest.mark.parametrize(
-    "state,expect",
+    "queued,state,expect",
     [
-        ("", ["describe", "create"]),
-        ("READY", ["describe"]),
-        ("PREEMPTED", ["describe", "delete", "create"]),
+        ("0", "", ["describe", "create"]),
+        ("0", "READY", ["describe"]),
+        ("0", "PREEMPTED", ["describe", "delete", "create"]),
+        ("1", "", ["describe", "create", "describe"]),
+        ("1", "ACTIVE", ["describe"]),
+        ("1", "SUSPENDED", ["describe", "delete", "create", "describe"]),
+        ("1", "WAITING_FOR_RESOURCES", ["describe", "describe"]),
     ],
 )
-def test_create_reuses_a_ready_slice_and_replaces_a_preempted_one(tmp_path, state, expect):
+def test_create_reuses_a_ready_slice_and_replaces_a_lost_one(tmp_path, queued, state, expect):
+    """create.sh against a slice's state: a stand-in gcloud answers ``describe`` with
+    ``state`` the first time and ACTIVE after that (a queued resource that came up)."""
     calls = tmp_path / "calls"
     gcloud = tmp_path / "gcloud"
     gcloud.write_text(
         "#!/bin/sh\n"
         f'echo "$4" >> {shlex.quote(str(calls))}\n'
-        f'case "$4" in describe) [ -n "{state}" ] && echo {state} && exit 0; exit 1;; esac\n'
+        f'case "$4" in describe)\n'
+        f"  if [ -e {tmp_path}/asked ]; then echo ACTIVE; exit 0; fi\n"
+        f"  touch {tmp_path}/asked\n"
+        f'  [ -n "{state}" ] && echo {state} && exit 0; exit 1;; esac\n'
     )
     gcloud.chmod(0o755)
     env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "TPU_NAME": "s", "TPU_ZONE": "z"}
+    env |= {"TPU_TYPE": "v6e-8", "TPU_VERSION": "v2-alpha-tpuv6e", "TPU_QUEUED": queued}
     r = subprocess.run(
         ["bash", str(REPO / "launch" / "tpu" / "create.sh")],
         env=env,
@@ -274,3 +358,199 @@ def test_create_reuses_a_ready_slice_and_replaces_a_preempted_one(tmp_path, stat
     )
     assert r.returncode == 0, r.stderr
     assert calls.read_text().split() == expect
+
+
+# ----------------------------------------------------------------------------- BUILD_INFO.json
+
+
+def git(repo: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t"}
+    env |= {"GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    return subprocess.run(
+        ["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def test_tarball_carries_the_git_commit(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / ".gitignore").write_text("runs/\n")
+    (repo / "a.py").write_text("x = 1\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "one")
+    (repo / "runs").mkdir()
+    (repo / "runs" / "big.npy").write_text("ignored")
+    tar = tmp_path / "t.tar.gz"
+    info = tpu_build.pack(tar, repo)
+    assert info["git_commit"] == git(repo, "rev-parse", "HEAD") and info["git_dirty"] is False
+    with tarfile.open(tar) as t:
+        assert sorted(t.getnames()) == [".gitignore", "BUILD_INFO.json", "a.py"]
+        packed = json.loads(t.extractfile("BUILD_INFO.json").read())
+    assert packed["git_commit"] == info["git_commit"] and packed["files"] == 2
+    (repo / "a.py").write_text("x = 2\n")
+    (repo / "new.py").write_text("")
+    info = tpu_build.pack(tar, repo)
+    assert info["git_dirty"] is True and info["git_changes"] == [" M a.py", "?? new.py"]
+    with tarfile.open(tar) as t:
+        assert "new.py" in t.getnames()
+
+
+# ----------------------------------------------------------------------------- tpu_worker
+
+TRAINER = """\
+import json, os, signal, sys, time
+wd = [a.split("=", 1)[1] for a in sys.argv if a.startswith("--workdir=")][0]
+def status(**kw):
+    p = os.path.join(wd, "status.json")
+    st = json.load(open(p)) if os.path.exists(p) else {}
+    st.update(kw)
+    json.dump(st, open(p + ".tmp", "w")); os.replace(p + ".tmp", p)
+print("trainer up", flush=True)
+status(state="running", step=1)
+if "--crash" in sys.argv:
+    print("Traceback: boom", flush=True); sys.exit(7)
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))  # dies without recording, like a kill
+time.sleep(float(os.environ.get("SLEEP", "30")))
+status(state="done", step=2)
+"""
+
+
+@pytest.fixture()
+def worker(tmp_path, monkeypatch):
+    """A worker's home and a stand-in trainer; kills what is left at the end."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TPU_WORKER_ID", "0")
+    monkeypatch.setattr(tpu_worker, "LOG_COPY_S", 0.2)
+    script = tmp_path / "trainer.py"
+    script.write_text(TRAINER)
+    yield [sys.executable, str(script)]
+    for rec in tpu_worker.records():
+        if rec["alive"]:
+            os.killpg(rec["pid"], signal.SIGKILL)
+
+
+def wait_for(pred, timeout=30.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def state_of(wd: Path) -> dict:
+    try:
+        return json.loads((wd / "status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def start(argv, wd, *extra, attempt="a1", capsys=None):
+    rc = tpu_worker.main(
+        ["start", "--slice=s", "--attempt=" + attempt, *extra, "--", *argv, f"--workdir={wd}"]
+    )
+    return rc
+
+
+def test_worker_start_detaches_and_a_second_start_attaches(worker, tmp_path, capsys):
+    wd = tmp_path / "bucket" / "sweep" / "t1"
+    assert start(worker, wd) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["action"] == "started"
+    assert state_of(wd)["tpu"] == {**state_of(wd)["tpu"], "slice": "s", "attempt": "a1"}
+    assert wait_for(lambda: state_of(wd).get("state") == "running")
+    assert start(worker, wd, attempt="a2") == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["action"] == "attached" and again["pid"] == first["pid"]
+    assert again["attempt"] == "a1"
+    assert os.getpgid(first["pid"]) == first["pid"]  # its own session and group (setsid)
+    assert wait_for(
+        lambda: (
+            "trainer up" in (wd / "train.log").read_text() if (wd / "train.log").exists() else False
+        )
+    )
+    (rec,) = tpu_worker.records()
+    assert rec["alive"] and rec["workdir"] == str(wd)
+
+
+def test_worker_records_a_trainer_that_dies_without_a_word(worker, tmp_path, capsys):
+    wd = tmp_path / "bucket" / "sweep" / "t2"
+    start([*worker, "--crash"], wd)
+    pid = json.loads(capsys.readouterr().out)["pid"]
+    os.waitpid(pid, 0)  # the supervisor (this test's child) records the end, then exits
+    st = state_of(wd)
+    assert st["error"] == "trainer exited with code 7: Traceback: boom"
+    assert "Traceback: boom" in (wd / "train.log").read_text()
+    assert not tpu_worker.records()[0]["alive"]
+
+
+def test_worker_stop_says_preempted(worker, tmp_path, capsys):
+    wd = tmp_path / "bucket" / "sweep" / "t3"
+    start(worker, wd)
+    assert wait_for(lambda: state_of(wd).get("state") == "running")
+    tpu_worker.main(["stop", f"--workdir={wd}"])
+    assert wait_for(lambda: state_of(wd).get("state") == "preempted")
+    assert state_of(wd)["error"].startswith("stopped by signal 15")
+
+
+def test_worker_other_workers_log_beside_and_record_nothing(worker, tmp_path, monkeypatch):
+    wd = tmp_path / "bucket" / "sweep" / "t4"
+    monkeypatch.setenv("TPU_WORKER_ID", "2")
+    monkeypatch.setenv("SLEEP", "0")
+    start(worker, wd, "--worker=all")
+    assert wait_for(
+        lambda: (
+            (wd / "train.worker2.log").exists()
+            and "trainer up" in (wd / "train.worker2.log").read_text()
+        )
+    )
+    assert not (wd / "train.log").exists()
+    assert "tpu" not in state_of(wd)  # the status is worker 0's to write
+
+
+def test_worker_does_not_start_a_finished_trial(worker, tmp_path, capsys):
+    wd = tmp_path / "bucket" / "sweep" / "t5"
+    wd.mkdir(parents=True)
+    (wd / "status.json").write_text(json.dumps({"state": "done"}))
+    start(worker, wd)
+    assert json.loads(capsys.readouterr().out)["action"] == "finished"
+    assert not tpu_worker.records()
+
+
+# ----------------------------------------------------------------------------- TPU VM detection
+
+
+def pci(root: Path, *devices: tuple[str, str]) -> Path:
+    for i, (vendor, device) in enumerate(devices):
+        d = root / f"0000:00:0{i}.0"
+        d.mkdir(parents=True)
+        (d / "vendor").write_text(vendor + "\n")
+        (d / "device").write_text(device + "\n")
+    return root
+
+
+def test_auto_initialises_on_a_tpu_vm(tmp_path, monkeypatch):
+    """big_vision's rule: on a TPU VM (TPU chips on the PCI bus, libtpu installed, as JAX tells
+    one) ``auto`` initialises jax.distributed even with one worker; elsewhere it does not."""
+    auto = base.get_config().distributed
+    no = base.config_from(None, {"distributed.initialize": "no"}).distributed
+    v4 = pci(tmp_path / "v4", ("0x1ae0", "0x005e"), ("0x1ae0", "0x005e"), ("0x8086", "0x1237"))
+    gvnic = pci(tmp_path / "gce", ("0x1ae0", "0x0042"))  # Google's NIC: any GCE VM
+    assert distributed.tpu_chips(v4) == 2 and distributed.tpu_chips(gvnic) == 0
+    monkeypatch.setattr(distributed, "libtpu_installed", lambda env=None: True)
+    assert distributed.should_initialize(auto, env={}, pci_devices=v4)
+    assert not distributed.should_initialize(auto, env={}, pci_devices=gvnic)
+    assert not distributed.should_initialize(no, env={}, pci_devices=v4)
+    monkeypatch.setattr(distributed, "libtpu_installed", lambda env=None: False)
+    assert not distributed.should_initialize(auto, env={}, pci_devices=v4)  # JAX sees no TPU
+    # and the rules for Slurm and TPU pods' environment still hold
+    assert distributed.should_initialize(auto, env={"SLURM_NTASKS": "4"}, pci_devices=gvnic)
+    assert not distributed.should_initialize(auto, env={"SLURM_NTASKS": "1"}, pci_devices=gvnic)
+    assert distributed.should_initialize(auto, env={"TPU_WORKER_HOSTNAMES": "a,b"})
+
+
+def test_libtpu_found_by_path(tmp_path):
+    lib = tmp_path / "libtpu.so"
+    lib.write_text("")
+    assert distributed.libtpu_installed({"TPU_LIBRARY_PATH": str(lib)})

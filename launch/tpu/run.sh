@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Run one command on every worker of TPU_NAME at once (the trainer: each worker runs the same
-# argv and jax.distributed.initialize() joins them), streaming their output here.
-# usage: launch/tpu/run.sh ARGV...   (ARGV relative to the project folder on the workers)
+# Run one command on the workers of TPU_NAME (WORKER: all, or one worker's index), in the
+# project folder there. The launcher sends `launch.tpu_worker start ... -- TRAINER_ARGV`, which
+# starts the trainer detached and returns at once.
+# usage: launch/tpu/run.sh WORKER ARGV...   (ARGV relative to the project folder on the workers)
 # shellcheck source-path=SCRIPTDIR source=common.sh
 source "$(dirname "$0")/common.sh"
-[[ $# -gt 0 ]] || { echo "usage: run.sh ARGV..." >&2; exit 2; }
-run "${TPU_SSH[@]}" --worker=all \
+[[ $# -gt 1 ]] || { echo "usage: run.sh all|WORKER ARGV..." >&2; exit 2; }
+WORKER=$1
+shift
+[[ $WORKER == all || $WORKER =~ ^[0-9]+$ ]] \
+  || { echo "run.sh: worker '$WORKER' is not allowed; expected all or an index" >&2; exit 2; }
+run "${TPU_SSH[@]}" "--worker=$WORKER" \
   "--command=cd $REMOTE_DIR && PSWEEPS_DATA_DIR=\$HOME/psweeps-data $(quote "$@")"

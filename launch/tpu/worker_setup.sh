@@ -7,9 +7,26 @@ KIND=${1:?usage: worker_setup.sh tpu|cpu BUCKET [DATA_URL]}
 BUCKET=${2:?usage: worker_setup.sh tpu|cpu BUCKET [DATA_URL]}
 DATA_URL=${3:-}
 
+# The project needs Python >= 3.11; the TPU VM images are Ubuntu 22.04, whose python3 is 3.10.
+# Take a python3.11+ that is there, else uv's standalone build (what vLLM's TPU guide installs).
 if [[ ! -x .venv/bin/python ]]; then
-  sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
-  python3 -m venv .venv
+  PY=""
+  for c in python3.13 python3.12 python3.11 python3; do
+    if command -v "$c" >/dev/null && "$c" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+      PY=$c
+      break
+    fi
+  done
+  if [[ -n $PY ]]; then
+    "$PY" -m venv .venv 2>/dev/null || {
+      sudo apt-get update -q
+      sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$(basename "$PY")-venv"
+      "$PY" -m venv .venv
+    }
+  else
+    python3 -m pip install -q --user uv
+    "$HOME/.local/bin/uv" venv --seed --python 3.12 .venv
+  fi
 fi
 .venv/bin/pip install -q --upgrade pip
 if [[ $KIND == tpu ]]; then
