@@ -95,6 +95,8 @@ def remote_command(
 ) -> list[str]:
     """What run.sh runs on the workers: ``launch.tpu_worker start`` (detached trainer)."""
     where = [f"--slice={slice_name or opts.names[0]}", f"--worker={slot}", f"--attempt={attempt}"]
+    if opts.per_host and opts.hosts > 1:  # this VM's chips alone, not the slice's
+        where.append("--alone")
     head = [REMOTE_PYTHON, "-m", "launch.tpu_worker", "start", *where, "--"]
     return [*head, *trainer_command(trial, opts)]
 

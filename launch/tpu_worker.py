@@ -1,6 +1,6 @@
 """Runs ON a TPU worker: the trainer, detached from the ssh session that started it.
 
-    python -m launch.tpu_worker start --slice=S --worker=all|K --attempt=A -- TRAINER_ARGV...
+    python -m launch.tpu_worker start --slice=S --worker=all|K --attempt=A [--alone] -- ARGV...
     python -m launch.tpu_worker status            # this VM's trainers, one JSON line each
     python -m launch.tpu_worker stop --workdir=W  # SIGTERM: the trainer saves and says preempted
 
@@ -49,6 +49,19 @@ from trainer.files import atomic_write, atomic_write_json, read_json
 from trainer.status import now_iso
 
 LOG_COPY_S = 30.0
+# A trainer alone on one worker of a slice of several VMs (``--alone``: the launcher's
+# --tpu-per-host) must see that VM as the whole TPU, or libtpu waits for the other workers to
+# join: the variables as a pytorch/xla maintainer gives them in pytorch/xla#7714 ("set all of the
+# topology environment variables as if you were running on one host") and JAX's skye in her
+# tpu_topology_env_vars.py gist (process bounds). Every VM of such a slice has 4 chips, 2x2x1.
+ALONE_ENV = {
+    "TPU_HOST_BOUNDS": "1,1,1",
+    "TPU_CHIPS_PER_HOST_BOUNDS": "2,2,1",
+    "TPU_PROCESS_BOUNDS": "1,1,1",
+    "TPU_CHIPS_PER_PROCESS_BOUNDS": "2,2,1",
+    "TPU_WORKER_HOSTNAMES": "localhost",
+    "TPU_WORKER_ID": "0",
+}
 # The worker's index in its slice, as JAX's GCE TPU cluster detection reads it.
 METADATA = (
     "http://metadata.google.internal/computeMetadata/v1/instance/attributes/agent-worker-number"
@@ -138,7 +151,7 @@ def start(a: argparse.Namespace) -> int:
     local_log.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "launch.tpu_worker", "supervise", f"--workdir={workdir}"]
     cmd += [f"--attempt={a.attempt}", f"--local-log={local_log}", f"--log=train{tag}.log"]
-    cmd += [f"--log-copy-s={LOG_COPY_S}"]
+    cmd += [f"--log-copy-s={LOG_COPY_S}"] + (["--alone"] if a.alone else [])
     cmd += ["--writer"] if writer else []
     with open(local_log, "ab") as out:
         proc = subprocess.Popen(
@@ -191,7 +204,8 @@ def supervise(a: argparse.Namespace) -> int:
     with open(local, "ab") as log:
         log.write(f"=== {now_iso()} {socket.gethostname()}: {shlex.join(a.argv)}\n".encode())
         log.flush()
-        proc = subprocess.Popen(a.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        env = {**os.environ, **ALONE_ENV} if a.alone else None
+        proc = subprocess.Popen(a.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
     signals: list[int] = []
 
     def forward(signum: int, frame: Any) -> None:
@@ -268,11 +282,13 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--slice", required=True)
     s.add_argument("--worker", default="all", help="all, or this worker's index")
     s.add_argument("--attempt", required=True, help="an id for this start (the launcher's)")
+    s.add_argument("--alone", action="store_true", help="this VM's TPU alone (one trial per VM)")
     v = sub.add_parser("supervise", help="(internal) run the trainer and record its end")
     for flag in ("--workdir", "--attempt", "--local-log", "--log"):
         v.add_argument(flag, required=True)
     v.add_argument("--writer", action="store_true")
     v.add_argument("--log-copy-s", type=float, default=LOG_COPY_S)
+    v.add_argument("--alone", action="store_true")
     sub.add_parser("status", help="this VM's trainers")
     t = sub.add_parser("stop", help="SIGTERM a trainer (it saves and says preempted)")
     t.add_argument("--workdir", required=True)

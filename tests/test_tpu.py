@@ -113,6 +113,7 @@ def test_dry_run_commands_for_a_sweep(tmp_path, capfd):
         assert "--worker=all" in c and "--zone=us-central2-b" in c and c[6] == "psweeps-depth"
         assert argv[:4] == [".venv/bin/python", "-m", "launch.tpu_worker", "start"]
         assert "--slice=psweeps-depth" in argv and "--worker=all" in argv
+        assert "--alone" not in argv
         assert trainer[:3] == [".venv/bin/python", "-m", "trainer"]
         assert trainer[-1] == f"--workdir=/gcs/my-bucket/exp/runs/depth/{t.name}"
         assert "--config.distributed.initialize=yes" in trainer  # 4 hosts, one run
@@ -180,6 +181,7 @@ def test_dry_run_four_slices_and_per_host(tmp_path, capfd):
     assert len(set(slots[:16])) == 16  # the first wave: 4 slices x 4 workers, one trial each
     assert {s for s, _ in slots} == set(made)
     assert all("--config.distributed.initialize=no" in trainer for _, _, trainer in runs)
+    assert all("--alone" in argv[: argv.index("--")] for _, argv, _ in runs)  # this VM's chips
     deleted = [words(c)[5] for c in cmds if words(c)[3:5] == ["queued-resources", "delete"]]
     assert deleted == made
     assert ["queued-resources", "list"] == next(words(c)[3:5] for c in cmds if "list" in c)

@@ -106,6 +106,7 @@ def test_multi_host_slice_runs_each_trial_on_every_worker(cloud, tmp_path, capsy
         runs = starts(runs_of(cloud, "smoke", t.name))
         assert sorted(r["worker"] for r in runs) == [0, 1, 2, 3]
         assert all("--config.distributed.initialize=yes" in r["argv"] for r in runs)
+        assert not any("TPU_HOST_BOUNDS" in r["tpu_env"] for r in runs)  # the slice's topology
         assert "fake trainer done" in t.log_path.read_text()  # worker 0's log, synced back
         assert (t.workdir / "train.worker3.log").exists()
     tree = next((cloud / "trees").iterdir())
@@ -153,6 +154,9 @@ def test_one_trial_per_host(cloud, tmp_path, monkeypatch, capsys):
     for t in trials:
         (run,) = starts(runs_of(cloud, "depth", t.name))
         assert "--config.distributed.initialize=no" in run["argv"]
+        # this VM's 4 chips as the whole TPU, so libtpu waits for no other worker
+        assert run["tpu_env"]["TPU_HOST_BOUNDS"] == "1,1,1"
+        assert run["tpu_env"]["TPU_CHIPS_PER_PROCESS_BOUNDS"] == "2,2,1"
         workers.append(run["worker"])
         assert t.status()["tpu"]["worker"] == str(run["worker"])
     assert sorted(workers) == [0, 1, 2, 3]

@@ -57,7 +57,7 @@ def trainer(args: list[str]) -> int:
     wd = Path([a for a in args if a.startswith("--workdir=")][-1].split("=", 1)[1])
     wd.mkdir(parents=True, exist_ok=True)
     init = [a.split("=", 1)[1] for a in args if a.startswith("--config.distributed.initialize=")]
-    worker = int(os.environ.get("TPU_WORKER_ID", "0"))
+    worker = int(Path.home().name.lstrip("w") or 0)  # the fake worker's home: .../w<k>
     primary = worker == 0 or init != ["yes"]
     ckpt = wd / "ckpt"
     start = int(ckpt.read_text()) if primary and ckpt.exists() else 0
@@ -65,6 +65,7 @@ def trainer(args: list[str]) -> int:
     step_s = float(os.environ.get("FAKE_STEP_S", "0.1"))
     run = {"argv": args, "worker": worker, "slice": os.environ.get("FAKE_SLICE", "")}
     run |= {"resumed_from": start, "pid": os.getpid(), "t0": time.time()}
+    run["tpu_env"] = {k: v for k, v in os.environ.items() if k.startswith("TPU_")}
     append(wd / "argv.jsonl", run)
     print(f"fake trainer on {run['slice']} worker {worker} from step {start}", flush=True)
     if not primary:  # another process of the same run: it trains, the primary writes
