@@ -192,12 +192,19 @@ class Gcloud:
             print(f"launch: syncing the records failed: {r.stderr.decode()[-300:]}", flush=True)
 
 
+def tarball_path(opts: TpuOptions) -> str:
+    """Where the project tarball is packed (once for every slice): ``$TARBALL`` or a temp file."""
+    default = Path(tempfile.gettempdir()) / f"perceptual-sweeps-{opts.name}.tar.gz"
+    return os.environ.get("TARBALL") or str(default)
+
+
 def dry_run(trials: Sequence[Trial], args: argparse.Namespace) -> int:
     """Every gcloud command of the sweep, in order, without running any."""
     opts = options_from_args(args, trials[0].sweep)
-    cloud = Gcloud(trials, opts, dry=True)
+    cloud = Gcloud(trials, opts, dry=True, tarball=tarball_path(opts))
     print(opts.describe(), flush=True)
     cloud.run(sync_step(trials, opts))
+    print(f"# pack the tree and BUILD_INFO.json (launch.tpu_build) into {cloud.tarball}")
     for name in opts.names:
         print(f"# slice {name} (in the background, all slices at once: up.sh)", flush=True)
         cloud.run(script("create.sh"), name)
@@ -263,9 +270,7 @@ def launch(
         print("launch: error: --launcher tpu needs its --tpu-* flags", file=sys.stderr)
         return 2
     opts = options_from_args(args, trials[0].sweep)
-    tarball = os.environ.get("TARBALL") or str(
-        Path(tempfile.gettempdir()) / f"perceptual-sweeps-{opts.name}.tar.gz"
-    )
+    tarball = tarball_path(opts)
     cloud = Gcloud(trials, opts, dry=False, tarball=tarball)
     cloud.run(sync_step(trials, opts))
     left = to_run(trials)

@@ -29,7 +29,9 @@ the slices' states and the trials' status.json are read anew each round.
 from __future__ import annotations
 
 import collections
+import os
 import secrets
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -147,7 +149,10 @@ class Scheduler:
         """Stop slices still coming up (the loop ended or was interrupted)."""
         for s in self.slices:
             if s.proc is not None and s.proc.poll() is None:
-                s.proc.terminate()
+                try:
+                    os.killpg(s.proc.pid, signal.SIGTERM)  # up.sh and the gcloud it runs
+                except ProcessLookupError:
+                    pass
                 s.proc.wait()
 
     # -- slices
