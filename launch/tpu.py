@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -262,6 +263,18 @@ def start_evaluator(
     return cloud.spawn(watch, opts.names[0], trials[0].workdir.parent / "evaluator.log")
 
 
+def finish_evaluator(evaluator: subprocess.Popen, trials: Sequence[Trial]) -> int:
+    """Wait for ``evaluator --watch`` to end; it waits for pending and preempted trials, so one
+    left so (a slice given up, a trial started too often) ends it here instead (exit 1)."""
+    left = [t.name for t in trials if t.status().get("state") not in (*DONE_STATES, "failed")]
+    if not left:
+        return evaluator.wait()
+    print(f"[tpu] {len(left)} trials did not end ({', '.join(left[:5])}); stopping the evaluator")
+    os.killpg(evaluator.pid, signal.SIGTERM)
+    evaluator.wait()
+    return 1
+
+
 def launch(
     trials: Sequence[Trial], options: LaunchOptions, args: argparse.Namespace | None = None
 ) -> int:
@@ -300,7 +313,7 @@ def launch(
     except BaseException:
         sched.close()
         if evaluator is not None:
-            evaluator.terminate()
+            os.killpg(evaluator.pid, signal.SIGTERM)
         print(
             f"launch: stopped; trainers keep running detached on {', '.join(opts.names)}: rerun "
             "the same command to attach to them, or delete the slices (TPU_NAME=<slice> "
@@ -312,7 +325,7 @@ def launch(
     print(f"[tpu] at most {sched.max_busy} trials ran at once", flush=True)
     rc = int(not options.no_eval and evaluator is None)
     if evaluator is not None:
-        rc = rc or int(evaluator.wait() != 0)
+        rc = rc or int(finish_evaluator(evaluator, trials) != 0)
         rc = rc or int(cloud.run(report_step(trials, opts)) != 0)
     cloud.run(sync_step(trials, opts))
     for name, cmd in teardown_steps(opts):

@@ -18,7 +18,8 @@ on the workers (launch/tpu_worker.py), so this loop only polls; every ``poll`` s
    not changed for ``stale`` seconds is sent its start again, which attaches to a live trainer
    and starts (resumes) a dead one;
 5. every free slot of a ready slice takes the next trial: run.sh sends ``launch.tpu_worker
-   start``, which returns as soon as the trainer runs detached.
+   start``, which returns as soon as the trainer runs detached (the starts of one round are
+   sent side by side).
 
 Trials that are pending or running on one of these slices (their status's ``tpu`` block names
 it) when the launcher starts are attached to, once that slice is ready: the same start with the
@@ -35,6 +36,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -48,6 +50,7 @@ UP_RETRY_S = 120.0  # wait before the next try, times the failures so far
 MAX_RESTARTS = 10  # starts of one trial in one launcher run (preempted, lost slices)
 START_FAILURES = 3  # failed starts in a row before a slice is set up again
 START_TIMEOUT_S = 600.0  # a start (one ssh that returns once the trainer is detached)
+PARALLEL_STARTS = 16  # starts sent at once (each an ssh of a few seconds)
 
 
 class Cloud(Protocol):
@@ -138,8 +141,7 @@ class Scheduler:
         for s in self.slices:
             for job in list(s.jobs.values()):
                 self._check(s, job)
-        for s in self.slices:
-            self._fill(s)
+        self._fill()
         self.max_busy = max(self.max_busy, sum(len(s.jobs) for s in self.slices))
 
     def busy(self) -> bool:
@@ -238,26 +240,40 @@ class Scheduler:
             cmd = self.start_cmd(job.trial, s.name, job.slot, job.attempt)
             self.cloud.run(cmd, s.name, START_TIMEOUT_S, quiet=True)
 
-    def _fill(self, s: Slice) -> None:
-        if s.state != "ready":
+    def _fill(self) -> None:
+        """Every free slot of every ready slice takes a trial (those to attach to first); the
+        starts (one ssh each) run side by side, up to ``PARALLEL_STARTS`` at once."""
+        plan: list[tuple[Slice, Trial, str, str]] = []
+        for s in self.slices:
+            if s.state != "ready":
+                continue
+            taken = set(s.jobs)
+            for job in s.adopt:
+                plan.append((s, job.trial, job.slot, job.attempt))
+                taken.add(job.slot)
+            s.adopt.clear()
+            for slot in self.slots:
+                if slot not in taken and self.queue:
+                    plan.append((s, self.queue.popleft(), slot, new_attempt()))
+        if not plan:
             return
-        while s.adopt:
-            job = s.adopt.pop(0)
-            self._start(s, job.trial, job.slot, job.attempt)
-        for slot in self.slots:
-            if slot not in s.jobs and self.queue and s.state == "ready":
-                self._start(s, self.queue.popleft(), slot)
+        for _, trial, _, _ in plan:
+            self.starts[trial.name] += 1
+        with ThreadPoolExecutor(min(PARALLEL_STARTS, len(plan))) as pool:
+            codes = list(pool.map(lambda p: self._send(*p), plan))
+        for (s, trial, slot, attempt), rc in zip(plan, codes, strict=True):
+            self._started(s, trial, slot, attempt, rc)
 
-    def _start(self, s: Slice, trial: Trial, slot: str, attempt: str | None = None) -> None:
-        attempt = attempt or new_attempt()
-        self.starts[trial.name] += 1
+    def _send(self, s: Slice, trial: Trial, slot: str, attempt: str) -> int:
         cmd = self.start_cmd(trial, s.name, slot, attempt)
-        rc = self.cloud.run(cmd, s.name, START_TIMEOUT_S, quiet=True)
+        return self.cloud.run(cmd, s.name, START_TIMEOUT_S, quiet=True)
+
+    def _started(self, s: Slice, trial: Trial, slot: str, attempt: str, rc: int) -> None:
         if rc != 0:
             s.start_failures += 1
             self.say(f"{trial.name}: starting it on {s.name} failed (exit {rc})")
             self._requeue([trial])
-            if s.start_failures >= START_FAILURES:
+            if s.start_failures >= START_FAILURES and s.state == "ready":
                 self.say(f"{s.name}: {s.start_failures} failed starts; setting it up again")
                 s.state, s.retry_at = "down", self.clock()
             return

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from launch import tpu
+from launch import tpu, tpu_sched
 from launch.__main__ import parser as launch_parser
 from launch.trials import LaunchOptions, load_trials, prepare
 
@@ -203,6 +203,22 @@ def test_a_lost_slice_is_recreated_and_its_trial_resumes_elsewhere(cloud, tmp_pa
     assert len(recreated) == 2
 
 
+def test_a_slice_that_never_comes_up_is_given_up(cloud, tmp_path, monkeypatch, capsys):
+    """No capacity for one slice: it is tried MAX_UP_FAILURES times and given up; the other
+    slice runs the whole sweep."""
+    monkeypatch.setenv("FAKE_CREATE_FAILS", "psweeps-smoke-1")
+    monkeypatch.setattr(tpu_sched, "UP_RETRY_S", 0.0)
+    rc, trials = run_launch(tmp_path, "smoke", "embedded", "--tpu-slices=2")
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "psweeps-smoke-1: up.sh failed 3 times (ERROR: RESOURCE_EXHAUSTED" in out
+    tries = [v for v in verbs(cloud) if v.startswith("compute tpus tpu-vm create psweeps-smoke-1")]
+    assert len(tries) == tpu_sched.MAX_UP_FAILURES
+    for t in trials:
+        (run,) = starts(runs_of(cloud, "smoke", t.name))
+        assert run["slice"] == "psweeps-smoke-0" and t.status()["state"] == "done"
+
+
 def test_queued_spot_slices_come_back_through_queued_resources(cloud, tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_STEPS", "12")
     done: list[str] = []
@@ -234,7 +250,7 @@ def test_queued_spot_slices_come_back_through_queued_resources(cloud, tmp_path, 
 def test_a_stopped_launcher_is_run_again_and_attaches(cloud, tmp_path, monkeypatch):
     """The launcher is killed (a dropped connection) while its trainers run: they keep going,
     detached, and the launcher run again attaches to them instead of starting them again."""
-    monkeypatch.setenv("FAKE_STEPS", "25")
+    monkeypatch.setenv("FAKE_STEPS", "50")
     argv = [sys.executable, "-m", "launch", "smoke", "--launcher=tpu", "--no-eval"]
     argv += [f"--runs-dir={tmp_path / 'runs'}", "--tpu-runs=gs://bkt/runs", "--tpu-poll=0.2"]
     argv += ["--tpu-type=v5litepod-16", "--tpu-per-host"]
@@ -251,6 +267,8 @@ def test_a_stopped_launcher_is_run_again_and_attaches(cloud, tmp_path, monkeypat
         if all(s.get("state") == "running" and s.get("step", 0) >= 1 for s in states):
             break
         time.sleep(0.05)
+    else:
+        pytest.fail("the two trials never ran at once")
     first.kill()
     first.wait()
     step_then = json.loads((sweep_dir / "depth-2" / "status.json").read_text())["step"]

@@ -7,7 +7,8 @@ would give it: ``/gcs/`` in a command is rewritten to this folder) and ``instanc
 
 * ``tpu-vm create`` / ``queued-resources create`` make a READY (ACTIVE) slice with the workers
   its type has (``WORKERS``, written out here, not taken from the code under test); creating a
-  name made before waits ``FAKE_RECREATE_S`` seconds (a slow recreation).
+  name made before waits ``FAKE_RECREATE_S`` seconds (a slow recreation); the names in
+  ``FAKE_CREATE_FAILS`` (comma-separated) never come up (no capacity).
 * ``tpu-vm ssh --worker=all|K --command=C`` runs ``bash -c C`` on each worker at once, with HOME
   the worker's home and ``TPU_WORKER_ID`` its index; the worker_setup.sh command is replaced by
   unpacking the tarball (once per tarball, shared) and a ``.venv/bin/python`` that runs
@@ -77,6 +78,9 @@ def kill_workers(name: str) -> None:
 def create(name: str, args: list[str], queued: bool) -> int:
     if read_node(name):
         print(f"ERROR: {name} already exists", file=sys.stderr)
+        return 1
+    if name in os.environ.get("FAKE_CREATE_FAILS", "").split(","):
+        print(f"ERROR: RESOURCE_EXHAUSTED: no capacity for {name}", file=sys.stderr)
         return 1
     accel = flag(args, "accelerator-type")
     if accel not in WORKERS:
