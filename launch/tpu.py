@@ -106,7 +106,9 @@ def script(name: str, *args: str) -> list[str]:
     return ["bash", str(SCRIPTS / name), *args]
 
 
-def start_step(trial: Trial, opts: TpuOptions, slice_name: str, slot: str, attempt: str):
+def start_step(
+    trial: Trial, opts: TpuOptions, slice_name: str, slot: str, attempt: str
+) -> list[str]:
     return script("run.sh", slot, *remote_command(trial, opts, slice_name, slot, attempt))
 
 
@@ -263,6 +265,18 @@ def start_evaluator(
     return cloud.spawn(watch, opts.names[0], trials[0].workdir.parent / "evaluator.log")
 
 
+def stopped_note(opts: TpuOptions) -> str:
+    """What to do with the VMs this launcher leaves when it is stopped."""
+    env = f"TPU_ZONE={opts.zone} TPU_QUEUED={int(opts.queued)}"
+    delete = "; ".join(f"TPU_NAME={n} {env} bash launch/tpu/delete.sh" for n in opts.names)
+    return (
+        f"launch: stopped; the trainers keep running detached on {', '.join(opts.names)}: run "
+        f"the same command again to attach to them, or delete the slices: {delete}; and the "
+        f"evaluator's VM: TPU_NAME={opts.names[0]} EVAL_VM={opts.name}-eval TPU_ZONE={opts.zone} "
+        "bash launch/tpu/eval_vm.sh delete"
+    )
+
+
 def finish_evaluator(evaluator: subprocess.Popen, trials: Sequence[Trial]) -> int:
     """Wait for ``evaluator --watch`` to end; it waits for pending and preempted trials, so one
     left so (a slice given up, a trial started too often) ends it here instead (exit 1)."""
@@ -314,12 +328,7 @@ def launch(
         sched.close()
         if evaluator is not None:
             os.killpg(evaluator.pid, signal.SIGTERM)
-        print(
-            f"launch: stopped; trainers keep running detached on {', '.join(opts.names)}: rerun "
-            "the same command to attach to them, or delete the slices (TPU_NAME=<slice> "
-            f"TPU_ZONE={opts.zone} bash launch/tpu/delete.sh)",
-            file=sys.stderr,
-        )
+        print(stopped_note(opts), file=sys.stderr)
         raise
     sched.close()
     print(f"[tpu] at most {sched.max_busy} trials ran at once", flush=True)

@@ -323,6 +323,7 @@ def test_scripts_fail_clearly_without_settings():
         ("0", "", ["describe", "create"]),
         ("0", "READY", ["describe"]),
         ("0", "PREEMPTED", ["describe", "delete", "create"]),
+        ("0", "CREATING", ["describe", "describe"]),  # waits, then finds it ready
         ("1", "", ["describe", "create", "describe"]),
         ("1", "ACTIVE", ["describe"]),
         ("1", "SUSPENDED", ["describe", "delete", "create", "describe"]),
@@ -331,20 +332,21 @@ def test_scripts_fail_clearly_without_settings():
 )
 def test_create_reuses_a_ready_slice_and_replaces_a_lost_one(tmp_path, queued, state, expect):
     """create.sh against a slice's state: a stand-in gcloud answers ``describe`` with
-    ``state`` the first time and ACTIVE after that (a queued resource that came up)."""
+    ``state`` the first time and ACTIVE (READY) after that: a slice that came up."""
     calls = tmp_path / "calls"
     gcloud = tmp_path / "gcloud"
     gcloud.write_text(
         "#!/bin/sh\n"
         f'echo "$4" >> {shlex.quote(str(calls))}\n'
         f'case "$4" in describe)\n'
-        f"  if [ -e {tmp_path}/asked ]; then echo ACTIVE; exit 0; fi\n"
+        f"  if [ -e {tmp_path}/asked ]; then echo $ANSWER; exit 0; fi\n"
         f"  touch {tmp_path}/asked\n"
         f'  [ -n "{state}" ] && echo {state} && exit 0; exit 1;; esac\n'
     )
     gcloud.chmod(0o755)
     env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "TPU_NAME": "s", "TPU_ZONE": "z"}
     env |= {"TPU_TYPE": "v6e-8", "TPU_VERSION": "v2-alpha-tpuv6e", "TPU_QUEUED": queued}
+    env |= {"ANSWER": "ACTIVE" if queued == "1" else "READY", "TPU_WAIT_S": "0"}
     r = subprocess.run(
         ["bash", str(REPO / "launch" / "tpu" / "create.sh")],
         env=env,

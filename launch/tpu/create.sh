@@ -29,6 +29,12 @@ if [[ ${DRY_RUN:-0} != 1 ]]; then
   else
     state=$("${GCLOUD[@]}" compute tpus tpu-vm describe "$TPU_NAME" "--zone=$TPU_ZONE" \
       "--format=value(state)" 2>/dev/null || true)
+    while [[ $state =~ ^(CREATING|STARTING|RESTARTING|REPAIRING)$ ]]; do
+      echo "waiting for $TPU_NAME: $state"
+      sleep "${TPU_WAIT_S:-30}"
+      state=$("${GCLOUD[@]}" compute tpus tpu-vm describe "$TPU_NAME" "--zone=$TPU_ZONE" \
+        "--format=value(state)" 2>/dev/null || true)
+    done
     case $state in
       "") ;;
       READY) echo "$TPU_NAME exists in $TPU_ZONE; using it"; exit 0 ;;
