@@ -125,7 +125,8 @@ def start(a: argparse.Namespace) -> int:
     if alive(record):
         say("attached", workdir, pid=record["pid"], attempt=record.get("attempt"))
         return 0
-    state = read_status(workdir).get("state")
+    st = read_status(workdir)
+    state = st.get("state")
     if state in DONE_STATES:  # every worker checks: none may wait for peers that never start
         say("finished", workdir, state=state)
         return 0
@@ -133,7 +134,6 @@ def start(a: argparse.Namespace) -> int:
     writer = a.worker != "all" or wid == 0
     tag = "" if writer else f".worker{wid}"
     if writer:
-        st = read_status(workdir)
         st.update(
             state="pending",
             error=None,
