@@ -108,7 +108,7 @@ def schema() -> ml_collections.ConfigDict:
     c.perceptual.batch_size = 256
 
     c.distributed = ml_collections.ConfigDict()
-    c.distributed.initialize = "auto"  # auto (TPU pod / Slurm / coordinator set) | yes | no
+    c.distributed.initialize = "auto"  # auto (TPU VM / Slurm / coordinator set) | yes | no
     c.distributed.coordinator_address = ""
     c.distributed.num_processes = 0
     c.distributed.process_id = -1
