@@ -90,12 +90,13 @@ def missing_benchmarks(
 ) -> list[str]:
     """Which of ``names`` a step still needs scored on, given its result ``rec``: all of them
     without a result (or with an error record, under ``retry_errors``), none with an error
-    record otherwise, else those the result lacks."""
+    record otherwise, else those the result lacks or holds from an older proxy version."""
     if rec is None or (rec.get("error") and retry_errors):
         return list(names)
     if rec.get("error"):
         return []
-    return [n for n in names if n not in rec["benchmarks"]]
+    have = rec["benchmarks"]
+    return [n for n in names if n not in have or bm.is_outdated(n, have[n])]
 
 
 def _trial_state(trial: Path) -> str | None:
