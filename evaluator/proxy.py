@@ -40,11 +40,11 @@ Equal-MSE categories (version 2): one image is a benign change of the reference,
 visible distortion, at equal pixel error (``evaluator.proxy_eqmse`` says how):
 
 =================  ====================================================================
-category           benign change (its range); the other image is blur, JPEG, Gaussian
-                   noise or impulse (salt and pepper) noise, drawn at random
+category           benign change (its range); the other image is blur, JPEG (of the
+                   lightness), grey Gaussian noise or black-and-white impulse noise
 =================  ====================================================================
 eqmse_luminance    global luminance offset (up to 0.10 of the range, up or down)
-eqmse_contrast     contrast stretch around each channel's mean (gain up to 1.5)
+eqmse_contrast     contrast stretch around each channel's mean (gain up to 1.6)
 eqmse_gamma        gamma change (exponent 1/1.35 -> 1.35)
 eqmse_shift        translation by under 2 px in a random direction (cubic interpolation)
 =================  ====================================================================
@@ -57,8 +57,9 @@ and its non-structural / structural distinction; Wang, Bovik, Sheikh and Simonce
 quality assessment: from error visibility to structural similarity", IEEE TIP 13(4), 2004, the
 SSIM paper, Fig. 2). Judge: the benign image is preferred, 1.0 (or 0.0) at the two higher
 levels and 0.9 (or 0.1) at the lowest, where both changes are hard to see. Nobody was asked:
-the judge is that rule applied to every triplet. Levels: an RMS Lab difference of 1.5, 3 or 5
-per channel (about 4, 9 and 15 of 255 in RGB; the papers' examples are at RMS 14.5 and 17.6).
+the judge is that rule applied to every triplet. Levels: an RMS Lab difference of 1.5, 2.5 or
+4 per channel (about 6, 10.5 and 17 of 255 in RGB; the papers' examples are at RMS 14.5 and
+17.6), a third of the triplets each.
 
 Which MSE is equal: the project's own ``l2`` reference (``evaluator.distances``: LPIPS's Lab
 L2 after its tensor round trip, on the written uint8 pixels), not RGB MSE. That is the metric
@@ -67,7 +68,9 @@ two ``l2`` differ by 0.1-0.7 % and which one is larger is balanced over each cat
 ``--metric=l2`` scores 50 there (give or take one triplet). RGB MSE would not do that: Lab
 weights dark pixels and colour changes differently, so equal RGB error leaves the Lab ``l2``
 systematically apart, by distortion type. Lab is a per-pixel transform, so the papers' point
-(structure, not the size of the error, decides what people see) carries over.
+(structure, not the size of the error, decides what people see) carries over; and with the
+visible distortions kept achromatic, the two images' RGB MSEs come out within about 20 % of
+each other as well.
 
 Layout written (BAPPS's 2AFC layout, read by ``evaluator.bapps.load_2afc_tree``)::
 
@@ -209,8 +212,8 @@ the less distorted one is closer (1.0/0.0 when 2+ of 5 levels apart, 0.8/0.2 whe
 About half of the closer images are also shifted by 1-2 px or brightened/darkened by 2-4 %.
 
 Equal-MSE categories eqmse_luminance, eqmse_contrast, eqmse_gamma, eqmse_shift: a benign change
-(that category's) against blur, JPEG, Gaussian or impulse noise at equal LPIPS Lab L2 (within
-1 %); the benign one is closer (1.0/0.0; 0.9/0.1 at the lowest of three error levels). The rule
+(that category's) against blur, JPEG, grey Gaussian or impulse noise at equal LPIPS Lab L2
+(within 1 %); the benign one is closer (1.0/0.0; 0.9/0.1 at the lowest of three error levels). The rule
 follows Wang & Bovik, IEEE Signal Processing Magazine 2009 (Fig. 2) and the SSIM paper (Wang et
 al., IEEE TIP 2004, Fig. 2): at equal MSE people barely notice luminance, contrast, gamma or
 small shifts, but see blur, blocking and noise.
