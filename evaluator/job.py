@@ -13,7 +13,8 @@ checkpoint step (``trainer.checkpoint.list_steps``) without ``perceptual/<step>.
    steps again).
 
 A step whose result lacks one of the benchmarks asked for now (say BAPPS added after a sweep
-scored on the proxy) is scored on the missing ones only, and they are merged into its result.
+scored on the proxy), or holds the proxy from an older version, is scored on those only, and
+they are merged into its result.
 The result file is the only state: a job killed at any point and restarted redoes exactly the
 steps without a complete one. ``--watch`` polls until every trial's status.json says done / failed /
 diverged and nothing is left to score. A trial that says ``running`` but whose files (status.json,

@@ -126,13 +126,15 @@ def _distorted(category, window, level, rng) -> np.ndarray:
 
 
 def severity_triplet(category, sources, color_names, rng):
-    """(ref, p0, p1, judge) with two severities of ``category``; the milder one is closer."""
+    """(ref, p0, p1, judge, facts) with two severities of ``category``; the milder one is
+    closer. ``facts``: the severities (1..5), the nuisance on the milder image, which is p1."""
     pool = [s for s in sources if category != "color" or s[0] in color_names]
     img, y, x = pick_patch(pool, rng)
     ref = img[y : y + PATCH, x : x + PATCH]
     mild, strong = sorted(int(v) for v in rng.choice(5, size=2, replace=False))
     win_strong = crop(img, y, x, MARGIN)
     r = rng.random()  # nuisance on the milder image: 30 % shift, 20 % brightness, 50 % none
+    nuisance = "shift" if r < 0.3 else "brightness" if r < 0.5 else None
     if r < 0.3:
         dy, dx = 0, 0
         while dy == 0 and dx == 0:
@@ -149,4 +151,5 @@ def severity_triplet(category, sources, color_names, rng):
     p_choose_mild = 1.0 if confident else 0.8
     judge = p_choose_mild if mild_is_p1 else 1.0 - p_choose_mild
     p0, p1 = (p_strong, p_mild) if mild_is_p1 else (p_mild, p_strong)
-    return to_uint8(ref), p0, p1, judge
+    facts = {"mild": mild + 1, "strong": strong + 1, "nuisance": nuisance, "mild_is_p1": mild_is_p1}
+    return to_uint8(ref), p0, p1, judge, facts

@@ -20,8 +20,8 @@ impulses, JPEG on the lightness channel; blur is blur): the papers' demonstratio
 greyscale images, and at equal Lab error colour noise would put most of its error into a* and
 b*. Measured on the first build, which had per-channel noise and RGB JPEG: at equal ``l2`` the
 benign image then had 6-7x the RGB MSE of the noisy one (2-3x of the JPEG one), so the "visible"
-image was the fainter one in lightness. Now the two RGB MSEs agree within about 20 % for every
-pair of kinds (docs/proxy.md).
+image was the fainter one in lightness. Now the median ratio of the two RGB MSEs is 1.0 +/- 0.2
+for every pair of kinds (docs/proxy.md).
 """
 
 from __future__ import annotations
@@ -235,8 +235,9 @@ def _visible(visible, win, patch, err, target, rng, level):
 
 
 def eqmse_triplet(category, sources, rng, level, benign_larger):
-    """(ref, p0, p1, judge): the benign change named by ``category`` and a visible distortion
-    at equal ``l2`` (level ``level``); the judge prefers the benign one."""
+    """(ref, p0, p1, judge, facts): the benign change named by ``category`` and a visible
+    distortion at equal ``l2`` (level ``level``); the judge prefers the benign one. ``facts``:
+    the level, the visible kind, which image is the benign one."""
     family = BENIGN_FAMILIES[category.removeprefix(PREFIX)]
     target = level_l2(level)
     for _ in range(MAX_PATCHES):
@@ -259,5 +260,6 @@ def eqmse_triplet(category, sources, rng, level, benign_larger):
         p = UNSURE_JUDGE if level == 0 else 1.0
         judge = p if benign_is_p1 else 1.0 - p
         p0, p1 = (vis[0], ben[0]) if benign_is_p1 else (ben[0], vis[0])
-        return ref, p0, p1, judge
+        facts = {"level": level, "visible": kind, "benign_is_p1": benign_is_p1}
+        return ref, p0, p1, judge, facts
     raise RuntimeError(f"{category}: no patch out of {MAX_PATCHES} reaches level {level}")

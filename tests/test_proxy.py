@@ -78,6 +78,16 @@ def test_pixel_l2_is_imperfect_and_judgements_follow_severity(built: Path):
     chose_p1 = hf(t.p1) < hf(t.p0)
     agree = np.where(chose_p1, t.judge, 1.0 - t.judge)
     assert agree.mean() > 0.75
+    # meta.json says how each triplet was made; the judge follows it
+    for c in SEVERITY:
+        for f, p in zip(
+            json.loads((built / "2afc/val" / c / "meta.json").read_text()),
+            bench.twoafc[c].judge,
+            strict=True,
+        ):
+            sure = 1.0 if f["strong"] - f["mild"] >= 2 else 0.8
+            assert p == pytest.approx(sure if f["mild_is_p1"] else 1.0 - sure)
+            assert 1 <= f["mild"] < f["strong"] <= 5
 
 
 def test_equal_mse_categories(built: Path):
@@ -95,6 +105,19 @@ def test_equal_mse_categories(built: Path):
         assert d0[unsure].max() < d0[~unsure].min()
         # pixel L2 cannot tell a benign change from a visible one: chance, by construction
         assert l2["2afc"][c] == pytest.approx(50.0, abs=5.0)
+        # how each triplet was made (meta.json) agrees with the judge, and the visible image is
+        # not the fainter one: their RGB MSEs are about equal too (achromatic distortions)
+        facts = json.loads((built / "2afc" / "val" / c / "meta.json").read_text())
+        assert [f["name"] for f in facts] == [f"{i:06d}" for i in range(N)]
+        benign_p1 = np.array([f["benign_is_p1"] for f in facts])
+        assert np.array_equal(benign_p1, t.judge > 0.5)
+        assert np.array_equal(np.array([f["level"] for f in facts]) == 0, unsure)
+        assert {f["visible"] for f in facts} <= {"blur", "jpeg", "noise", "impulse"}
+        ben = np.where(benign_p1[:, None, None, None], t.p1, t.p0).astype(np.float64)
+        vis = np.where(benign_p1[:, None, None, None], t.p0, t.p1).astype(np.float64)
+        ref = t.ref.astype(np.float64)
+        ratio = ((ben - ref) ** 2).mean(axis=(1, 2, 3)) / ((vis - ref) ** 2).mean(axis=(1, 2, 3))
+        assert 0.75 < np.median(ratio) < 1.33
     # SSIM ignores most luminance, contrast and gamma changes: it sides with the judge
     assert np.mean([ssim["2afc"][c] for c in EQMSE_CATEGORIES]) > 75.0
     for c in ("eqmse_luminance", "eqmse_gamma"):
