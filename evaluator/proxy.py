@@ -5,36 +5,21 @@ It exists so the whole pipeline (train -> score -> report) runs offline and quic
 real conclusions need BAPPS (``evaluator.bapps``).
 
 Sources: the public-domain / CC0 photos bundled with scikit-image (``skimage.data``), each
-resampled to a short side of 192 and of 320 pixels, split by name so no photo is in both splits:
+resampled to a short side of 192 and of 320 pixels (a reference is a random 64x64 patch whose
+pixel std is at least 12 of 255), split by name so that no photo is in both splits:
 
 * val (scored): astronaut, chelsea, rocket, hubble_deep_field, stereo_motorcycle,
   immunohistochemistry, and the greyscale camera, coins, moon, text, page, brick, grass;
 * train (for fitting calibrations; nothing scores it yet): coffee, retina, and the greyscale
   clock, gravel, cell. (``skimage.data.cat`` is chelsea under another name: in neither list.)
 
-A reference is a random 64x64 patch whose pixel std is at least 12 (of 255).
-
-Severity categories (version 1's six): each triplet draws two distortions of the
-reference from one family at two different severities (1..5); the milder one is "closer":
-
-=========  ===========================================================================
-category   distortion (severity 1 -> 5)
-=========  ===========================================================================
-noise      additive Gaussian noise, sigma 0.02 -> 0.20 (of the 0..1 range), per channel
-blur       Gaussian blur, sigma 0.6 -> 3.2 px
-jpeg       JPEG compression, quality 60 -> 5
-color      hue rotation 0.03 -> 0.22 turn and saturation change (colour sources only)
-contrast   contrast scaled around the mean by 1 -/+ 0.15 -> 0.72 (lower or higher)
-warp       smooth random displacement field, amplitude 0.6 -> 4.5 px
-=========  ===========================================================================
-
-In half of these triplets the closer image is made from the scene shifted by 1-2 px (30 %) or
-with the global brightness moved by 2-4 % (20 %), before its (milder) distortion. Judge
-(fraction of "people" choosing p1, as in BAPPS's judge/*.npy): 1.0 or 0.0 when the two
-severities are 2+ levels apart, 0.8 or 0.2 when adjacent, in favour of the milder one. Pixel
-error orders two severities of one distortion almost perfectly, so these alone make pixel L2
-look better than deep features (it scored 76.0 there, above every network of the embedded
-depth sweep), the opposite of what BAPPS shows.
+Severity categories (version 1's six: noise, blur, jpeg, color, contrast, warp; the table of
+severities is in ``evaluator.proxy_distortions``): two severities (1..5) of one distortion, the
+milder one "closer" (judge 1.0/0.0 when two or more levels apart, 0.8/0.2 when adjacent); in
+half of them the milder image is also shifted by 1-2 px or has its brightness moved by 2-4 %.
+Pixel error orders two severities of one distortion almost perfectly, so these alone make pixel
+L2 look better than deep features (76.0 in version 1, above three of the embedded depth sweep's
+four networks), the opposite of what BAPPS shows.
 
 Equal-MSE categories (version 2): one image is a benign change of the reference, the other a
 visible distortion, at equal pixel error (``evaluator.proxy_eqmse`` says how):
@@ -64,7 +49,7 @@ the judge is that rule applied to every triplet. Levels: an RMS Lab difference o
 Which MSE is equal: the project's own ``l2`` reference (``evaluator.distances``: LPIPS's Lab
 L2 after its tensor round trip, on the written uint8 pixels), not RGB MSE. That is the metric
 the report sets beside the networks, and with it equal the row reads "at chance" exactly: the
-two ``l2`` differ by 0.1-0.7 % and which one is larger is balanced over each category, so
+two ``l2`` differ by 0.05-0.95 % and which one is larger is balanced over each category, so
 ``--metric=l2`` scores 50 there (give or take one triplet). RGB MSE would not do that: Lab
 weights dark pixels and colour changes differently, so equal RGB error leaves the Lab ``l2``
 systematically apart, by distortion type. Lab is a per-pixel transform, so the papers' point
@@ -72,18 +57,15 @@ systematically apart, by distortion type. Lab is a per-pixel transform, so the p
 visible distortions kept achromatic, the two images' RGB MSEs come out about equal as well (the
 median ratio is 0.95-1.04 per category, 0.6-1.4 for 80 % of the triplets).
 
-Layout written (BAPPS's 2AFC layout, read by ``evaluator.bapps.load_2afc_tree``)::
-
-    <dir>/2afc/{val,train}/<category>/{ref,p0,p1}/NNNNNN.png   judge/NNNNNN.npy  (shape (1,))
-    <dir>/2afc/{val,train}/<category>/meta.json   (how each triplet was made; readers skip it)
-    <dir>/README.txt   <dir>/proxy.json   (parameters; written last: its presence = complete)
-
-Sizes: ``per_category`` (200) triplets per category in val, a quarter as many in train.
-
-The build is deterministic for a seed (same bytes). It is written to a temporary folder and
-renamed into place, so a killed build leaves nothing half-written. A proxy of an older
-``VERSION`` is rebuilt beside the old one and swapped in (builders of one data folder take
-turns on a lock); one from newer code is refused. Benchmarks read from it carry the version.
+Layout (BAPPS's, read by ``evaluator.bapps.load_2afc_tree``): ``2afc/{val,train}/<category>/``
+``{ref,p0,p1}/NNNNNN.png``, ``judge/NNNNNN.npy`` (shape (1,)) and ``meta.json`` (how each
+triplet was made; readers skip it), ``per_category`` (200) triplets per category in val and a
+quarter as many in train; then ``README.txt`` and, last, ``proxy.json`` (the parameters: its
+presence means complete). The build is deterministic for a seed (same bytes), written to a
+temporary folder and renamed into place, so a killed build leaves nothing half-written. A proxy
+of an older ``VERSION`` is rebuilt beside the old one and swapped in (builders of one data
+folder take turns on a lock); one from newer code is refused. Benchmarks read from it carry
+the version.
 """
 
 from __future__ import annotations
@@ -215,14 +197,14 @@ About half of the closer images are also shifted by 1-2 px or brightened/darkene
 
 Equal-MSE categories eqmse_luminance, eqmse_contrast, eqmse_gamma, eqmse_shift: a benign change
 (that category's) against blur, JPEG, grey Gaussian or impulse noise at equal LPIPS Lab L2
-(within 1 %); the benign one is closer (1.0/0.0; 0.9/0.1 at the lowest of three error levels). The rule
-follows Wang & Bovik, IEEE Signal Processing Magazine 2009 (Fig. 2) and the SSIM paper (Wang et
-al., IEEE TIP 2004, Fig. 2): at equal MSE people barely notice luminance, contrast, gamma or
-small shifts, but see blur, blocking and noise.
+(within 1 %); the benign one is closer (1.0/0.0; 0.9/0.1 at the lowest of three error
+levels). The rule follows Wang & Bovik, IEEE Signal Processing Magazine 2009 (Fig. 2) and the
+SSIM paper (Wang et al., IEEE TIP 2004, Fig. 2): at equal MSE people barely notice luminance,
+contrast, gamma or small shifts, but see blur, blocking and noise.
 
-judge/*.npy = fraction "choosing" p1. Splits: val ({per_category} per category; scored), train
-({train_per_category} per category; other photos: coffee, retina, clock, gravel, cell);
-seed {seed}.
+judge/*.npy = fraction "choosing" p1; meta.json = how each triplet was made. Splits: val
+({per_category} per category; scored; photos {val}), train ({train_per_category} per category;
+photos {train}); seed {seed}.
 Scores on this proxy say whether a pipeline works; they are not comparable to BAPPS numbers.
 """
 
@@ -267,8 +249,13 @@ def _build_beside(root: Path, seed: int, per_category: int, categories) -> Path:
             ]
             for f in (f for fs in pending for f in fs):
                 f.result()
+        photos = {s: ", ".join(SOURCES[s][0] + SOURCES[s][1]) for s in SPLITS}
         text = README.format(
-            seed=seed, per_category=sizes["val"], train_per_category=sizes["train"], version=VERSION
+            seed=seed,
+            per_category=sizes["val"],
+            train_per_category=sizes["train"],
+            version=VERSION,
+            **photos,
         )
         (tmp / "README.txt").write_text(text)
         manifest = _manifest(seed, sizes, categories)
@@ -322,8 +309,15 @@ def _found_version(root: Path) -> int | None:
             f"{root} exists but has no proxy.json; it is not a complete proxy benchmark "
             "(remove it to rebuild, or point perceptual.proxy_dir elsewhere)"
         )
-    got = json.loads(manifest_path.read_text())
-    if got.get("kind") != "proxy" or not isinstance(got.get("version"), int):
+    try:
+        got = json.loads(manifest_path.read_text())
+    except ValueError as e:
+        raise BenchmarkError(f"{manifest_path} is not readable JSON: {e}") from e
+    if (
+        not isinstance(got, dict)
+        or got.get("kind") != "proxy"
+        or not isinstance(got.get("version"), int)
+    ):
         raise BenchmarkError(f"{manifest_path} is not a proxy manifest (no kind/version)")
     if got["version"] > VERSION:
         raise BenchmarkError(

@@ -1,7 +1,21 @@
-"""The embedded proxy's patches and its within-type categories: two severities of one distortion.
+"""The embedded proxy's patches and its severity categories: two severities of one distortion.
 
-What the categories are and why is in ``evaluator.proxy``'s docstring; this module holds the
-patch sampling both kinds of triplet share and the six severity-ordered distortion families.
+Why these categories and what the judge says is in ``evaluator.proxy``'s docstring; this module
+holds the patch sampling both kinds of triplet share and the six distortion families:
+
+=========  ===========================================================================
+category   distortion (severity 1 -> 5)
+=========  ===========================================================================
+noise      additive Gaussian noise, sigma 0.02 -> 0.20 (of the 0..1 range), per channel
+blur       Gaussian blur, sigma 0.6 -> 3.2 px
+jpeg       JPEG compression, quality 60 -> 5
+color      hue rotation 0.03 -> 0.22 turn and saturation change (colour sources only)
+contrast   contrast scaled around the mean by 1 -/+ 0.15 -> 0.72 (lower or higher)
+warp       smooth random displacement field, amplitude 0.6 -> 4.5 px
+=========  ===========================================================================
+
+In half of the triplets the milder image is made from the scene shifted by 1-2 px (30 %) or with
+the global brightness moved by 2-4 % (20 %), before its distortion.
 """
 
 from __future__ import annotations

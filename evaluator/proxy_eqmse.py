@@ -154,7 +154,7 @@ def _impulse_rungs(win, patch, rng, densities):
 
 
 def _jpeg_luma(x: np.ndarray, quality: int) -> np.ndarray:
-    """JPEG blocking in lightness only: Y of YCbCr compressed as a greyscale JPEG, Cb and Cr kept."""
+    """JPEG blocking in lightness only: Y of YCbCr compressed as a grey JPEG, Cb and Cr kept."""
     from PIL import Image
 
     y, cb, cr = Image.fromarray(to_uint8(x)).convert("YCbCr").split()

@@ -192,6 +192,40 @@ def test_an_older_version_is_rebuilt_and_swapped_in(tmp_path: Path, monkeypatch)
         proxy.ensure_proxy(root, per_category=2)
 
 
+def test_concurrent_rebuilders_take_turns(tmp_path: Path, monkeypatch):
+    import threading
+
+    root = tmp_path / "proxy"
+    proxy.build_proxy(root, per_category=2)
+    _set_version(root, proxy.VERSION - 1)
+    builds, real = [], proxy._build_beside
+
+    def counted(*args):
+        builds.append(threading.get_ident())
+        return real(*args)
+
+    monkeypatch.setattr(proxy, "_build_beside", counted)
+    errors = []
+
+    def use():
+        try:
+            proxy.ensure_proxy(root, per_category=2)
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=use) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(builds) == 1  # one rebuilt it, the others waited and used it
+    assert json.loads((root / "proxy.json").read_text())["version"] == proxy.VERSION
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    (root / "proxy.json").write_text("{not json")
+    with pytest.raises(BenchmarkError, match="not readable JSON"):
+        proxy.ensure_proxy(root)
+
+
 def test_default_dir_follows_data_layer(monkeypatch, tmp_path: Path):
     from sweeps.base import get_config
 
