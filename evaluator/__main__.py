@@ -94,12 +94,12 @@ def _checkpoint_target(path: str) -> tuple[Path, int]:
 def _print_block(title: str, block: dict[str, Any]) -> None:
     print(title)
     for c, v in block["2afc"].items():
-        print(f"  2AFC {c:<12s} {v:6.2f}")
-    print(f"  2AFC mean (PS)    {block['ps']:6.2f}")
+        print(f"  2AFC {c:<16s} {v:6.2f}")
+    print(f"  2AFC {'mean (PS)':<16s} {block['ps']:6.2f}")
     for c, v in (block.get("jnd_categories") or {}).items():
-        print(f"  JND  {c:<12s} {v:6.2f}")
+        print(f"  JND  {c:<16s} {v:6.2f}")
     if block.get("jnd") is not None:
-        print(f"  JND  mean         {block['jnd']:6.2f}")
+        print(f"  JND  {'mean':<16s} {block['jnd']:6.2f}")
     if block.get("taps"):
         print("  PS per tap: " + ", ".join(f"{t} {v:.2f}" for t, v in block["taps"].items()))
 

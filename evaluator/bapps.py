@@ -4,7 +4,10 @@
 <root>/2afc/{train,val}/<category>/{ref,p0,p1}/*.png   judge/*.npy  (fraction who chose p1)
 <root>/jnd/val/{traditional,cnn}/{p0,p1}/*.png          same/*.npy   (fraction who said "same")
 ```
-2AFC val categories: traditional cnn superres deblur color frameinterp. Patches are 64x64 RGB.
+2AFC val categories: traditional cnn superres deblur color frameinterp (scored); train:
+traditional cnn mix (LPIPS's ``train.py`` trains on these three; read by ``load_bapps(root,
+split="train")``, for calibrations; it is 5.3 GB, and read whole like val). Patches are 64x64
+RGB.
 Files are paired by sorted name within each folder, as LPIPS's data loaders do; here the names
 must also match across folders. Anything else is a ``BenchmarkError`` naming the file or folder,
 raised while reading, before any scoring starts.
@@ -23,10 +26,13 @@ from pathlib import Path
 import numpy as np
 
 BAPPS_2AFC_VAL = ("traditional", "cnn", "superres", "deblur", "color", "frameinterp")
+BAPPS_2AFC_TRAIN = ("traditional", "cnn", "mix")  # LPIPS train.py's --datasets default
+BAPPS_2AFC = {"val": BAPPS_2AFC_VAL, "train": BAPPS_2AFC_TRAIN}
 BAPPS_JND_VAL = ("traditional", "cnn")
 IMAGE_SIZE = 64
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm")
 BAPPS_NOTE = "BAPPS (Zhang et al. 2018) 2AFC val + JND val, human judgements"
+BAPPS_TRAIN_NOTE = "BAPPS (Zhang et al. 2018) 2AFC train, human judgements"
 
 _URL = "https://perceptual-similarity.s3.us-west-2.amazonaws.com/dataset"
 DOWNLOADS = {
@@ -75,6 +81,8 @@ class Benchmark:
     note: str
     twoafc: dict[str, TwoAFC] = field(default_factory=dict)
     jnd: dict[str, JND] = field(default_factory=dict)
+    split: str = "val"
+    version: int | None = None  # the proxy's build version; None for BAPPS
 
 
 def print_download_instructions(dest: str = "dataset") -> None:
@@ -202,11 +210,15 @@ def _check_root(root: Path, what: str) -> None:
 
 def load_bapps(
     root: str | os.PathLike,
-    categories: tuple[str, ...] = BAPPS_2AFC_VAL,
+    categories: tuple[str, ...] | None = None,
     jnd_categories: tuple[str, ...] = BAPPS_JND_VAL,
     split: str = "val",
 ) -> Benchmark:
-    """BAPPS 2AFC ``split`` categories (all required) and, when ``<root>/jnd`` exists, JND val."""
+    """BAPPS 2AFC ``split`` categories (default: all of the split's, each required) and, for
+    val when ``<root>/jnd`` exists, JND val. Train has no JND part."""
+    if split not in BAPPS_2AFC:
+        raise BenchmarkError(f"BAPPS split {split!r} is unknown; allowed: {', '.join(BAPPS_2AFC)}")
+    categories = BAPPS_2AFC[split] if categories is None else categories
     root = Path(root)
     _check_root(root, "BAPPS")
     base = root / "2afc" / split
@@ -220,9 +232,11 @@ def load_bapps(
             raise BenchmarkError(
                 f"missing category folder {base / c}; BAPPS 2AFC {split} has {', '.join(categories)}"
             )
-    bench = Benchmark(name="bapps", kind="bapps", root=str(root), note=BAPPS_NOTE)
+    note = BAPPS_NOTE if split == "val" else BAPPS_TRAIN_NOTE
+    bench = Benchmark(name="bapps", kind="bapps", root=str(root), note=note, split=split)
     jnd_base = root / "jnd" / "val"
-    if (root / "jnd").exists():
+    with_jnd = split == "val" and (root / "jnd").exists()
+    if with_jnd:
         for c in jnd_categories:
             if not (jnd_base / c).is_dir():
                 raise BenchmarkError(
@@ -231,14 +245,19 @@ def load_bapps(
                 )
     for c in categories:
         bench.twoafc[c] = read_2afc(base / c)
-    if (root / "jnd").exists():
+    if with_jnd:
         for c in jnd_categories:
             bench.jnd[c] = read_jnd(jnd_base / c)
     return bench
 
 
 def load_2afc_tree(
-    root: str | os.PathLike, name: str, kind: str, note: str, split: str = "val"
+    root: str | os.PathLike,
+    name: str,
+    kind: str,
+    note: str,
+    split: str = "val",
+    version: int | None = None,
 ) -> Benchmark:
     """Every category folder under ``<root>/2afc/<split>`` (the proxy's layout)."""
     root = Path(root)
@@ -249,7 +268,7 @@ def load_2afc_tree(
     cats = sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not cats:
         raise BenchmarkError(f"no category folders in {base}")
-    bench = Benchmark(name=name, kind=kind, root=str(root), note=note)
+    bench = Benchmark(name=name, kind=kind, root=str(root), note=note, split=split, version=version)
     for c in cats:
         bench.twoafc[c] = read_2afc(base / c)
     return bench

@@ -3,7 +3,7 @@
 A benchmark's score block (the ``benchmarks.<name>`` entry of ``perceptual/<step>.json``, see
 docs/file-contracts.md)::
 
-    {"kind": "proxy"|"bapps", "note": "...",
+    {"kind": "proxy"|"bapps", "note": "...", "root": "...", "version": 2 (the proxy only),
      "distances": {"local": {"2afc": {cat: %}, "ps": %, "jnd": % or null,
                              "jnd_categories": {cat: %}, "taps": {tap: PS of that tap alone}},
                    "meanpool": {...}, "style": {...}},
@@ -25,6 +25,7 @@ import numpy as np
 from evaluator import scoring
 from evaluator.bapps import Benchmark, BenchmarkError, load_bapps
 from evaluator.distances import FEATURE_DISTANCES, PIXEL_FUNCTIONS, total_distance
+from evaluator.proxy import VERSION as PROXY_VERSION
 from evaluator.proxy import load_proxy
 
 BENCHMARK_NAMES = ("proxy", "bapps")
@@ -104,4 +105,14 @@ def score_model(
 
 
 def benchmark_header(bench: Benchmark) -> dict[str, Any]:
-    return {"kind": bench.kind, "note": bench.note, "root": str(Path(bench.root).absolute())}
+    """What a score block says about its benchmark; ``version`` for a versioned one (the proxy)."""
+    head = {"kind": bench.kind, "note": bench.note, "root": str(Path(bench.root).absolute())}
+    if bench.version is not None:
+        head["version"] = bench.version
+    return head
+
+
+def is_outdated(name: str, block: Mapping[str, Any]) -> bool:
+    """Whether a score block of benchmark ``name`` was scored on an older build than this code
+    reads (a proxy block of another version, or one from before versions were recorded)."""
+    return name == "proxy" and block.get("version") != PROXY_VERSION

@@ -13,7 +13,8 @@ checkpoint step (``trainer.checkpoint.list_steps``) without ``perceptual/<step>.
    steps again).
 
 A step whose result lacks one of the benchmarks asked for now (say BAPPS added after a sweep
-scored on the proxy) is scored on the missing ones only, and they are merged into its result.
+scored on the proxy), or holds the proxy from an older version, is scored on those only, and
+they are merged into its result.
 The result file is the only state: a job killed at any point and restarted redoes exactly the
 steps without a complete one. ``--watch`` polls until every trial's status.json says done / failed /
 diverged and nothing is left to score. A trial that says ``running`` but whose files (status.json,
@@ -89,12 +90,13 @@ def missing_benchmarks(
 ) -> list[str]:
     """Which of ``names`` a step still needs scored on, given its result ``rec``: all of them
     without a result (or with an error record, under ``retry_errors``), none with an error
-    record otherwise, else those the result lacks."""
+    record otherwise, else those the result lacks or holds from an older proxy version."""
     if rec is None or (rec.get("error") and retry_errors):
         return list(names)
     if rec.get("error"):
         return []
-    return [n for n in names if n not in rec["benchmarks"]]
+    have = rec["benchmarks"]
+    return [n for n in names if n not in have or bm.is_outdated(n, have[n])]
 
 
 def _trial_state(trial: Path) -> str | None:

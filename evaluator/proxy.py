@@ -1,87 +1,115 @@
 """The embedded proxy benchmark: BAPPS-style 2AFC triplets built offline from public photos.
 
-This is a PROXY, not BAPPS: its "judgements" come from a rule, not from people. It exists so the
-whole pipeline (train -> score -> report) runs offline and quickly on a CPU; real conclusions
-need BAPPS (``evaluator.bapps``).
+This is a PROXY, not BAPPS: its "judgements" come from a rule written below, not from people.
+It exists so the whole pipeline (train -> score -> report) runs offline and quickly on a CPU;
+real conclusions need BAPPS (``evaluator.bapps``).
 
-Source images: the public-domain / CC0 photos bundled with scikit-image (``skimage.data``:
-astronaut, chelsea, coffee, rocket, hubble_deep_field, stereo_motorcycle, immunohistochemistry,
-and the greyscale camera, coins, moon, clock, text, page, brick, grass, gravel), each resampled
-to a short side of 192 or 320 pixels. A reference is a random 64x64 patch (flat patches are
-skipped). Each triplet draws two distortions of the reference from its category's family at two
-different severities (1..5); the milder one is "closer":
+Sources: the public-domain / CC0 photos bundled with scikit-image (``skimage.data``), each
+resampled to a short side of 192 and of 320 pixels (a reference is a random 64x64 patch whose
+pixel std is at least 12 of 255), split by name so that no photo is in both splits:
 
-=========  ===========================================================================
-category   distortion (severity 1 -> 5)
-=========  ===========================================================================
-noise      additive Gaussian noise, sigma 0.02 -> 0.20 (of the 0..1 range), per channel
-blur       Gaussian blur, sigma 0.6 -> 3.2 px
-jpeg       JPEG compression, quality 60 -> 5
-color      hue rotation 0.03 -> 0.22 turn and saturation change (colour sources only)
-contrast   contrast scaled around the mean by 1 -/+ 0.15 -> 0.72 (lower or higher)
-warp       smooth random displacement field, amplitude 0.6 -> 4.5 px
-=========  ===========================================================================
+* val (scored): astronaut, chelsea, rocket, hubble_deep_field, stereo_motorcycle,
+  immunohistochemistry, and the greyscale camera, coins, moon, text, page, brick, grass;
+* train (for fitting calibrations; nothing scores it yet): coffee, retina, and the greyscale
+  clock, gravel, cell. (``skimage.data.cat`` is chelsea under another name: in neither list.)
 
-Nuisance changes people ignore: in half of the triplets the closer image is made from the scene
-shifted by 1-2 px (30 %) or with the global brightness moved by 2-4 % (20 %), before its (milder)
-distortion.
-Pixel L2 then often prefers the other image, so it is clearly imperfect here, while a good
-perceptual distance should not be fooled.
+Severity categories (version 1's six: noise, blur, jpeg, color, contrast, warp; the table of
+severities is in ``evaluator.proxy_distortions``): two severities (1..5) of one distortion, the
+milder one "closer" (judge 1.0/0.0 when two or more levels apart, 0.8/0.2 when adjacent); in
+half of them the milder image is also shifted by 1-2 px or has its brightness moved by 2-4 %.
+Pixel error orders two severities of one distortion almost perfectly, so these alone make pixel
+L2 look better than deep features (76.0 in version 1, above three of the embedded depth sweep's
+four networks), the opposite of what BAPPS shows.
 
-Judge (fraction of "people" choosing p1, as in BAPPS's judge/*.npy): 1.0 or 0.0 when the two
-severities are 2+ levels apart, 0.8 or 0.2 when they are adjacent (in favour of the milder one).
-Which of p0/p1 is the milder one is random.
+Equal-MSE categories (version 2): one image is a benign change of the reference, the other a
+visible distortion, at equal pixel error (``evaluator.proxy_eqmse`` says how):
 
-Layout written (the BAPPS 2AFC layout, read by ``evaluator.bapps.load_2afc_tree``)::
+=================  ====================================================================
+category           benign change (its range); the other image is blur, JPEG (of the
+                   lightness), grey Gaussian noise or black-and-white impulse noise
+=================  ====================================================================
+eqmse_luminance    global luminance offset (up to 0.10 of the range, up or down)
+eqmse_contrast     contrast stretch around each channel's mean (gain up to 1.6)
+eqmse_gamma        gamma change (exponent 1/1.35 -> 1.35)
+eqmse_shift        translation by under 2 px in a random direction (cubic interpolation)
+=================  ====================================================================
 
-    <dir>/2afc/val/<category>/{ref,p0,p1}/NNNNNN.png   judge/NNNNNN.npy   (shape (1,))
-    <dir>/README.txt   <dir>/proxy.json   (parameters; written last: its presence = complete)
+They rest on a documented fact of human vision: at equal mean squared error, people barely
+notice a change of mean luminance, of contrast, a mild gamma (point-wise tone) change or a small
+translation, but clearly see blur, JPEG blocking and additive or impulse noise (Wang and Bovik,
+"Mean squared error: love it or leave it?", IEEE Signal Processing Magazine 26(1), 2009, Fig. 2
+and its non-structural / structural distinction; Wang, Bovik, Sheikh and Simoncelli, "Image
+quality assessment: from error visibility to structural similarity", IEEE TIP 13(4), 2004, the
+SSIM paper, Fig. 2). Judge: the benign image is preferred, 1.0 (or 0.0) at the two higher
+levels and 0.9 (or 0.1) at the lowest, where both changes are hard to see. Nobody was asked:
+the judge is that rule applied to every triplet. Levels: an RMS Lab difference of 1.5, 2.5 or
+4 per channel (about 6, 10.5 and 17 of 255 in RGB; the papers' examples are at RMS 14.5 and
+17.6), a third of the triplets each.
 
-The build is deterministic for a seed (same bytes), is written to a temporary folder and renamed
-into place, so a killed build leaves nothing half-written.
+Which MSE is equal: the project's own ``l2`` reference (``evaluator.distances``: LPIPS's Lab
+L2 after its tensor round trip, on the written uint8 pixels), not RGB MSE. That is the metric
+the report sets beside the networks, and with it equal the row reads "at chance" exactly: the
+two ``l2`` differ by 0.05-0.95 % and which one is larger is balanced over each category, so
+``--metric=l2`` scores 50 there (give or take one triplet). RGB MSE would not do that: Lab
+weights dark pixels and colour changes differently, so equal RGB error leaves the Lab ``l2``
+systematically apart, by distortion type. Lab is a per-pixel transform, so the papers' point
+(structure, not the size of the error, decides what people see) carries over; and with the
+visible distortions kept achromatic, the two images' RGB MSEs come out about equal as well (the
+median ratio is 0.95-1.04 per category, 0.6-1.4 for 80 % of the triplets).
+
+Layout (BAPPS's, read by ``evaluator.bapps.load_2afc_tree``): ``2afc/{val,train}/<category>/``
+``{ref,p0,p1}/NNNNNN.png``, ``judge/NNNNNN.npy`` (shape (1,)) and ``meta.json`` (how each
+triplet was made; readers skip it), ``per_category`` (200) triplets per category in val and a
+quarter as many in train; then ``README.txt`` and, last, ``proxy.json`` (the parameters: its
+presence means complete). The build is deterministic for a seed (same bytes), written to a
+temporary folder and renamed into place, so a killed build leaves nothing half-written. A proxy
+of an older ``VERSION`` is rebuilt beside the old one and swapped in (builders of one data
+folder take turns on a lock); one from newer code is refused. Benchmarks read from it carry
+the version.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import io
 import json
 import os
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from evaluator.bapps import Benchmark, BenchmarkError, load_2afc_tree
+from evaluator.proxy_distortions import SEVERITY_CATEGORIES, severity_triplet
+from evaluator.proxy_eqmse import EQMSE_CATEGORIES, eqmse_triplet, schedule
 from trainer.data.load import resolve_prepared_dir
 
-VERSION = 1
-CATEGORIES = ("noise", "blur", "jpeg", "color", "contrast", "warp")
+VERSION = 2
+CATEGORIES = SEVERITY_CATEGORIES + EQMSE_CATEGORIES
+SPLITS = ("val", "train")
 DEFAULT_PER_CATEGORY = 200
 DEFAULT_SEED = 0
-PATCH = 64
 NOTE = "embedded proxy built from scikit-image photos, not BAPPS"
+PNG_LEVEL = 1  # zlib level: 6 % larger files than the default 6, half the encoding time
 
-COLOR_SOURCES = (
-    "astronaut",
-    "chelsea",
-    "coffee",
-    "rocket",
-    "hubble_deep_field",
-    "stereo_motorcycle",
-    "immunohistochemistry",
-)
-GREY_SOURCES = ("camera", "coins", "moon", "clock", "text", "page", "brick", "grass", "gravel")
+# (colour photos, greyscale photos) per split; no name is in both.
+SOURCES = {
+    "val": (
+        (
+            "astronaut",
+            "chelsea",
+            "rocket",
+            "hubble_deep_field",
+            "stereo_motorcycle",
+            "immunohistochemistry",
+        ),
+        ("camera", "coins", "moon", "text", "page", "brick", "grass"),
+    ),
+    "train": (("coffee", "retina"), ("clock", "gravel", "cell")),
+}
 SHORT_SIDES = (192, 320)
-
-NOISE_SIGMA = (0.02, 0.05, 0.09, 0.14, 0.20)
-BLUR_SIGMA = (0.6, 1.0, 1.5, 2.2, 3.2)
-JPEG_QUALITY = (60, 35, 20, 10, 5)
-HUE_SHIFT = (0.03, 0.06, 0.10, 0.15, 0.22)
-CONTRAST = (0.15, 0.30, 0.45, 0.60, 0.72)
-WARP_PX = (0.6, 1.2, 2.0, 3.0, 4.5)
-MARGIN = 8  # source pixels kept around a patch for shifts and warps
 
 
 def default_dir(config=None) -> Path:
@@ -102,16 +130,22 @@ def _get(config, section: str, key: str):
         return None
 
 
+def train_size(per_category: int) -> int:
+    """Triplets per category in train: a quarter of val's, at least one."""
+    return max(1, per_category // 4)
+
+
 # ----------------------------------------------------------------------------- sources
 
 
 @functools.cache
-def _sources() -> tuple[tuple[str, np.ndarray], ...]:
-    """The resampled source photos (cached: read-only, shared by every build in a process)."""
+def _sources(split: str) -> tuple[tuple[str, np.ndarray], ...]:
+    """The split's resampled source photos (cached: read-only, shared by every build)."""
     from skimage import data, transform
 
     out = []
-    for name in COLOR_SOURCES + GREY_SOURCES:
+    colour, grey = SOURCES[split]
+    for name in colour + grey:
         img = getattr(data, name)()
         if isinstance(img, tuple):  # stereo_motorcycle -> (left, right, disparity)
             img = img[0]
@@ -128,148 +162,49 @@ def _sources() -> tuple[tuple[str, np.ndarray], ...]:
     return tuple(out)
 
 
-# ----------------------------------------------------------------------------- distortions
+def _rng(seed: int, split: str, category: str) -> np.random.Generator:
+    # One stream per (split, category): a category's triplets do not depend on the others.
+    return np.random.default_rng([seed, VERSION, SPLITS.index(split), CATEGORIES.index(category)])
 
 
-def _to_uint8(x: np.ndarray) -> np.ndarray:
-    return np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
-
-
-def _noise(x, level, rng):
-    return x + rng.normal(0.0, NOISE_SIGMA[level], size=x.shape).astype(np.float32)
-
-
-def _blur(x, level, rng):
-    from skimage.filters import gaussian
-
-    return gaussian(x, sigma=BLUR_SIGMA[level], channel_axis=-1, mode="reflect")
-
-
-def _jpeg(x, level, rng):
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(_to_uint8(x)).save(buf, format="JPEG", quality=JPEG_QUALITY[level])
-    buf.seek(0)
-    with Image.open(buf) as im:
-        return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
-
-
-def _color(x, level, rng):
-    from skimage import color
-
-    hsv = color.rgb2hsv(np.clip(x, 0.0, 1.0))
-    hsv[..., 0] = (hsv[..., 0] + rng.choice((-1.0, 1.0)) * HUE_SHIFT[level]) % 1.0
-    sat = 1.0 + rng.choice((-1.0, 1.0)) * 1.5 * HUE_SHIFT[level]
-    hsv[..., 1] = np.clip(hsv[..., 1] * sat, 0.0, 1.0)
-    return color.hsv2rgb(hsv).astype(np.float32)
-
-
-def _contrast(x, level, rng):
-    a = CONTRAST[level]
-    factor = 1.0 - a if rng.random() < 0.5 else 1.0 + 1.5 * a
-    mean = x.mean(axis=(0, 1), keepdims=True)
-    return mean + factor * (x - mean)
-
-
-def _warp(x, level, rng):
-    from scipy import ndimage
-
-    h, w = x.shape[:2]
-    fields = []
-    for _ in range(2):
-        f = ndimage.gaussian_filter(rng.normal(size=(h, w)), sigma=6.0, mode="reflect")
-        f /= np.abs(f).max() + 1e-12
-        fields.append(f * WARP_PX[level])
-    yy, xx = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
-    coords = [yy + fields[0], xx + fields[1]]
-    return np.stack(
-        [ndimage.map_coordinates(x[..., c], coords, order=1, mode="reflect") for c in range(3)],
-        axis=-1,
-    )
-
-
-DISTORTIONS = {
-    "noise": _noise,
-    "blur": _blur,
-    "jpeg": _jpeg,
-    "color": _color,
-    "contrast": _contrast,
-    "warp": _warp,
-}
-
-
-def _crop(img, y, x, margin):
-    return img[y - margin : y + PATCH + margin, x - margin : x + PATCH + margin]
-
-
-def _distorted(category, window, level, rng) -> np.ndarray:
-    """Distort the patch with its margin (so blur/warp see real context), then cut the patch."""
-    out = DISTORTIONS[category](window, level, rng)
-    return _to_uint8(out[MARGIN : MARGIN + PATCH, MARGIN : MARGIN + PATCH])
-
-
-def _triplet(category, sources, rng):
-    color_only = category == "color"
-    pool = [s for s in sources if not color_only or s[0] in COLOR_SOURCES]
-    while True:
-        _, img = pool[rng.integers(len(pool))]
-        h, w = img.shape[:2]
-        lo = MARGIN + 2
-        y = int(rng.integers(lo, h - PATCH - lo))
-        x = int(rng.integers(lo, w - PATCH - lo))
-        ref = img[y : y + PATCH, x : x + PATCH]
-        if ref.std() * 255.0 >= 12.0:  # skip flat patches: no distortion order to judge there
-            break
-    mild, strong = sorted(int(v) for v in rng.choice(5, size=2, replace=False))
-    win_strong = _crop(img, y, x, MARGIN)
-    r = rng.random()  # nuisance on the milder image: 30 % shift, 20 % brightness, 50 % none
-    if r < 0.3:
-        dy, dx = 0, 0
-        while dy == 0 and dx == 0:
-            dy, dx = (int(v) for v in rng.integers(-2, 3, size=2))
-        win_mild = _crop(img, y + dy, x + dx, MARGIN)
-    elif r < 0.5:
-        win_mild = _crop(img, y, x, MARGIN) + rng.choice((-1.0, 1.0)) * rng.uniform(0.02, 0.04)
+def _triplets(category: str, n: int, split: str, rng):
+    sources = _sources(split)
+    if category in EQMSE_CATEGORIES:
+        for level, benign_larger in schedule(n, rng):
+            yield eqmse_triplet(category, sources, rng, level, benign_larger)
     else:
-        win_mild = _crop(img, y, x, MARGIN)
-    p_mild = _distorted(category, win_mild, mild, rng)
-    p_strong = _distorted(category, win_strong, strong, rng)
-    confident = strong - mild >= 2
-    mild_is_p1 = bool(rng.random() < 0.5)
-    p_choose_mild = 1.0 if confident else 0.8
-    judge = p_choose_mild if mild_is_p1 else 1.0 - p_choose_mild
-    p0, p1 = (p_strong, p_mild) if mild_is_p1 else (p_mild, p_strong)
-    return _to_uint8(ref), p0, p1, judge
+        for _ in range(n):
+            yield severity_triplet(category, sources, SOURCES[split][0], rng)
 
 
 def _write_png(path: Path, arr: np.ndarray) -> None:
     from PIL import Image
 
-    Image.fromarray(arr).save(path, format="PNG")
+    Image.fromarray(arr).save(path, format="PNG", compress_level=PNG_LEVEL)
 
 
 README = """\
 EMBEDDED PROXY BENCHMARK -- NOT BAPPS
 
-Built offline by perceptual-sweeps (evaluator/proxy.py) from the public-domain / CC0 photos that
-ship with scikit-image. It copies BAPPS's 2AFC layout (2afc/val/<category>/{{ref,p0,p1,judge}})
-so the same reader scores it, but its "human judgements" are a rule: the less distorted of two
-versions of a reference patch is the closer one.
+Built offline by perceptual-sweeps (evaluator/proxy.py, version {version}) from the
+public-domain / CC0 photos that ship with scikit-image. It copies BAPPS's 2AFC layout
+(2afc/<split>/<category>/{{ref,p0,p1,judge}}) so the same reader scores it, but its "human
+judgements" are a rule, not people.
 
-Categories (distortion family, severity 1 -> 5): noise (Gaussian sigma 0.02-0.20), blur
-(Gaussian sigma 0.6-3.2 px), jpeg (quality 60-5), color (hue rotation 0.03-0.22 turn +
-saturation), contrast (x(1 -/+ 0.15-0.72) around the mean), warp (smooth displacement
-0.6-4.5 px). Each triplet uses two different severities of one family.
+Severity categories noise, blur, jpeg, color, contrast, warp: two severities of one distortion;
+the less distorted one is closer (1.0/0.0 when 2+ of 5 levels apart, 0.8/0.2 when adjacent).
+About half of the closer images are also shifted by 1-2 px or brightened/darkened by 2-4 %.
 
-Nuisance changes: in about half of the triplets the milder image is made from the scene shifted
-by 1-2 px or with brightness moved by 2-4 % before its distortion; people ignore these, pixel L2
-does not.
+Equal-MSE categories eqmse_luminance, eqmse_contrast, eqmse_gamma, eqmse_shift: a benign change
+(that category's) against blur, JPEG, grey Gaussian or impulse noise at equal LPIPS Lab L2
+(within 1 %); the benign one is closer (1.0/0.0; 0.9/0.1 at the lowest of three error
+levels). The rule follows Wang & Bovik, IEEE Signal Processing Magazine 2009 (Fig. 2) and the
+SSIM paper (Wang et al., IEEE TIP 2004, Fig. 2): at equal MSE people barely notice luminance,
+contrast, gamma or small shifts, but see blur, blocking and noise.
 
-judge/*.npy = fraction choosing p1: 1.0/0.0 when the severities are 2+ levels apart, 0.8/0.2
-when adjacent, always in favour of the milder one.
-
-Parameters: seed {seed}, {per_category} triplets per category, version {version}.
+judge/*.npy = fraction "choosing" p1; meta.json = how each triplet was made. Splits: val
+({per_category} per category; scored; photos {val}), train ({train_per_category} per category;
+photos {train}); seed {seed}.
 Scores on this proxy say whether a pipeline works; they are not comparable to BAPPS numbers.
 """
 
@@ -282,34 +217,8 @@ def build_proxy(
 ) -> Path:
     """Write the proxy into ``root`` (which must not exist), atomically (temp dir + rename)."""
     root = Path(root)
-    if per_category < 1:
-        raise BenchmarkError(f"proxy per_category={per_category} must be >= 1")
-    for c in categories:
-        if c not in DISTORTIONS:
-            raise BenchmarkError(
-                f"proxy category {c!r} is unknown; allowed: {', '.join(CATEGORIES)}"
-            )
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".tmp", dir=root.parent))
+    tmp = _build_beside(root, seed, per_category, categories)
     try:
-        sources = _sources()
-        for ci, c in enumerate(categories):
-            rng = np.random.default_rng([seed, VERSION, ci])
-            d = tmp / "2afc" / "val" / c
-            for sub in ("ref", "p0", "p1", "judge"):
-                (d / sub).mkdir(parents=True)
-            for i in range(per_category):
-                ref, p0, p1, judge = _triplet(c, sources, rng)
-                name = f"{i:06d}"
-                _write_png(d / "ref" / f"{name}.png", ref)
-                _write_png(d / "p0" / f"{name}.png", p0)
-                _write_png(d / "p1" / f"{name}.png", p1)
-                np.save(d / "judge" / f"{name}.npy", np.array([judge], dtype=np.float32))
-        manifest = _manifest(seed, per_category, categories)
-        (tmp / "README.txt").write_text(
-            README.format(seed=seed, per_category=per_category, version=VERSION)
-        )
-        (tmp / "proxy.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         os.rename(tmp, root)  # fails if another process finished first; theirs is kept
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -317,15 +226,120 @@ def build_proxy(
     return root
 
 
-def _manifest(seed, per_category, categories) -> dict:
+def _build_beside(root: Path, seed: int, per_category: int, categories) -> Path:
+    """Build a complete proxy in a new temporary folder beside ``root``; its path."""
+    if per_category < 1:
+        raise BenchmarkError(f"proxy per_category={per_category} must be >= 1")
+    for c in categories:
+        if c not in CATEGORIES:
+            raise BenchmarkError(
+                f"proxy category {c!r} is unknown; allowed: {', '.join(CATEGORIES)}"
+            )
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".tmp", dir=root.parent))
+    sizes = {"val": per_category, "train": train_size(per_category)}
+    try:
+        # One writer thread encodes the PNGs (zlib releases the GIL) while this one makes
+        # triplets: the bytes are the same, the wall time shorter where a second core is free.
+        with ThreadPoolExecutor(max_workers=1) as writer:
+            pending = [
+                _write_category(writer, tmp / "2afc" / split / c, c, sizes[split], split, seed)
+                for split in SPLITS
+                for c in categories
+            ]
+            for f in (f for fs in pending for f in fs):
+                f.result()
+        photos = {s: ", ".join(SOURCES[s][0] + SOURCES[s][1]) for s in SPLITS}
+        text = README.format(
+            seed=seed,
+            per_category=sizes["val"],
+            train_per_category=sizes["train"],
+            version=VERSION,
+            **photos,
+        )
+        (tmp / "README.txt").write_text(text)
+        manifest = _manifest(seed, sizes, categories)
+        (tmp / "proxy.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return tmp
+
+
+def _write_category(writer, d: Path, category: str, n: int, split: str, seed: int) -> list:
+    """Make a category's triplets; their PNGs go to ``writer``: its futures."""
+    for sub in ("ref", "p0", "p1", "judge"):
+        (d / sub).mkdir(parents=True)
+    rng = _rng(seed, split, category)
+    futures, facts = [], []
+    for i, (ref, p0, p1, judge, known) in enumerate(_triplets(category, n, split, rng)):
+        name = f"{i:06d}"
+        for sub, arr in (("ref", ref), ("p0", p0), ("p1", p1)):
+            futures.append(writer.submit(_write_png, d / sub / f"{name}.png", arr))
+        np.save(d / "judge" / f"{name}.npy", np.array([judge], dtype=np.float32))
+        facts.append({"name": name, **known})
+    (d / "meta.json").write_text(json.dumps(facts, sort_keys=True) + "\n")
+    return futures
+
+
+def _manifest(seed, sizes, categories) -> dict:
     return {
         "kind": "proxy",
         "version": VERSION,
         "seed": int(seed),
-        "per_category": int(per_category),
+        "per_category": int(sizes["val"]),
+        "train_per_category": int(sizes["train"]),
         "categories": list(categories),
+        "sources": {s: [*SOURCES[s][0], *SOURCES[s][1]] for s in SPLITS},
         "note": NOTE,
     }
+
+
+# ----------------------------------------------------------------------------- on first use
+
+
+def _found_version(root: Path) -> int | None:
+    """The version of the proxy at ``root``; None when nothing is there. A folder that is not
+    a complete proxy is refused (it may be the user's)."""
+    if not root.exists():
+        return None
+    manifest_path = root / "proxy.json"
+    if not manifest_path.exists():
+        raise BenchmarkError(
+            f"{root} exists but has no proxy.json; it is not a complete proxy benchmark "
+            "(remove it to rebuild, or point perceptual.proxy_dir elsewhere)"
+        )
+    try:
+        got = json.loads(manifest_path.read_text())
+    except ValueError as e:
+        raise BenchmarkError(f"{manifest_path} is not readable JSON: {e}") from e
+    if (
+        not isinstance(got, dict)
+        or got.get("kind") != "proxy"
+        or not isinstance(got.get("version"), int)
+    ):
+        raise BenchmarkError(f"{manifest_path} is not a proxy manifest (no kind/version)")
+    if got["version"] > VERSION:
+        raise BenchmarkError(
+            f"{manifest_path} is proxy version {got['version']}, newer than this code's "
+            f"{VERSION}; update the code or point perceptual.proxy_dir elsewhere"
+        )
+    return got["version"]
+
+
+@contextlib.contextmanager
+def _builders_lock(folder: Path):
+    """Builders of one data folder take turns (an exclusive flock on the folder itself, released
+    by the kernel if the holder dies); where the file system cannot lock, they do not."""
+    import fcntl
+
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def ensure_proxy(
@@ -333,34 +347,46 @@ def ensure_proxy(
     seed: int = DEFAULT_SEED,
     per_category: int = DEFAULT_PER_CATEGORY,
 ) -> Path:
-    """Build the proxy at ``root`` unless a complete one with the same parameters is there."""
+    """Build the proxy at ``root`` unless one of this ``VERSION`` is there (whatever its seed
+    and size: a custom build is kept). An older version is rebuilt beside it and swapped in: a
+    reader sees the old proxy, then for an instant none, then the new one, never a part."""
     root = Path(root)
-    manifest_path = root / "proxy.json"
-    if not root.exists():
-        try:
-            build_proxy(root, seed=seed, per_category=per_category)
-        except OSError:
-            if not manifest_path.exists():  # not a concurrent builder winning the rename
-                raise
-    if not manifest_path.exists():
-        raise BenchmarkError(
-            f"{root} exists but has no proxy.json; it is not a complete proxy benchmark "
-            "(remove it to rebuild, or point perceptual.proxy_dir elsewhere)"
-        )
-    got = json.loads(manifest_path.read_text())
-    if got.get("kind") != "proxy" or got.get("version") != VERSION:
-        raise BenchmarkError(
-            f"{manifest_path} is proxy version {got.get('version')}; this code reads version "
-            f"{VERSION} (remove {root} to rebuild)"
-        )
+    if _found_version(root) == VERSION:
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with _builders_lock(root.parent):
+        if _found_version(root) == VERSION:  # another builder finished while we waited
+            return root
+        _swap_in(_build_beside(root, seed, per_category, CATEGORIES), root)
     return root
+
+
+def _swap_in(tmp: Path, root: Path) -> None:
+    """Rename the complete proxy ``tmp`` to ``root``, moving an older one out of the way first."""
+    try:
+        if root.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".old", dir=root.parent))
+            os.rename(root, old / root.name)
+            os.rename(tmp, root)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, root)
+    except OSError:
+        # A builder that could not lock may have finished first; then theirs is kept.
+        if _found_version(root) != VERSION:
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_proxy(
     root: str | os.PathLike,
     seed: int = DEFAULT_SEED,
     per_category: int = DEFAULT_PER_CATEGORY,
+    split: str = "val",
 ) -> Benchmark:
-    """The proxy benchmark at ``root``, built on first use."""
+    """The proxy benchmark's ``split`` at ``root`` (val is the one scored), built on first use."""
+    if split not in SPLITS:
+        raise BenchmarkError(f"proxy split {split!r} is unknown; allowed: {', '.join(SPLITS)}")
     root = ensure_proxy(root, seed=seed, per_category=per_category)
-    return load_2afc_tree(root, name="proxy", kind="proxy", note=NOTE)
+    return load_2afc_tree(root, name="proxy", kind="proxy", note=NOTE, split=split, version=VERSION)

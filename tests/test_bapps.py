@@ -16,11 +16,13 @@ from PIL import Image
 from evaluator import scoring
 from evaluator.__main__ import main
 from evaluator.bapps import (
+    BAPPS_2AFC_TRAIN,
     BAPPS_2AFC_VAL,
     BenchmarkError,
     load_bapps,
     print_download_instructions,
 )
+from evaluator.benchmarks import score_pixel
 
 # (shift of p0, shift of p1, judge = fraction who chose p1) -> expected per-triplet score
 TRIPLETS = [
@@ -125,6 +127,34 @@ def test_reader_and_pixel_scores_on_fixture(bapps_root: Path, capsys):
     assert main(["score", "--benchmark=bapps", f"--data-dir={bapps_root}", "--metric=l2"]) == 0
     text = capsys.readouterr().out
     assert "2AFC mean (PS)" in text and "superres" in text
+
+
+def test_train_split(bapps_root: Path):
+    # BAPPS's 2afc/train holds traditional, cnn, mix (LPIPS's train.py reads these three), in
+    # the same layout as val; a full download has val and jnd beside it
+    for k, c in enumerate(BAPPS_2AFC_TRAIN):
+        write_2afc(bapps_root / "2afc" / "train" / c, category_triplets(k + 1))
+    assert BAPPS_2AFC_TRAIN == ("traditional", "cnn", "mix")
+    train = load_bapps(bapps_root, split="train")
+    assert train.split == "train" and "train" in train.note
+    assert list(train.twoafc) == list(BAPPS_2AFC_TRAIN) and train.jnd == {}
+    assert train.twoafc["mix"].ref.shape == (3 % len(TRIPLETS) + 1, 64, 64, 3)
+    l2 = score_pixel(train, "l2")
+    assert l2["2afc"] == pytest.approx(
+        {c: expected_2afc(k + 1) for k, c in enumerate(train.twoafc)}
+    )
+    assert l2["jnd"] is None
+    val = load_bapps(bapps_root)  # val is read as before, with its JND part
+    assert val.split == "val" and list(val.twoafc) == list(BAPPS_2AFC_VAL) and len(val.jnd) == 2
+    import shutil
+
+    shutil.rmtree(bapps_root / "2afc" / "train" / "mix")
+    with pytest.raises(
+        BenchmarkError, match="missing category folder .*mix.*traditional, cnn, mix"
+    ):
+        load_bapps(bapps_root, split="train")
+    with pytest.raises(BenchmarkError, match="split 'test' is unknown; allowed: val, train"):
+        load_bapps(bapps_root, split="test")
 
 
 def _error(capsys, argv) -> str:

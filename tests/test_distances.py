@@ -125,6 +125,17 @@ def test_pixel_l2_and_ssim_are_lpips_lab_versions():
     assert np.all(D.pixel_l2(a, a) == 0) and np.allclose(D.pixel_ssim(a, a), 0)
 
 
+def test_lpips_lab_is_rgb2lab_of_the_round_trip_bit_for_bit():
+    from skimage import color
+
+    rng = np.random.default_rng(2)
+    grid = np.stack(np.meshgrid(*[np.arange(256, dtype=np.uint8)] * 2, indexing="ij"), -1)
+    every = np.stack([grid[..., 0], grid[..., 1], grid[..., 0] ^ grid[..., 1]], -1)  # 65k colours
+    for img in (rng.integers(0, 256, size=(4, 16, 16, 3), dtype=np.uint8), every[None]):
+        want = color.rgb2lab(D._ROUNDTRIP[img]).astype(np.float32)
+        np.testing.assert_array_equal(D.lpips_lab(img), want)
+
+
 def test_lpips_round_trip_truncates_dark_values():
     # torchvision ToTensor/Normalize then tensor2im in float32 gives back v-1 for v in 1..63
     table = D._ROUNDTRIP

@@ -96,7 +96,7 @@ def _check_complete(rec: dict, step: int) -> None:
         "how": "fully convolutional, applied as is",
     }
     b = rec["benchmarks"]["proxy"]
-    assert b["kind"] == "proxy" and "not BAPPS" in b["note"]
+    assert b["kind"] == "proxy" and "not BAPPS" in b["note"] and b["version"] == proxy.VERSION
     for kind in ("local", "meanpool", "style"):
         block = b["distances"][kind]
         assert set(block["2afc"]) == set(proxy.CATEGORIES)
@@ -282,6 +282,19 @@ def test_a_benchmark_asked_for_later_is_scored_and_merged(tmp_path: Path, proxy_
     assert job.missing_benchmarks(rec, ["proxy", "bapps"]) == []
     assert job.missing_benchmarks(rec, ["proxy", "bapps", "more"]) == ["more"]
     assert ev.pending(t.dir) == []
+    # a proxy block scored on an older proxy version (or before versions were recorded) is
+    # scored again, alone, and replaced; the BAPPS block stays
+    for old_version in (proxy.VERSION - 1, None):
+        rec["benchmarks"]["proxy"]["version"] = old_version
+        if old_version is None:
+            del rec["benchmarks"]["proxy"]["version"]
+        atomic_write_json(job.result_path(t.dir, 10), rec)
+        assert job.missing_benchmarks(rec, ["proxy", "bapps"]) == ["proxy"]
+        assert job.Evaluator(job.JobOptions(runs=runs, log=lambda s: None)).pending(t.dir) == [10]
+    assert main([f"--runs={runs}"]) == 0
+    rec = _records(t.dir)[10]
+    _check_complete(rec, 10)
+    assert rec["benchmarks"]["bapps"] == other
 
 
 def test_retry_errors_rescores_error_records_once_per_job(tmp_path: Path, proxy_dir: Path, capsys):
