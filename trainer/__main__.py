@@ -1,13 +1,15 @@
 """``python -m trainer --config=sweeps/<file>.py[:preset] [--config.k=v ...] --workdir=DIR``.
 
-Exit codes: 0 done (or preempted after a clean save), 1 failed, 2 bad config / bad input
-(nothing started), 3 diverged.
+Exit codes: 0 done (or preempted after a clean save: SIGTERM or Ctrl-C), 1 failed (the last
+line on stderr says why, as status.json does), 2 bad config / bad input / a workdir that is
+busy or cannot be written (nothing started), 3 diverged, 130 a second Ctrl-C.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import traceback
 
 from absl import flags
 from ml_collections import config_flags
@@ -87,13 +89,30 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(e))
 
     from trainer.data import DataError
+    from trainer.status import WorkdirError
     from trainer.train import exit_code, train_and_evaluate
 
     try:
         state = train_and_evaluate(config, _WORKDIR.value, command=command_from_argv(argv))
-    except (base.ConfigError, DataError) as e:  # bad config or input: one line, exit 2
+    except (base.ConfigError, DataError, WorkdirError) as e:  # bad input: one line, exit 2
         return _fail(str(e))
+    except KeyboardInterrupt:  # a second Ctrl-C (the first one saves and stops)
+        print("error: interrupted; the run resumes from its last checkpoint", file=sys.stderr)
+        return 130
+    except Exception as e:
+        return _failed(e)
     return exit_code(state)
+
+
+def _failed(e: Exception) -> int:
+    """A run that failed after it started (status.json says ``failed`` with the same line): the
+    traceback for what looks like a bug, none for the machine's own errors (a full disk, a
+    file that cannot be written), and the one line last either way."""
+    if not isinstance(e, OSError):
+        traceback.print_exception(e)
+    lines = f"{type(e).__name__}: {e}".strip().splitlines()
+    print(f"error: {lines[0] if lines else type(e).__name__}", file=sys.stderr, flush=True)
+    return 1
 
 
 if __name__ == "__main__":

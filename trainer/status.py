@@ -1,7 +1,11 @@
 """The run's records in its workdir: ``config.json``, ``status.json``, ``metrics.jsonl``, optional
 TensorBoard events, and the progress line on stdout (formats in docs/file-contracts.md).
 
-Only process 0 writes; other processes get a ``Records`` that does nothing. TensorBoard events
+Only process 0 writes; other processes get a ``Records`` that does nothing. Process 0 also holds
+an exclusive ``flock`` on ``<workdir>/.trainer.lock`` from its ``Records`` until ``close``, so a
+second trainer on the same workdir is refused (``WorkdirError``, one line) before it writes
+anything; the kernel drops the lock with the process, so a kill leaves nothing stale.
+TensorBoard events
 are written by clu's ``metric_writers`` in a background thread, and only when TensorFlow is
 importable (``PSWEEPS_TENSORBOARD=0`` turns them off): importing TensorFlow takes seconds, and
 training must never depend on it.
@@ -10,6 +14,8 @@ training must never depend on it.
 from __future__ import annotations
 
 import datetime
+import errno
+import fcntl
 import importlib.metadata
 import importlib.util
 import json
@@ -22,12 +28,13 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from sweeps import base
 from trainer.files import append_jsonl, atomic_write_json, read_json
 
 STATES = ("pending", "running", "done", "failed", "diverged", "preempted")
+LOCK_FILE = ".trainer.lock"
 _VERSIONED = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "ml-collections", "numpy")
 
 
@@ -46,6 +53,10 @@ def versions(packages: Sequence[str] = _VERSIONED, absent: str | None = None) ->
             if absent is not None:
                 out[name] = absent
     return out
+
+
+class WorkdirError(Exception):
+    """The workdir cannot be used: another trainer holds it, or it cannot be written (one line)."""
 
 
 # ----------------------------------------------------------------------------- config.json
@@ -117,6 +128,55 @@ class _TensorBoard:
         self._thread.join(timeout)
 
 
+# ----------------------------------------------------------------------------- the lock
+
+
+def workdir_problem(workdir: Path, e: OSError) -> str:
+    """One line for an OSError met while claiming or writing ``workdir``."""
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"the workdir {workdir} cannot be written ({e.strerror}); use another --workdir"
+    if e.errno in (errno.ENOTDIR, errno.EEXIST):
+        return f"the workdir {workdir} (or a folder above it) is a file; use another --workdir"
+    return f"the workdir {workdir}: {e.strerror or e}"
+
+
+class WorkdirLock:
+    """The exclusive ``flock`` on ``<workdir>/.trainer.lock`` (the pid inside, for the message)."""
+
+    def __init__(self, workdir: Path):
+        self.path = Path(workdir) / LOCK_FILE
+        self._f: IO[str] | None = None
+
+    def acquire(self) -> WorkdirLock:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            f = open(self.path, "a+")
+        except OSError as e:
+            raise WorkdirError(workdir_problem(self.path.parent, e)) from None
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            owner = f.read().strip() or "?"
+            f.close()
+            raise WorkdirError(
+                f"another trainer (pid {owner}) is running in {self.path.parent}; "
+                "wait for it or stop it first"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()} {socket.gethostname()}")
+        f.flush()
+        self._f = f
+        return self
+
+    def release(self) -> None:
+        if self._f is not None:
+            fcntl.flock(self._f, fcntl.LOCK_UN)
+            self._f.close()
+            self._f = None
+
+
 # ----------------------------------------------------------------------------- records
 
 
@@ -153,6 +213,7 @@ class Records:
             "versions": versions(),
         }
         self._tb = None
+        self._lock: WorkdirLock | None = None
         if primary:
             # Fields another stage put there (a launcher's job id, say) and the last evaluation
             # of an earlier attempt survive a restart; everything else is this attempt's.
@@ -163,7 +224,7 @@ class Records:
             if isinstance(before, dict):
                 last_eval = before.get("last_eval") or None
                 self.status = {**before, **self.status, "last_eval": last_eval}
-            self.workdir.mkdir(parents=True, exist_ok=True)
+            self._lock = WorkdirLock(self.workdir).acquire()
             if tensorboard is None:
                 tensorboard = tensorboard_available()
             if tensorboard:
@@ -212,10 +273,18 @@ class Records:
         if self.primary:
             print(text, flush=True)
 
-    def close(self) -> None:
-        if self._tb is not None:
-            self._tb.close()
-            self._tb = None
+    def close(self, **final: Any) -> None:
+        """Write the ``final`` status fields (if any), stop TensorBoard, release the workdir."""
+        try:
+            if final:
+                self.update(**final)
+        finally:
+            if self._tb is not None:
+                self._tb.close()
+                self._tb = None
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
 
 
 def read_status(workdir: str | os.PathLike) -> dict[str, Any] | None:
