@@ -8,9 +8,15 @@ checkpoint step (``trainer.checkpoint.list_steps``) without ``perceptual/<step>.
    meanwhile cannot pull files from under the restore; a step deleted before the snapshot is
    skipped;
 2. restore it read-only from the snapshot, score it on the benchmarks, release the snapshot;
-3. write ``perceptual/<step>.json`` atomically (docs/file-contracts.md); an unreadable checkpoint
-   gets a record with ``"error"`` instead, and the job moves on (``--retry-errors`` tries such
-   steps again).
+3. write ``perceptual/<step>.json`` atomically (docs/file-contracts.md); a checkpoint that fails
+   its integrity check (trainer/integrity.py) or cannot be read gets a record with a one-line
+   ``"error"`` instead, never a score, and the job moves on (``--retry-errors`` tries such steps
+   again; so does any job once the step holds another save, e.g. after the trainer moved the
+   damaged one aside and saved the step anew: each record keeps the save's ``checkpoint_id``).
+
+The job ends with one line counting the steps scored, the steps that are error records and
+those skipped (deleted before scoring); ``python -m evaluator`` exits 3 when any step is an
+error record (``--allow-errors``: 0).
 
 A step whose result lacks one of the benchmarks asked for now (say BAPPS added after a sweep
 scored on the proxy) is scored on the missing ones only, and they are merged into its result.
@@ -27,7 +33,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +43,7 @@ from evaluator import benchmarks as bm
 from evaluator.bapps import Benchmark, BenchmarkError
 from evaluator.distances import FEATURE_DISTANCES, PIXEL_METRICS
 from evaluator.proxy import default_dir as proxy_default_dir
-from trainer import checkpoint
+from trainer import checkpoint, integrity
 from trainer.files import atomic_write_json, read_json, read_jsonl
 
 TERMINAL = ("done", "failed", "diverged")
@@ -47,6 +52,24 @@ PERCEPTUAL_DIR = "perceptual"
 
 class JobError(ValueError):
     """Bad job arguments (one line)."""
+
+
+@dataclass
+class Counts:
+    """What one job did: steps scored, error records among the trials' steps when it ended
+    (``error_steps``: ``"<trial> step <n>"``) and steps deleted before they were scored."""
+
+    scored: int = 0
+    skipped: int = 0
+    error_steps: list[str] = field(default_factory=list)
+
+    @property
+    def errors(self) -> int:
+        return len(self.error_steps)
+
+    def line(self, runs: Path) -> str:
+        done = f"{self.scored} step(s) scored, {self.errors} error(s), {self.skipped} skipped"
+        return f"evaluator: {done} under {runs}"
 
 
 @dataclass
@@ -129,8 +152,21 @@ def _epoch_of(trial: Path, step: int) -> float | None:
 
 
 def _one_line(e: BaseException) -> str:
+    if isinstance(e, integrity.Damaged):
+        return " ".join(str(e).split())[:400]
     text = " ".join(str(e).split()).split(" [tensorstore_spec")[0]
+    text = text.split(" See full TensorStore details")[0]
     return f"{type(e).__name__}: {text}"[:400]
+
+
+def _made_for_another_save(rec: dict[str, Any] | None, trial: Path, step: int) -> bool:
+    """An error record made for an earlier save of this step (the trainer moved that one aside
+    and saved the step again): it no longer speaks for the checkpoint there."""
+    if not rec or not rec.get("error") or "checkpoint_id" not in rec:
+        return False
+    return rec["checkpoint_id"] != integrity.fingerprint(
+        checkpoint.checkpoint_dir(trial) / str(step)
+    )
 
 
 # ----------------------------------------------------------------------------- the job
@@ -219,6 +255,7 @@ class Evaluator:
             "epoch": _epoch_of(trial, step),
             "trial": trial.name,
             "model": cfg["model"],
+            "checkpoint_id": integrity.fingerprint(ckpt_dir / str(step)),
             "error": None,
         }
         snap = None
@@ -237,6 +274,7 @@ class Evaluator:
             if snap is not None:
                 checkpoint.release_snapshot(ckpt_dir, step)
         if record["error"] is None:
+            record["integrity"] = sm.integrity
             record["resolution"] = sm.resolution
             record["params"] = sm.params_used
             kept = dict(old["benchmarks"]) if old and not old.get("error") else {}
@@ -261,25 +299,34 @@ class Evaluator:
 
         names = [name for name, _ in self.trial_benchmarks(read_trial_config(trial))]
         steps = checkpoint.list_steps(checkpoint.checkpoint_dir(trial))
+        out = []
+        for s in steps:
+            rec = read_result(trial, s)
+            retry = self.opts.retry_errors or _made_for_another_save(rec, trial, s)
+            if (trial, s) not in self._tried and missing_benchmarks(rec, names, retry):
+                out.append(s)
+        return out
+
+    def error_steps(self) -> list[str]:
+        """``"<trial> step <n>"`` for every checkpoint step whose result is an error record."""
         return [
-            s
-            for s in steps
-            if (trial, s) not in self._tried
-            and missing_benchmarks(read_result(trial, s), names, self.opts.retry_errors)
+            f"{trial.name} step {s}"
+            for trial in find_trials(self.opts.runs)
+            for s in checkpoint.list_steps(checkpoint.checkpoint_dir(trial))
+            if (rec := read_result(trial, s)) is not None and rec.get("error")
         ]
 
-    def one_pass(self) -> int:
-        """Score everything pending now; returns how many steps were written."""
-        n = 0
+    def one_pass(self, counts: Counts) -> None:
+        """Score everything pending now, counting into ``counts``."""
         for trial in find_trials(self.opts.runs):
             for step in self.pending(trial):
                 rec = self.score_step(trial, step)
                 if rec is None:
+                    counts.skipped += 1
                     self.opts.log(f"{trial.name} step {step}: deleted before scoring, skipped")
                     continue
-                n += 1
+                counts.scored += 0 if rec.get("error") else 1
                 self.opts.log(_summary(trial.name, step, rec))
-        return n
 
     def _ended(self, trial: Path, state: str | None) -> bool:
         """Whether --watch has nothing more to wait for from ``trial`` (see the module doc)."""
@@ -299,7 +346,7 @@ class Evaluator:
             )
         return True
 
-    def run(self) -> int:
+    def run(self) -> Counts:
         runs = self.opts.runs
         if not runs.is_dir():
             raise JobError(f"--runs={runs} is not a directory; expected runs/<sweep>")
@@ -311,18 +358,24 @@ class Evaluator:
             checkpoint.drop_snapshots(checkpoint.checkpoint_dir(trial))
             for key in self.trial_benchmarks(read_trial_config(trial)):
                 self.benchmark(key)
-        total = 0
+        counts = Counts()
         while True:
             states = {t: _trial_state(t) for t in find_trials(runs)}
-            total += self.one_pass()
+            self.one_pass(counts)
             if not self.opts.watch:
                 break
             finished = all(self._ended(t, s) for t, s in states.items()) and states
             if finished and not any(self.pending(t) for t in states):
                 break
             time.sleep(self.opts.poll_seconds)
-        self.opts.log(f"evaluator: {total} step(s) scored under {runs}")
-        return total
+        counts.error_steps = self.error_steps()
+        if counts.errors:
+            self.opts.log(
+                f"evaluator: not scored, error records: {', '.join(counts.error_steps)} "
+                "(--retry-errors tries them again)"
+            )
+        self.opts.log(counts.line(runs))
+        return counts
 
 
 def _summary(trial: str, step: int, rec: dict[str, Any]) -> str:
@@ -337,26 +390,8 @@ def _summary(trial: str, step: int, rec: dict[str, Any]) -> str:
     return f"{trial} step {step}: " + "; ".join(parts) + f" [{rec['wall_time_s']:.1f} s]"
 
 
-def run_job(
-    runs: str | os.PathLike,
-    watch: bool = False,
-    benchmarks: Sequence[str] | None = None,
-    bapps_dir: str | None = None,
-    poll_seconds: float = 30.0,
-    retry_errors: bool = False,
-    stale_after: float = 3600.0,
-) -> int:
-    opts = JobOptions(
-        runs=Path(runs),
-        watch=watch,
-        benchmarks=tuple(benchmarks) if benchmarks else None,
-        bapps_dir=bapps_dir,
-        poll_seconds=poll_seconds,
-        retry_errors=retry_errors,
-        stale_after=stale_after,
-    )
-    return Evaluator(opts).run()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit("use: python -m evaluator --runs=runs/<sweep> [--watch]")
+def run_job(runs: str | os.PathLike, **options: Any) -> Counts:
+    """Run the job on the sweep directory ``runs``; ``options`` are ``JobOptions`` fields."""
+    if options.get("benchmarks"):
+        options["benchmarks"] = tuple(options["benchmarks"])
+    return Evaluator(JobOptions(runs=Path(runs), **options)).run()

@@ -149,9 +149,12 @@ def test_unreadable_checkpoint_is_recorded_and_deleted_step_skipped(
     shutil.rmtree(t.dir / "checkpoints" / "30")
     assert ev.score_step(t.dir, 30) is None
     assert not job.result_path(t.dir, 30).exists()
-    assert main([f"--runs={runs}"]) == 0
+    assert main([f"--runs={runs}"]) == 3  # a step is an error record: not a success
     out = capsys.readouterr().out
-    assert "depth-2 step 20: ERROR" in out
+    assert "depth-2 step 20: ERROR checkpoint 20 is damaged: " in out
+    assert "1 step(s) scored, 1 error(s), 0 skipped" in out.splitlines()[-1]
+    assert main([f"--runs={runs}", "--allow-errors"]) == 0
+    assert "0 step(s) scored, 1 error(s)" in capsys.readouterr().out
     recs = _records(t.dir)
     assert sorted(recs) == [10, 20]
     _check_complete(recs[10], 10)
@@ -293,12 +296,13 @@ def test_retry_errors_rescores_error_records_once_per_job(tmp_path: Path, proxy_
             p.unlink()
     for s in (10, 20):  # both failed once (step 10: a transient read error)
         atomic_write_json(job.result_path(t.dir, s), {"step": s, "error": "OSError: gone"})
-    assert main([f"--runs={runs}"]) == 0
-    assert "0 step(s) scored" in capsys.readouterr().out  # error records are final by default
+    assert main([f"--runs={runs}"]) == 3
+    # error records are final by default
+    assert "0 step(s) scored, 2 error(s)" in capsys.readouterr().out
     t.status("done")
     # --watch with --retry-errors ends: step 20 fails again and is not retried in this job
-    assert main([f"--runs={runs}", "--retry-errors", "--watch", "--poll-seconds=0.05"]) == 0
-    assert "2 step(s) scored" in capsys.readouterr().out
+    assert main([f"--runs={runs}", "--retry-errors", "--watch", "--poll-seconds=0.05"]) == 3
+    assert "1 step(s) scored, 1 error(s)" in capsys.readouterr().out
     recs = _records(t.dir)
     _check_complete(recs[10], 10)
     assert recs[20]["error"] and recs[20]["error"] != "OSError: gone"
