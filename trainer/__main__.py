@@ -7,6 +7,7 @@ busy or cannot be written (nothing started), 3 diverged, 130 a second Ctrl-C.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import traceback
@@ -90,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from trainer.data import DataError
     from trainer.status import WorkdirError
+
+    _quiet_orbax_tracebacks()
     from trainer.train import exit_code, train_and_evaluate
 
     try:
@@ -104,14 +107,26 @@ def main(argv: list[str] | None = None) -> int:
     return exit_code(state)
 
 
+def _drop_orbax_tracebacks(record: logging.LogRecord) -> bool:
+    return not (record.exc_info and "orbax" in record.pathname)
+
+
+def _quiet_orbax_tracebacks() -> None:
+    """orbax logs every failure of a background save with its traceback, once per thread
+    involved (a full disk gave 150 of them), and then raises the same error in the train loop,
+    which reports it in one line: drop those log records, keep orbax's other messages."""
+    logging.getLogger("absl").addFilter(_drop_orbax_tracebacks)
+
+
 def _failed(e: Exception) -> int:
     """A run that failed after it started (status.json says ``failed`` with the same line): the
     traceback for what looks like a bug, none for the machine's own errors (a full disk, a
     file that cannot be written), and the one line last either way."""
-    if not isinstance(e, OSError):
+    from trainer.status import error_line, os_error_code
+
+    if os_error_code(e) is None:
         traceback.print_exception(e)
-    lines = f"{type(e).__name__}: {e}".strip().splitlines()
-    print(f"error: {lines[0] if lines else type(e).__name__}", file=sys.stderr, flush=True)
+    print(f"error: {error_line(e)}", file=sys.stderr, flush=True)
     return 1
 
 

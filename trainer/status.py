@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import queue
+import re
 import socket
 import sys
 import threading
@@ -57,6 +58,30 @@ def versions(packages: Sequence[str] = _VERSIONED, absent: str | None = None) ->
 
 class WorkdirError(Exception):
     """The workdir cannot be used: another trainer holds it, or it cannot be written (one line)."""
+
+
+_OS_CODE = re.compile(r"\[os_error_code='?(\d+)'?\]")  # how TensorStore passes errno on
+_QUOTED_PATH = re.compile(r'"(/[^"]+)"')
+
+
+def os_error_code(e: BaseException) -> int | None:
+    """The errno behind ``e``: an ``OSError``'s, or the one TensorStore (orbax's writer) puts in
+    its message; None for errors that do not come from the operating system."""
+    if isinstance(e, OSError) and e.errno:
+        return e.errno
+    m = _OS_CODE.search(str(e))
+    return int(m.group(1)) if m else None
+
+
+def error_line(e: BaseException) -> str:
+    """One line for status.json and the console: the operating system's reason and the file
+    for OS errors (a full disk, a read-only file system), else the exception's first line."""
+    code = os_error_code(e)
+    if code is not None:
+        path = getattr(e, "filename", None) or next(iter(_QUOTED_PATH.findall(str(e))[-1:]), "")
+        return f"{os.strerror(code)} [errno {code}]" + (f" writing {path}" if path else "")
+    lines = f"{type(e).__name__}: {e}".strip().splitlines()
+    return (lines[0] if lines else type(e).__name__)[:2000]
 
 
 # ----------------------------------------------------------------------------- config.json

@@ -137,11 +137,6 @@ def restore_or_init(run: steps.Run, ckpt: checkpoint.Checkpointer, seed: int, re
     return state
 
 
-def _first_line(e: BaseException) -> str:
-    lines = f"{type(e).__name__}: {e}".strip().splitlines()
-    return (lines[0] if lines else type(e).__name__)[:2000]
-
-
 def train_and_evaluate(
     config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, command: str | None = None
 ) -> str:
@@ -215,7 +210,7 @@ def train_and_evaluate(
         records.progress(f"diverged: {e}")
     except BaseException as e:
         with contextlib.suppress(OSError):  # a full disk may refuse this too; e says why
-            records.close(state="failed", error=_first_line(e))
+            records.close(state="failed", error=status.error_line(e))
         raise
     records.close(state=outcome, step=step, epoch=round(step / spe, 4), error=error)
     return outcome
