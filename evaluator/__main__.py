@@ -219,8 +219,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ERROR_RECORDS
     except OSError as e:  # a runs directory that cannot be written, a full disk
-        print(f"error: {e.filename or 'evaluator'}: {e.strerror or e}", file=sys.stderr)
-        return 2 if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM) else 1
+        unwritable = e.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
+        what = "cannot write" if unwritable else "error on"
+        print(f"error: {what} {e.filename or 'a file'}: {e.strerror or e}", file=sys.stderr)
+        return 2 if unwritable else 1
 
 
 if __name__ == "__main__":

@@ -154,9 +154,7 @@ def _epoch_of(trial: Path, step: int) -> float | None:
 def _one_line(e: BaseException) -> str:
     if isinstance(e, integrity.Damaged):
         return " ".join(str(e).split())[:400]
-    text = " ".join(str(e).split()).split(" [tensorstore_spec")[0]
-    text = text.split(" See full TensorStore details")[0]
-    return f"{type(e).__name__}: {text}"[:400]
+    return checkpoint.read_error(e).split(" [tensorstore_spec")[0]
 
 
 def _made_for_another_save(rec: dict[str, Any] | None, trial: Path, step: int) -> bool:

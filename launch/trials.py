@@ -279,7 +279,7 @@ def drift(trial: Trial) -> list[str]:
 
 def check_drift(trials: Sequence[Trial]) -> None:
     """Raise DriftError (one line) naming every trial whose directory holds another config."""
-    bad = [f"{t.name} ({', '.join(d)})" for t in trials if (d := drift(t))]
+    bad = [f"{t.name} ({base.drift_text(d)})" for t in trials if (d := drift(t))]
     if bad:
         sweep_dir = trials[0].workdir.parent
         raise DriftError(

@@ -63,9 +63,13 @@ def _other_config(r, d):
 
 
 def _drift(r, d):
+    from sweeps import smoke
+
     wd = d / "runs" / "smoke" / "depth-2"
     wd.mkdir(parents=True)
-    (wd / "config.json").write_text(json.dumps({"seed": 7}))
+    config = smoke.get_config().to_dict()
+    config["model"]["depth"], config["train"]["base_lr"] = 2, 0.3  # run before a recipe change
+    (wd / "config.json").write_text(json.dumps(config))
     return [PY, "-m", "launch", "smoke", "--runs-dir", str(d / "runs"), "--no-eval"]
 
 
@@ -182,7 +186,7 @@ CASES: list[Case] = [
     Case(
         "second trainer on a running trainer's workdir",
         "trainer",
-        lambda r, d: trainer(d / "sw" / "depth-6", *RUN),
+        lambda r, d: trainer(d / "sw" / "depth-6", "--config.train.epochs=10"),
         (2,),
         "another trainer",
         how="second_trainer",
@@ -200,7 +204,7 @@ CASES: list[Case] = [
         "launcher",
         sweep_file("def get_sweep(arg=None)\n    return []\n"),
         (2,),
-        "line 7: SyntaxError",
+        "line 6: SyntaxError",
     ),
     Case(
         "get_sweep returns None",
@@ -234,7 +238,13 @@ CASES: list[Case] = [
         ro="runs",
         needs_root=True,
     ),
-    Case("a trial dir holding another config", "launcher", _drift, (2,), "another config"),
+    Case(
+        "a trial dir holding another config",
+        "launcher",
+        _drift,
+        (2,),
+        "train.base_lr: 0.3 -> 0.4",
+    ),
     Case(
         "two launchers on one sweep",
         "launcher",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import logging
 import os
 import shutil
 import signal
@@ -220,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", help="run the cases whose name contains this; print, write nothing")
     p.add_argument("--keep", action="store_true", help="keep the scratch directory")
     args = p.parse_args(argv)
+    logging.getLogger("absl").setLevel(logging.ERROR)  # this process's own checkpoint reads
     every = reliability_inputs.CASES + reliability_faults.CASES
     selected = [c for c in every if not args.only or args.only in c.name]
     root = Path(tempfile.mkdtemp(prefix="psweeps-reliability-"))
@@ -237,7 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     bad = [o for o in outcomes if o.problems]
     skipped = len(selected) - len(outcomes)
     print(f"{len(outcomes)} case(s) run, {skipped} skipped (root needed), {len(bad)} with problems")
-    if not args.only and not bad:
+    if args.only:
+        print(table(outcomes))
+    elif not bad:
         write_doc(table(outcomes))
         print(f"wrote {DOC}")
     return 1 if bad else 0

@@ -114,7 +114,7 @@ class Checkpointer:
                 # A verified step that fails to restore is not damaged (a bug, memory): raise.
                 if not isinstance(e, integrity.Damaged) and verdict == integrity.VERIFIED:
                     raise
-                reason = str(e) if isinstance(e, integrity.Damaged) else _one_line(e)
+                reason = str(e) if isinstance(e, integrity.Damaged) else read_error(e)
                 to = self._move_aside(step)
                 moved.append({"step": step, "reason": reason, "moved_to": str(to)})
                 say(f"checkpoint {step} is damaged ({reason}); moved to {to}, trying older ones")
@@ -196,7 +196,11 @@ class _quiet_unraisable:
         sys.unraisablehook = self._old
 
 
-def _one_line(e: BaseException) -> str:
+def read_error(e: BaseException) -> str:
+    """One line for an orbax restore that failed: the innermost cause (orbax wraps TensorStore's
+    error, which names the file and what is wrong with it, in a generic one)."""
+    while e.__cause__ is not None:
+        e = e.__cause__
     text = " ".join(str(e).split()).split(" See full TensorStore details")[0]
     return f"{type(e).__name__}: {text}"[:300]
 

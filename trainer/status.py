@@ -102,7 +102,7 @@ def check_config(workdir: str | os.PathLike, config: Any) -> bool:
     diff = base.config_drift(old, config)
     if diff:
         raise base.ConfigError(
-            f"{path} holds a different config ({', '.join(diff)}); use another workdir"
+            f"{path} holds a different config ({base.drift_text(diff)}); use another workdir"
         )
     return True
 
