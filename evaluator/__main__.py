@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             retry_errors=args.retry_errors,
             stale_after=args.stale_after,
         )
-        return EXIT_ERROR_RECORDS if counts.errors and not args.allow_errors else 0
+        return EXIT_ERROR_RECORDS if counts.error_steps and not args.allow_errors else 0
     except (BenchmarkError, CheckpointError, ConfigError, JobError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2

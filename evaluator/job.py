@@ -3,20 +3,16 @@
 For each trial directory under ``runs/<sweep>`` (one holding ``config.json``) and each finalised
 checkpoint step (``trainer.checkpoint.list_steps``) without ``perceptual/<step>.json``:
 
-1. snapshot the step directory into ``checkpoints/_SNAPSHOTS/<step>`` (orbax's snapshot location,
-   see ``orbax.checkpoint.checkpoint_utils``) with hard links, so the trainer deleting the step
-   meanwhile cannot pull files from under the restore; a step deleted before the snapshot is
-   skipped;
+1. snapshot the step directory into ``checkpoints/_SNAPSHOTS/<step>`` (orbax's snapshot location)
+   with hard links, so the trainer deleting the step meanwhile cannot pull files from under the
+   restore; a step deleted before the snapshot is skipped;
 2. restore it read-only from the snapshot, score it on the benchmarks, release the snapshot;
 3. write ``perceptual/<step>.json`` atomically (docs/file-contracts.md); a checkpoint that fails
-   its integrity check (trainer/integrity.py) or cannot be read gets a record with a one-line
-   ``"error"`` instead, never a score, and the job moves on (``--retry-errors`` tries such steps
-   again; so does any job once the step holds another save, e.g. after the trainer moved the
-   damaged one aside and saved the step anew: each record keeps the save's ``checkpoint_id``).
-
-The job ends with one line counting the steps scored, the steps that are error records and
-those skipped (deleted before scoring); ``python -m evaluator`` exits 3 when any step is an
-error record (``--allow-errors``: 0).
+   its integrity check (trainer/integrity.py) or cannot be read gets a one-line ``"error"``
+   record instead, never a score (``--retry-errors`` tries such steps again; so does any job
+   once the step holds another save, as after the trainer moved a damaged one aside: each
+   record keeps its save's ``checkpoint_id``). The job's last line counts steps scored, error
+   records and steps skipped; ``python -m evaluator`` exits 3 on error records.
 
 A step whose result lacks one of the benchmarks asked for now (say BAPPS added after a sweep
 scored on the proxy) is scored on the missing ones only, and they are merged into its result.
@@ -26,8 +22,7 @@ diverged and nothing is left to score. A trial that says ``running`` but whose f
 metrics.jsonl, checkpoints) have not changed for ``--stale-after`` seconds (default an hour) is
 taken as ended too: its process was killed without a word (``kill -9``, a node lost, a job
 cancelled), and the watcher would otherwise hold its machine until a time limit. Pending and
-preempted trials are waited for: a queue may start or requeue them hours later.
-"""
+preempted trials are waited for: a queue may start or requeue them hours later."""
 
 from __future__ import annotations
 
@@ -44,7 +39,7 @@ from evaluator.bapps import Benchmark, BenchmarkError
 from evaluator.distances import FEATURE_DISTANCES, PIXEL_METRICS
 from evaluator.proxy import default_dir as proxy_default_dir
 from trainer import checkpoint, integrity
-from trainer.files import atomic_write_json, read_json, read_jsonl
+from trainer.files import Busy, FileLock, atomic_write_json, read_json, read_jsonl
 
 TERMINAL = ("done", "failed", "diverged")
 PERCEPTUAL_DIR = "perceptual"
@@ -63,12 +58,9 @@ class Counts:
     skipped: int = 0
     error_steps: list[str] = field(default_factory=list)
 
-    @property
-    def errors(self) -> int:
-        return len(self.error_steps)
-
     def line(self, runs: Path) -> str:
-        done = f"{self.scored} step(s) scored, {self.errors} error(s), {self.skipped} skipped"
+        errors = len(self.error_steps)
+        done = f"{self.scored} step(s) scored, {errors} error(s), {self.skipped} skipped"
         return f"evaluator: {done} under {runs}"
 
 
@@ -80,9 +72,7 @@ class JobOptions:
     bapps_dir: str | None = None  # None: each trial's perceptual.bapps_dir
     poll_seconds: float = 30.0
     retry_errors: bool = False  # score steps whose result is an error record again
-    stale_after: float = (
-        3600.0  # --watch: a "running" trial unchanged this long has ended; 0: never
-    )
+    stale_after: float = 3600.0  # --watch: a running trial unchanged this long ended; 0: never
     log: Callable[[str], None] = field(default=lambda s: print(s, flush=True))
 
 
@@ -367,7 +357,7 @@ class Evaluator:
                 break
             time.sleep(self.opts.poll_seconds)
         counts.error_steps = self.error_steps()
-        if counts.errors:
+        if counts.error_steps:
             self.opts.log(
                 f"evaluator: not scored, error records: {', '.join(counts.error_steps)} "
                 "(--retry-errors tries them again)"
@@ -389,7 +379,21 @@ def _summary(trial: str, step: int, rec: dict[str, Any]) -> str:
 
 
 def run_job(runs: str | os.PathLike, **options: Any) -> Counts:
-    """Run the job on the sweep directory ``runs``; ``options`` are ``JobOptions`` fields."""
+    """Run the job on the sweep directory ``runs``; ``options`` are ``JobOptions`` fields. One
+    job per sweep: a second is refused (``.evaluator.lock``), as it would drop the first one's
+    snapshots from under its restores."""
+    runs = Path(runs)
+    if not runs.is_dir():
+        raise JobError(f"--runs={runs} is not a directory; expected runs/<sweep>")
+    try:
+        lock = FileLock(runs / ".evaluator.lock").acquire()
+    except Busy as e:
+        raise JobError(
+            f"another evaluator (pid {e.owner}) is scoring {runs}; wait for it"
+        ) from None
     if options.get("benchmarks"):
         options["benchmarks"] = tuple(options["benchmarks"])
-    return Evaluator(JobOptions(runs=Path(runs), **options)).run()
+    try:
+        return Evaluator(JobOptions(runs=runs, **options)).run()
+    finally:
+        lock.release()

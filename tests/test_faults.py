@@ -9,6 +9,7 @@ uninterrupted smoke run (``reference``) and copy its workdir before damaging it.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 from pathlib import Path
@@ -32,6 +33,7 @@ from trainer_support import (
 from evaluator import job, proxy
 from evaluator.__main__ import main as evaluator_main
 from trainer import checkpoint, integrity
+from trainer.files import FileLock
 
 # ----------------------------------------------------------------------------- checkpoint layer
 
@@ -201,6 +203,18 @@ def test_evaluator_records_an_error_never_a_score_and_exits_non_zero(tmp_path, p
     assert "2 step(s) scored, 0 error(s)" in capsys.readouterr().out
     recs = _records(t.dir)
     assert all(recs[s]["error"] is None for s in (10, 20, 30))
+
+
+def test_a_second_evaluator_on_a_sweep_is_refused(tmp_path, proxy_dir, capsys):
+    runs = tmp_path / "runs" / "sw"
+    Trial(runs, "depth-2", proxy_dir)
+    lock = FileLock(runs / ".evaluator.lock").acquire()  # as a running job holds it
+    try:
+        assert evaluator_main([f"--runs={runs}"]) == 2
+    finally:
+        lock.release()
+    err = capsys.readouterr().err
+    assert f"another evaluator (pid {os.getpid()}" in err and err.count("\n") == 1
 
 
 def test_a_checkpoint_without_a_record_is_scored_with_a_note(tmp_path, proxy_dir):

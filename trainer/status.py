@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime
 import errno
-import fcntl
 import importlib.metadata
 import importlib.util
 import json
@@ -29,10 +28,10 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from sweeps import base
-from trainer.files import append_jsonl, atomic_write_json, read_json
+from trainer.files import Busy, FileLock, append_jsonl, atomic_write_json, read_json
 
 STATES = ("pending", "running", "done", "failed", "diverged", "preempted")
 LOCK_FILE = ".trainer.lock"
@@ -165,41 +164,17 @@ def workdir_problem(workdir: Path, e: OSError) -> str:
     return f"the workdir {workdir}: {e.strerror or e}"
 
 
-class WorkdirLock:
-    """The exclusive ``flock`` on ``<workdir>/.trainer.lock`` (the pid inside, for the message)."""
-
-    def __init__(self, workdir: Path):
-        self.path = Path(workdir) / LOCK_FILE
-        self._f: IO[str] | None = None
-
-    def acquire(self) -> WorkdirLock:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            f = open(self.path, "a+")
-        except OSError as e:
-            raise WorkdirError(workdir_problem(self.path.parent, e)) from None
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            owner = f.read().strip() or "?"
-            f.close()
-            raise WorkdirError(
-                f"another trainer (pid {owner}) is running in {self.path.parent}; "
-                "wait for it or stop it first"
-            ) from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"{os.getpid()} {socket.gethostname()}")
-        f.flush()
-        self._f = f
-        return self
-
-    def release(self) -> None:
-        if self._f is not None:
-            fcntl.flock(self._f, fcntl.LOCK_UN)
-            self._f.close()
-            self._f = None
+def claim(workdir: Path) -> FileLock:
+    """Take ``<workdir>/.trainer.lock``; ``WorkdirError`` (one line) when another trainer holds
+    it or the workdir cannot be written."""
+    try:
+        return FileLock(Path(workdir) / LOCK_FILE).acquire()
+    except Busy as e:
+        raise WorkdirError(
+            f"another trainer (pid {e.owner}) is running in {workdir}; wait for it or stop it first"
+        ) from None
+    except OSError as e:
+        raise WorkdirError(workdir_problem(Path(workdir), e)) from None
 
 
 # ----------------------------------------------------------------------------- records
@@ -238,7 +213,7 @@ class Records:
             "versions": versions(),
         }
         self._tb = None
-        self._lock: WorkdirLock | None = None
+        self._lock: FileLock | None = None
         if primary:
             # Fields another stage put there (a launcher's job id, say) and the last evaluation
             # of an earlier attempt survive a restart; everything else is this attempt's.
@@ -249,7 +224,7 @@ class Records:
             if isinstance(before, dict):
                 last_eval = before.get("last_eval") or None
                 self.status = {**before, **self.status, "last_eval": last_eval}
-            self._lock = WorkdirLock(self.workdir).acquire()
+            self._lock = claim(self.workdir)
             if tensorboard is None:
                 tensorboard = tensorboard_available()
             if tensorboard:
