@@ -51,7 +51,9 @@ def run_reference(sweep: str, ref_dir: Path) -> Path:
     t0 = time.time()
     r = subprocess.run(launcher_argv(sweep, ref_dir), cwd=REPO, capture_output=True, text=True)
     if r.returncode != 0 or not csv_path.exists():
-        raise SystemExit(f"soak: the reference run failed (exit {r.returncode}):\n{r.stdout[-3000:]}")
+        raise SystemExit(
+            f"soak: the reference run failed (exit {r.returncode}):\n{r.stdout[-3000:]}"
+        )
     print(f"soak: reference done in {time.time() - t0:.0f} s", flush=True)
     return csv_path
 
@@ -130,8 +132,12 @@ class Soak:
         except (OSError, ProcessLookupError):
             return False
         trial = next((a.split("/")[-1] for a in cmd.split("\0") if a.startswith("--workdir=")), "")
-        k = {"t": round(time.time() - self.t0, 1), "kind": kind, "trial": trial,
-             "signal": signal.Signals(sig).name}
+        k = {
+            "t": round(time.time() - self.t0, 1),
+            "kind": kind,
+            "trial": trial,
+            "signal": signal.Signals(sig).name,
+        }
         self.kills.append(k)
         print(f"soak: kill {len(self.kills)}: {k}", flush=True)
         return True
@@ -202,8 +208,10 @@ def write_doc(summary: dict) -> None:
         "",
         "| # | at (s) | process | trial | signal |",
         "| --- | --- | --- | --- | --- |",
-        *[f"| {i} | {k['t']} | {k['kind']} | {k['trial']} | {k['signal']} |"
-          for i, k in enumerate(summary["kills"], 1)],
+        *[
+            f"| {i} | {k['t']} | {k['kind']} | {k['trial']} | {k['signal']} |"
+            for i, k in enumerate(summary["kills"], 1)
+        ],
     ]
     doc = DOC.read_text()
     head, _, rest = doc.partition(BEGIN)
@@ -218,9 +226,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kills", type=int, default=20)
     p.add_argument("--min-delay", type=float, default=2.0)
     p.add_argument("--max-delay", type=float, default=20.0)
-    p.add_argument("--reference-dir", type=Path, default=Path(tempfile.gettempdir()) / "psweeps-soak-reference")
+    p.add_argument(
+        "--reference-dir", type=Path, default=Path(tempfile.gettempdir()) / "psweeps-soak-reference"
+    )
     p.add_argument("--dir", type=Path, help="the soak's runs dir (default: a new temporary one)")
-    p.add_argument("--write-doc", action="store_true", help="record the outcome in docs/reliability.md")
+    p.add_argument(
+        "--write-doc", action="store_true", help="record the outcome in docs/reliability.md"
+    )
     args = p.parse_args(argv)
     ref_csv = run_reference(args.sweep, args.reference_dir)
     soak_dir = args.dir or Path(tempfile.mkdtemp(prefix="psweeps-soak-"))
@@ -243,7 +255,9 @@ def main(argv: list[str] | None = None) -> int:
         "compare": result,
     }
     (soak_dir / "soak.json").write_text(json.dumps(summary, indent=2))
-    print(json.dumps({k: summary[k] for k in ("states", "compare", "launches", "wall_s")}, indent=2))
+    print(
+        json.dumps({k: summary[k] for k in ("states", "compare", "launches", "wall_s")}, indent=2)
+    )
     ok = rc == 0 and result.get("equal") and len(soak.kills) >= args.kills
     if ok and args.write_doc:
         write_doc(summary)
