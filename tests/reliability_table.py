@@ -55,6 +55,7 @@ class Runner:
         self.env = trainer_env(root / "jax-cache")
         self._reference: Path | None = None
         self.n = 0
+        self.verbose = False
 
     def scratch(self) -> Path:
         self.n += 1
@@ -185,6 +186,8 @@ class Runner:
         if case.says and case.says not in shown:
             o.problems.append(f"the line lacks {case.says!r}")
         print(f"[{time.time() - t0:5.1f}s] {case.name}: exit {code}: {shown}", flush=True)
+        if self.verbose:
+            print("\n".join("    | " + ln for ln in lines))
         for p in o.problems:
             print(f"    PROBLEM: {p}\n" + "\n".join("    | " + ln for ln in lines[-15:]))
         return o
@@ -220,12 +223,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--only", help="run the cases whose name contains this; print, write nothing")
     p.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    p.add_argument("--verbose", action="store_true", help="print every line each case printed")
     args = p.parse_args(argv)
     logging.getLogger("absl").setLevel(logging.ERROR)  # this process's own checkpoint reads
     every = reliability_inputs.CASES + reliability_faults.CASES
     selected = [c for c in every if not args.only or args.only in c.name]
     root = Path(tempfile.mkdtemp(prefix="psweeps-reliability-"))
     runner = Runner(root)
+    runner.verbose = args.verbose
     try:
         outcomes = []
         for c in selected:

@@ -341,5 +341,5 @@ def test_full_disk_during_a_save_ends_in_one_clear_line(tmp_path, cache_dir):
     assert r.returncode == 1, r.stdout + r.stderr
     assert err[-1].startswith("error: No space left on device [errno 28] writing ")
     assert status["state"] == "failed" and err[-1] == f"error: {status['error']}"
-    assert r.stderr.count("Traceback") <= 1  # (TensorStore's late callback, on a closed loop)
+    assert "Traceback" not in r.stderr
     assert len(err) < 20

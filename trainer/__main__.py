@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import traceback
+from typing import Any
 
 from absl import flags
 from ml_collections import config_flags
@@ -113,9 +114,21 @@ def _drop_orbax_tracebacks(record: logging.LogRecord) -> bool:
 
 def _quiet_orbax_tracebacks() -> None:
     """orbax logs every failure of a background save with its traceback, once per thread
-    involved (a full disk gave 150 of them), and then raises the same error in the train loop,
-    which reports it in one line: drop those log records, keep orbax's other messages."""
+    involved, and then raises the same error in the train loop, which reports it in one line:
+    drop those log records (keep orbax's other messages). TensorStore's write callbacks that
+    land after orbax closed its event loop report a "RuntimeError: Event loop is closed" each
+    through ``sys.unraisablehook`` (a full disk gave up to 75 of them): drop those too."""
     logging.getLogger("absl").addFilter(_drop_orbax_tracebacks)
+    hook = sys.unraisablehook
+
+    def quiet(u: Any) -> None:
+        if not (isinstance(u.exc_value, RuntimeError) and str(u.exc_value) == _LOOP_CLOSED):
+            hook(u)
+
+    sys.unraisablehook = quiet
+
+
+_LOOP_CLOSED = "Event loop is closed"
 
 
 def _failed(e: Exception) -> int:
