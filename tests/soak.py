@@ -234,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         "--write-doc", action="store_true", help="record the outcome in docs/reliability.md"
     )
     args = p.parse_args(argv)
+    os.environ.setdefault("PSWEEPS_TENSORBOARD", "0")  # the same for both runs; saves TF imports
     ref_csv = run_reference(args.sweep, args.reference_dir)
     soak_dir = args.dir or Path(tempfile.mkdtemp(prefix="psweeps-soak-"))
     print(f"soak: seed {args.seed}, {args.kills} kills, in {soak_dir}", flush=True)
