@@ -9,7 +9,9 @@ and reused while its results.csv exists. Then ``python -m launch <sweep> --runs-
 runs again and again: every ``U(--min-delay, --max-delay)`` seconds one of this soak's own
 processes (found by the soak directory in their command lines: the launcher, a trainer, the
 evaluator) gets SIGKILL or SIGTERM, chosen by ``random.Random(seed)``; a launcher that exits is
-started again. After ``--kills`` kills the processes left (a trainer orphaned by a killed
+started again. The evaluator only runs once a launcher run has trained every trial, so the last
+``--evaluator-kills`` kills wait for it: each falls ``U(1, --max-delay)`` s into an evaluator's
+run, on the evaluator (or, one time in four, the launcher). After ``--kills`` kills the processes left (a trainer orphaned by a killed
 launcher goes on) are waited for and the launcher is run until it exits 0 with every trial
 done. Runs are deterministic on one CPU: every (trial, step) row of the reference must be in the
 soak's results.csv with the very same values. The soak may score more steps: a SIGTERM makes a
@@ -118,8 +120,8 @@ class Soak:
     def launcher_done(self) -> int | None:
         return None if self.launcher is None else self.launcher.poll()
 
-    def kill_one(self) -> bool:
-        live = [(pid, kind) for pid, kind in ours(self.marker) if kind in KINDS]
+    def kill_one(self, only: tuple[str, ...] | None = None) -> bool:
+        live = [(pid, kind) for pid, kind in ours(self.marker) if kind in (only or KINDS)]
         if not live:
             return False
         kinds = sorted({k for _, k in live})
@@ -142,18 +144,32 @@ class Soak:
         print(f"soak: kill {len(self.kills)}: {k}", flush=True)
         return True
 
-    def kill_phase(self, n: int, lo: float, hi: float) -> None:
+    def kill_phase(self, n: int, lo: float, hi: float, in_evaluator: bool = False) -> None:
+        """Kill until ``n`` kills are made, each ``U(lo, hi)`` s after the last one (or after a
+        launcher was started again). ``in_evaluator``: the delay starts when an evaluator is
+        running, and the victim is the evaluator or (one time in four) the launcher."""
         while len(self.kills) < n:
             if self.launcher is None or self.launcher_done() is not None:
-                if self.launcher is not None and self.finished():
+                if self.launcher is not None and self.finished() and not ours(self.marker):
                     print("soak: the sweep finished before every kill was made", flush=True)
                     return
                 self.start_launcher()
+            if in_evaluator:  # the evaluator runs once a launcher has trained every trial
+                while self.launcher_done() is None and not self.live("evaluator"):
+                    time.sleep(0.2)
             deadline = time.time() + self.rng.uniform(lo, hi)
             while time.time() < deadline and self.launcher_done() is None:
                 time.sleep(0.2)
-            if self.launcher_done() is None or ours(self.marker):
-                self.kill_one()
+            if self.launcher_done() is None:  # a launcher that ended is started again first
+                only = (
+                    ("evaluator" if self.rng.random() < 0.75 else "launcher",)
+                    if in_evaluator
+                    else None
+                )
+                self.kill_one(only)
+
+    def live(self, kind: str) -> bool:
+        return any(k == kind for _, k in ours(self.marker))
 
     def finished(self) -> bool:
         states = trial_states(self.dir / self.sweep)
@@ -224,6 +240,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sweep", default="depth")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--kills", type=int, default=20)
+    p.add_argument(
+        "--evaluator-kills",
+        type=int,
+        default=5,
+        help="of the kills, how many fall while the evaluator runs (the last ones: it runs "
+        "once training is done)",
+    )
     p.add_argument("--min-delay", type=float, default=2.0)
     p.add_argument("--max-delay", type=float, default=20.0)
     p.add_argument(
@@ -237,9 +260,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PSWEEPS_TENSORBOARD", "0")  # the same for both runs; saves TF imports
     ref_csv = run_reference(args.sweep, args.reference_dir)
     soak_dir = args.dir or Path(tempfile.mkdtemp(prefix="psweeps-soak-"))
+    soak_dir.mkdir(parents=True, exist_ok=True)
     print(f"soak: seed {args.seed}, {args.kills} kills, in {soak_dir}", flush=True)
     soak = Soak(args.sweep, soak_dir, random.Random(args.seed), soak_dir / "soak.log")
-    soak.kill_phase(args.kills, args.min_delay, args.max_delay)
+    during_training = args.kills - args.evaluator_kills
+    soak.kill_phase(during_training, args.min_delay, args.max_delay)
+    soak.kill_phase(args.kills, 1.0, args.max_delay, in_evaluator=True)
     rc = soak.finish_phase()
     states = trial_states(soak_dir / args.sweep)
     soak_csv = soak_dir / args.sweep / "results.csv"

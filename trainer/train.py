@@ -1,8 +1,10 @@
 """The training loop: ``train_and_evaluate(config, workdir)``.
 
-One function in four marked sections: set-up (config, records, data, the run from
-``trainer.steps.build_run``), restore (the latest checkpoint, or a fresh state), the loop (steps,
-log lines, evaluations, saves, preemption) and finish. Multi-host runs call
+One function in four marked sections: set-up (config, data, then the workdir claimed and the
+records, the run from ``trainer.steps.build_run``), restore (the newest checkpoint that passes its
+integrity check, or a fresh state), the loop (steps, log lines, evaluations, saves, preemption)
+and finish. Everything that can refuse a run (the config, the data splits, the batch against the
+devices and the examples) is checked before the workdir is claimed, so nothing is written then. Multi-host runs call
 ``jax.distributed.initialize()`` first (trainer/distributed.py) and each process feeds its own
 slice of the batch (the input pipeline).
 
@@ -140,10 +142,11 @@ def restore_or_init(run: steps.Run, ckpt: checkpoint.Checkpointer, seed: int, re
 def train_and_evaluate(
     config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, command: str | None = None
 ) -> str:
-    """Train ``config`` in ``workdir`` (resuming from its latest checkpoint) and return the final
-    state: ``done``, ``preempted`` or ``diverged``. Raises ``ConfigError`` (one line, before any
-    work) for a bad config or a workdir holding another config; other errors mark the run
-    ``failed`` in status.json and propagate."""
+    """Train ``config`` in ``workdir`` (resuming from its newest intact checkpoint) and return
+    the final state: ``done``, ``preempted`` or ``diverged``. Raises ``ConfigError`` /
+    ``DataError`` / ``status.WorkdirError`` (one line, before anything is written) for a bad
+    config or data, a workdir holding another config, held by another trainer or not writable;
+    other errors mark the run ``failed`` in status.json and propagate."""
     # ------------------------------------------------------------------ set-up
     base.validate(config)
     workdir = Path(workdir).absolute()
