@@ -1,19 +1,22 @@
 """``python -m evaluator``: the checkpoint-scoring job, or ``score`` for one metric or checkpoint.
 
     python -m evaluator --runs=runs/<sweep> [--watch] [--benchmarks=proxy,bapps]
-                        [--bapps-dir=DIR] [--poll-seconds=S]
+                        [--bapps-dir=DIR] [--poll-seconds=S] [--retry-errors] [--allow-errors]
     python -m evaluator score --benchmark=bapps|proxy [--data-dir=DIR]
                               --metric=l2|ssim|checkpoint:<trial dir or its checkpoints/<step>>
                               [--json]
     python -m evaluator import --tf-checkpoints=DIR --runs=runs/<sweep> --config.model.depth=D
                                (TF checkpoints of tensorflow/tpu's ResNet as a trial: imports.py)
 
-Exit status: 0 done, 2 bad arguments or benchmark files (one line on stderr, nothing scored).
+Exit status: 0 done, 2 bad arguments or benchmark files, or a runs directory that cannot be
+written (one line on stderr), 3 some checkpoint steps are error records (damaged or unreadable;
+``--allow-errors`` makes that 0), or ``score`` on such a checkpoint.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 from pathlib import Path
@@ -21,6 +24,8 @@ from typing import Any
 
 from evaluator.bapps import BenchmarkError
 from evaluator.benchmarks import BENCHMARK_NAMES
+
+EXIT_ERROR_RECORDS = 3
 
 
 def _job_parser() -> argparse.ArgumentParser:
@@ -41,6 +46,11 @@ def _job_parser() -> argparse.ArgumentParser:
         "--retry-errors",
         action="store_true",
         help="score steps whose result is an error record again (once per job)",
+    )
+    p.add_argument(
+        "--allow-errors",
+        action="store_true",
+        help="exit 0 even when some steps are error records (damaged or unreadable checkpoints)",
     )
     p.add_argument(
         "--stale-after",
@@ -176,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     from evaluator.features import CheckpointError
     from evaluator.job import JobError, run_job
     from sweeps.base import ConfigError
+    from trainer.integrity import Damaged
 
     argv = list(sys.argv[1:] if argv is None else argv)
     _quiet_absl()
@@ -197,19 +208,27 @@ def main(argv: list[str] | None = None) -> int:
             raise JobError(f"--poll-seconds={args.poll_seconds} must be > 0")
         if args.stale_after < 0:
             raise JobError(f"--stale-after={args.stale_after} must be >= 0 (0 = wait forever)")
-        run_job(
+        counts = run_job(
             args.runs,
-            args.watch,
-            benches,
-            args.bapps_dir,
-            args.poll_seconds,
-            args.retry_errors,
-            args.stale_after,
+            watch=args.watch,
+            benchmarks=benches,
+            bapps_dir=args.bapps_dir,
+            poll_seconds=args.poll_seconds,
+            retry_errors=args.retry_errors,
+            stale_after=args.stale_after,
         )
-        return 0
+        return EXIT_ERROR_RECORDS if counts.error_steps and not args.allow_errors else 0
     except (BenchmarkError, CheckpointError, ConfigError, JobError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
+    except Damaged as e:  # score: the checkpoint fails its integrity check
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR_RECORDS
+    except OSError as e:  # a runs directory that cannot be written, a full disk
+        unwritable = e.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
+        what = "cannot write" if unwritable else "error on"
+        print(f"error: {what} {e.filename or 'a file'}: {e.strerror or e}", file=sys.stderr)
+        return 2 if unwritable else 1
 
 
 if __name__ == "__main__":

@@ -186,6 +186,7 @@ class ScoringModel:
     params_used: str  # "params" | "ema_params"
     batch_size: int = 256
     resident: bool | None = None  # images stay on the device between calls; None: not on a CPU
+    integrity: str | None = None  # from_checkpoint: trainer.integrity.VERIFIED or NO_RECORD
 
     @classmethod
     def from_checkpoint(
@@ -196,12 +197,18 @@ class ScoringModel:
         batch_size: int = 256,
         resident: bool | None = None,
     ) -> ScoringModel:
-        from trainer import checkpoint
+        from trainer import checkpoint, integrity
 
         cfg = read_trial_config(trial_dir)
         ckpt_dir = Path(ckpt_dir) if ckpt_dir else checkpoint.checkpoint_dir(trial_dir)
-        restored = checkpoint.restore_variables(ckpt_dir, step)
-        return cls.from_variables(cfg, restored, batch_size=batch_size, resident=resident)
+        try:  # checks the step's integrity record first (integrity.Damaged, one line)
+            restored = checkpoint.restore_variables(ckpt_dir, step)
+        except FileNotFoundError as e:  # a step that is not there: one line, not a traceback
+            raise CheckpointError(str(e)) from None
+        sm = cls.from_variables(cfg, restored, batch_size=batch_size, resident=resident)
+        has_record = integrity.read_record(Path(ckpt_dir) / str(step)) is not None
+        sm.integrity = integrity.VERIFIED if has_record else integrity.NO_RECORD
+        return sm
 
     @classmethod
     def from_variables(

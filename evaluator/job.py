@@ -3,14 +3,16 @@
 For each trial directory under ``runs/<sweep>`` (one holding ``config.json``) and each finalised
 checkpoint step (``trainer.checkpoint.list_steps``) without ``perceptual/<step>.json``:
 
-1. snapshot the step directory into ``checkpoints/_SNAPSHOTS/<step>`` (orbax's snapshot location,
-   see ``orbax.checkpoint.checkpoint_utils``) with hard links, so the trainer deleting the step
-   meanwhile cannot pull files from under the restore; a step deleted before the snapshot is
-   skipped;
+1. snapshot the step directory into ``checkpoints/_SNAPSHOTS/<step>`` (orbax's snapshot location)
+   with hard links, so the trainer deleting the step meanwhile cannot pull files from under the
+   restore; a step deleted before the snapshot is skipped;
 2. restore it read-only from the snapshot, score it on the benchmarks, release the snapshot;
-3. write ``perceptual/<step>.json`` atomically (docs/file-contracts.md); an unreadable checkpoint
-   gets a record with ``"error"`` instead, and the job moves on (``--retry-errors`` tries such
-   steps again).
+3. write ``perceptual/<step>.json`` atomically (docs/file-contracts.md); a checkpoint that fails
+   its integrity check (trainer/integrity.py) or cannot be read gets a one-line ``"error"``
+   record instead, never a score (``--retry-errors`` tries such steps again; so does any job
+   once the step holds another save, as after the trainer moved a damaged one aside: each
+   record keeps its save's ``checkpoint_id``). The job's last line counts steps scored, error
+   records and steps skipped; ``python -m evaluator`` exits 3 on error records.
 
 A step whose result lacks one of the benchmarks asked for now (say BAPPS added after a sweep
 scored on the proxy), or holds the proxy from an older version, is scored on those only, and
@@ -21,14 +23,12 @@ diverged and nothing is left to score. A trial that says ``running`` but whose f
 metrics.jsonl, checkpoints) have not changed for ``--stale-after`` seconds (default an hour) is
 taken as ended too: its process was killed without a word (``kill -9``, a node lost, a job
 cancelled), and the watcher would otherwise hold its machine until a time limit. Pending and
-preempted trials are waited for: a queue may start or requeue them hours later.
-"""
+preempted trials are waited for: a queue may start or requeue them hours later."""
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -39,8 +39,8 @@ from evaluator import benchmarks as bm
 from evaluator.bapps import Benchmark, BenchmarkError
 from evaluator.distances import FEATURE_DISTANCES, PIXEL_METRICS
 from evaluator.proxy import default_dir as proxy_default_dir
-from trainer import checkpoint
-from trainer.files import atomic_write_json, read_json, read_jsonl
+from trainer import checkpoint, integrity
+from trainer.files import Busy, FileLock, atomic_write_json, read_json, read_jsonl
 
 TERMINAL = ("done", "failed", "diverged")
 PERCEPTUAL_DIR = "perceptual"
@@ -51,6 +51,21 @@ class JobError(ValueError):
 
 
 @dataclass
+class Counts:
+    """What one job did: steps scored, error records among the trials' steps when it ended
+    (``error_steps``: ``"<trial> step <n>"``) and steps deleted before they were scored."""
+
+    scored: int = 0
+    skipped: int = 0
+    error_steps: list[str] = field(default_factory=list)
+
+    def line(self, runs: Path) -> str:
+        errors = len(self.error_steps)
+        done = f"{self.scored} step(s) scored, {errors} error(s), {self.skipped} skipped"
+        return f"evaluator: {done} under {runs}"
+
+
+@dataclass
 class JobOptions:
     runs: Path
     watch: bool = False
@@ -58,9 +73,7 @@ class JobOptions:
     bapps_dir: str | None = None  # None: each trial's perceptual.bapps_dir
     poll_seconds: float = 30.0
     retry_errors: bool = False  # score steps whose result is an error record again
-    stale_after: float = (
-        3600.0  # --watch: a "running" trial unchanged this long has ended; 0: never
-    )
+    stale_after: float = 3600.0  # --watch: a running trial unchanged this long ended; 0: never
     log: Callable[[str], None] = field(default=lambda s: print(s, flush=True))
 
 
@@ -131,8 +144,19 @@ def _epoch_of(trial: Path, step: int) -> float | None:
 
 
 def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split()).split(" [tensorstore_spec")[0]
-    return f"{type(e).__name__}: {text}"[:400]
+    if isinstance(e, integrity.Damaged):
+        return " ".join(str(e).split())[:400]
+    return checkpoint.read_error(e).split(" [tensorstore_spec")[0]
+
+
+def _made_for_another_save(rec: dict[str, Any] | None, trial: Path, step: int) -> bool:
+    """An error record made for an earlier save of this step (the trainer moved that one aside
+    and saved the step again): it no longer speaks for the checkpoint there."""
+    if not rec or not rec.get("error") or "checkpoint_id" not in rec:
+        return False
+    return rec["checkpoint_id"] != integrity.fingerprint(
+        checkpoint.checkpoint_dir(trial) / str(step)
+    )
 
 
 # ----------------------------------------------------------------------------- the job
@@ -221,6 +245,7 @@ class Evaluator:
             "epoch": _epoch_of(trial, step),
             "trial": trial.name,
             "model": cfg["model"],
+            "checkpoint_id": integrity.fingerprint(ckpt_dir / str(step)),
             "error": None,
         }
         snap = None
@@ -239,6 +264,7 @@ class Evaluator:
             if snap is not None:
                 checkpoint.release_snapshot(ckpt_dir, step)
         if record["error"] is None:
+            record["integrity"] = sm.integrity
             record["resolution"] = sm.resolution
             record["params"] = sm.params_used
             kept = dict(old["benchmarks"]) if old and not old.get("error") else {}
@@ -263,25 +289,34 @@ class Evaluator:
 
         names = [name for name, _ in self.trial_benchmarks(read_trial_config(trial))]
         steps = checkpoint.list_steps(checkpoint.checkpoint_dir(trial))
+        out = []
+        for s in steps:
+            rec = read_result(trial, s)
+            retry = self.opts.retry_errors or _made_for_another_save(rec, trial, s)
+            if (trial, s) not in self._tried and missing_benchmarks(rec, names, retry):
+                out.append(s)
+        return out
+
+    def error_steps(self) -> list[str]:
+        """``"<trial> step <n>"`` for every checkpoint step whose result is an error record."""
         return [
-            s
-            for s in steps
-            if (trial, s) not in self._tried
-            and missing_benchmarks(read_result(trial, s), names, self.opts.retry_errors)
+            f"{trial.name} step {s}"
+            for trial in find_trials(self.opts.runs)
+            for s in checkpoint.list_steps(checkpoint.checkpoint_dir(trial))
+            if (rec := read_result(trial, s)) is not None and rec.get("error")
         ]
 
-    def one_pass(self) -> int:
-        """Score everything pending now; returns how many steps were written."""
-        n = 0
+    def one_pass(self, counts: Counts) -> None:
+        """Score everything pending now, counting into ``counts``."""
         for trial in find_trials(self.opts.runs):
             for step in self.pending(trial):
                 rec = self.score_step(trial, step)
                 if rec is None:
+                    counts.skipped += 1
                     self.opts.log(f"{trial.name} step {step}: deleted before scoring, skipped")
                     continue
-                n += 1
+                counts.scored += 0 if rec.get("error") else 1
                 self.opts.log(_summary(trial.name, step, rec))
-        return n
 
     def _ended(self, trial: Path, state: str | None) -> bool:
         """Whether --watch has nothing more to wait for from ``trial`` (see the module doc)."""
@@ -301,7 +336,7 @@ class Evaluator:
             )
         return True
 
-    def run(self) -> int:
+    def run(self) -> Counts:
         runs = self.opts.runs
         if not runs.is_dir():
             raise JobError(f"--runs={runs} is not a directory; expected runs/<sweep>")
@@ -313,18 +348,24 @@ class Evaluator:
             checkpoint.drop_snapshots(checkpoint.checkpoint_dir(trial))
             for key in self.trial_benchmarks(read_trial_config(trial)):
                 self.benchmark(key)
-        total = 0
+        counts = Counts()
         while True:
             states = {t: _trial_state(t) for t in find_trials(runs)}
-            total += self.one_pass()
+            self.one_pass(counts)
             if not self.opts.watch:
                 break
             finished = all(self._ended(t, s) for t, s in states.items()) and states
             if finished and not any(self.pending(t) for t in states):
                 break
             time.sleep(self.opts.poll_seconds)
-        self.opts.log(f"evaluator: {total} step(s) scored under {runs}")
-        return total
+        counts.error_steps = self.error_steps()
+        if counts.error_steps:
+            self.opts.log(
+                f"evaluator: not scored, error records: {', '.join(counts.error_steps)} "
+                "(--retry-errors tries them again)"
+            )
+        self.opts.log(counts.line(runs))
+        return counts
 
 
 def _summary(trial: str, step: int, rec: dict[str, Any]) -> str:
@@ -339,26 +380,22 @@ def _summary(trial: str, step: int, rec: dict[str, Any]) -> str:
     return f"{trial} step {step}: " + "; ".join(parts) + f" [{rec['wall_time_s']:.1f} s]"
 
 
-def run_job(
-    runs: str | os.PathLike,
-    watch: bool = False,
-    benchmarks: Sequence[str] | None = None,
-    bapps_dir: str | None = None,
-    poll_seconds: float = 30.0,
-    retry_errors: bool = False,
-    stale_after: float = 3600.0,
-) -> int:
-    opts = JobOptions(
-        runs=Path(runs),
-        watch=watch,
-        benchmarks=tuple(benchmarks) if benchmarks else None,
-        bapps_dir=bapps_dir,
-        poll_seconds=poll_seconds,
-        retry_errors=retry_errors,
-        stale_after=stale_after,
-    )
-    return Evaluator(opts).run()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit("use: python -m evaluator --runs=runs/<sweep> [--watch]")
+def run_job(runs: str | os.PathLike, **options: Any) -> Counts:
+    """Run the job on the sweep directory ``runs``; ``options`` are ``JobOptions`` fields. One
+    job per sweep: a second is refused (``.evaluator.lock``), as it would drop the first one's
+    snapshots from under its restores."""
+    runs = Path(runs)
+    if not runs.is_dir():
+        raise JobError(f"--runs={runs} is not a directory; expected runs/<sweep>")
+    try:
+        lock = FileLock(runs / ".evaluator.lock").acquire()
+    except Busy as e:
+        raise JobError(
+            f"another evaluator (pid {e.owner}) is scoring {runs}; wait for it"
+        ) from None
+    if options.get("benchmarks"):
+        options["benchmarks"] = tuple(options["benchmarks"])
+    try:
+        return Evaluator(JobOptions(runs=runs, **options)).run()
+    finally:
+        lock.release()

@@ -16,6 +16,7 @@ input, a trial directory holding another config, or another local launcher alrea
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import shlex
 import sys
@@ -91,6 +92,12 @@ def dry_run(trials: Sequence[Trial], python: str) -> None:
         print(f"{t.name}{note}\n  {shlex.join(t.command(python))}")
 
 
+def runs_dir_problem(runs_dir: str, e: OSError) -> str:
+    what = {errno.ENOTDIR: "is a file, or lies under one", errno.EEXIST: "is a file"}
+    why = what.get(e.errno, f"cannot be written ({e.strerror or e})")
+    return f"--runs-dir {runs_dir!r} {why}: {e.filename}; use another --runs-dir"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args, rest = parser().parse_known_args(argv)
     try:
@@ -127,6 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"launch: error: the {args.launcher} launcher is not available ({e})", file=sys.stderr
         )
+        return EXIT_BAD_INPUT
+    except OSError as e:  # a runs dir that is a file or cannot be written
+        print(f"launch: error: {runs_dir_problem(args.runs_dir, e)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     options = LaunchOptions(
         jobs=args.jobs, python=args.python, no_eval=args.no_eval, launcher_opts=opts

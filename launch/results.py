@@ -17,6 +17,8 @@ from pathlib import Path
 
 from launch.trials import last_line
 
+EXIT_ERROR_RECORDS = 3  # python -m evaluator: some steps could not be scored (evaluator.__main__)
+
 
 def available(module: str) -> bool:
     """Whether ``module`` can be imported here (a stage may be left out of an install)."""
@@ -46,11 +48,19 @@ def evaluate(sweep_dir: Path, python: str) -> int:
             env=_env(),
             check=False,
         ).returncode
+    took = f"{time.time() - t0:.0f}s"
     if rc == 0:
-        print(f"[evaluator] done in {time.time() - t0:.0f}s", flush=True)
+        print(f"[evaluator] done in {took}: {_counts(last_line(log))}", flush=True)
+    elif rc == EXIT_ERROR_RECORDS:  # finished; some steps are error records, not scores
+        print(f"[evaluator] ERRORS after {took}: {_counts(last_line(log))}; log {log}", flush=True)
     else:
         print(f"[evaluator] FAILED (exit {rc}): {last_line(log)}; log {log}", flush=True)
     return rc
+
+
+def _counts(line: str) -> str:
+    """The job's last line without its prefix: "N step(s) scored, E error(s), S skipped ..."."""
+    return line.removeprefix("evaluator: ")
 
 
 def report(sweep_dir: Path, python: str) -> int:

@@ -124,6 +124,7 @@ def plan(trials: Sequence[Trial], options: LaunchOptions, opts: SlurmOptions) ->
                 f"--runs={sweep_dir}",
                 "--watch",
                 f"--poll-seconds={opts.eval_poll_s:g}",
+                "--allow-errors",  # error records (damaged checkpoints) must not stop the report
             ]
         ]
         if results.available("evaluator.report"):

@@ -119,9 +119,9 @@ def sweep_dirs(trials: Sequence[Trial], opts: TpuOptions) -> tuple[str, str, Pat
 
 def eval_step(trials: Sequence[Trial], opts: TpuOptions) -> list[str]:
     _, mounted, _ = sweep_dirs(trials, opts)
-    return script(
-        "eval_vm.sh", "run", REMOTE_PYTHON, "-m", "evaluator", f"--runs={mounted}", "--watch"
-    )
+    # --allow-errors: error records (damaged checkpoints) must not keep the report from running.
+    argv = ["-m", "evaluator", f"--runs={mounted}", "--watch", "--allow-errors"]
+    return script("eval_vm.sh", "run", REMOTE_PYTHON, *argv)
 
 
 def report_step(trials: Sequence[Trial], opts: TpuOptions) -> list[str]:

@@ -153,7 +153,14 @@ def load_sweep_module(path: Path) -> ModuleType:
     if spec is None or spec.loader is None:
         raise base.ConfigError(f"sweep file {str(path)!r} cannot be imported")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:  # a sweep file is Python, run as code: its own errors name the file and line
+        spec.loader.exec_module(module)
+    except SyntaxError as e:
+        raise base.ConfigError(
+            f"sweep file {str(path)!r} line {e.lineno}: SyntaxError: {e.msg}"
+        ) from None
+    except Exception as e:
+        raise base.ConfigError(f"sweep file {str(path)!r}: {_where(e, path)}") from None
     for fn in ("get_config", "get_sweep"):
         if not callable(getattr(module, fn, None)):
             raise base.ConfigError(f"sweep file {str(path)!r} has no {fn}(arg) function")
@@ -174,9 +181,21 @@ def load_trials(
     arg = preset or "embedded"
     preset_name, _ = grid.parse_arg(arg)
     extra = dict(extra_overrides or {})
-    config0 = module.get_config(arg)
+    config0 = _call(module.get_config, arg, path)
+    if not isinstance(config0, ml_collections.ConfigDict):
+        raise base.ConfigError(
+            f"sweep file {str(path)!r}: get_config({arg!r}) returned "
+            f"{type(config0).__name__}; expected a ConfigDict (sweeps.base.get_config)"
+        )
     base.validate(config0)
-    grid_overrides = list(module.get_sweep(arg))
+    grid_overrides = _call(module.get_sweep, arg, path)
+    if not isinstance(grid_overrides, (list, tuple)) or not all(
+        isinstance(o, dict) for o in grid_overrides
+    ):
+        raise base.ConfigError(
+            f"sweep file {str(path)!r}: get_sweep({arg!r}) returned {_shape(grid_overrides)}; "
+            "expected a list of {dotted.key: value} dicts, one per trial"
+        )
     if not grid_overrides:
         raise base.ConfigError(f"sweep {path.stem!r} ({arg}) has no trials")
     swept = sorted({k for o in grid_overrides for k in o} & set(extra))
@@ -216,6 +235,35 @@ def load_trials(
     return trials
 
 
+def _where(e: BaseException, path: Path) -> str:
+    """``line N: Type: message`` of an exception raised by code in the sweep file ``path``."""
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if Path(f.filename) == path]
+    line = f"line {frames[-1].lineno}: " if frames else ""
+    text = " ".join(str(e).split())[:300]
+    return f"{line}{type(e).__name__}: {text}" if text else f"{line}{type(e).__name__}"
+
+
+def _call(fn: Any, arg: str, path: Path) -> Any:
+    """``fn(arg)`` of the sweep file; its errors become one ``ConfigError`` naming the file."""
+    try:
+        return fn(arg)
+    except base.ConfigError:
+        raise
+    except Exception as e:
+        raise base.ConfigError(
+            f"sweep file {str(path)!r}: {fn.__name__}({arg!r}) failed at {_where(e, path)}"
+        ) from None
+
+
+def _shape(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        bad = next((o for o in value if not isinstance(o, dict)), None)
+        return f"a list holding a {type(bad).__name__}" if bad is not None else "a list"
+    return type(value).__name__ if value is not None else "None"
+
+
 # ----------------------------------------------------------------------------- run directories
 
 
@@ -231,7 +279,7 @@ def drift(trial: Trial) -> list[str]:
 
 def check_drift(trials: Sequence[Trial]) -> None:
     """Raise DriftError (one line) naming every trial whose directory holds another config."""
-    bad = [f"{t.name} ({', '.join(d)})" for t in trials if (d := drift(t))]
+    bad = [f"{t.name} ({base.drift_text(d)})" for t in trials if (d := drift(t))]
     if bad:
         sweep_dir = trials[0].workdir.parent
         raise DriftError(

@@ -374,6 +374,12 @@ def normalised(config: Mapping[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(flatten(config), default=list))
 
 
+def drift_text(diff: list[str], limit: int = 6) -> str:
+    """``config_drift``'s list for a one-line message: the first ``limit`` keys, then a count."""
+    more = f", and {len(diff) - limit} more" if len(diff) > limit else ""
+    return ", ".join(diff[:limit]) + more
+
+
 def config_drift(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """``key: old -> new`` for every flattened key whose value differs (or exists on one side),
     ignoring the ``distributed.*`` placement keys. Either side may be a ConfigDict or the dict

@@ -15,14 +15,13 @@ import sys
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
+from eval_support import Trial
 
 from evaluator import job, proxy
 from evaluator.__main__ import main
 from trainer import checkpoint
-from trainer.checkpoint import Checkpointer
 from trainer.files import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,57 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def proxy_dir(tmp_path_factory) -> Path:
     return proxy.build_proxy(tmp_path_factory.mktemp("bench") / "proxy", per_category=6)
-
-
-def _config(proxy_dir: Path, depth: int = 2):
-    from sweeps import smoke
-
-    cfg = smoke.get_config()
-    cfg.model.depth = depth
-    cfg.perceptual.proxy_dir = str(proxy_dir)
-    cfg.perceptual.batch_size = 16
-    cfg.checkpoint.max_to_keep = 10
-    cfg.checkpoint.keep_every_steps = 0
-    cfg.checkpoint.async_save = False
-    return cfg
-
-
-class Trial:
-    """A trial directory with a real tiny ResNet, checkpoints saved by trainer.checkpoint."""
-
-    def __init__(self, runs: Path, name: str, proxy_dir: Path, total_steps: int = 100):
-        from trainer.models import build_model
-
-        self.dir = runs / name
-        self.cfg = _config(proxy_dir)
-        atomic_write_json(self.dir / "config.json", self.cfg.to_dict())
-        model = build_model(self.cfg.model, self.cfg.data.num_classes)
-        x = np.zeros((1, 16, 16, 3), np.float32)
-        init = jax.jit(lambda k, x: model.init({"params": k}, x, train=False))  # faster than eager
-        self.variables = init(jax.random.key(0), x)
-        self.total_steps = total_steps
-        self.status("running")
-
-    def status(self, state: str) -> None:
-        atomic_write_json(self.dir / "status.json", {"state": state})
-
-    def save(self, *steps: int) -> None:
-        ck = Checkpointer(self.dir, self.cfg.checkpoint, self.total_steps)
-        for s in steps:
-            key = jax.random.key(s)
-            params = jax.tree.map(
-                lambda a, k=key: a + 0.05 * jax.random.normal(k, a.shape), self.variables["params"]
-            )
-            state = {
-                "step": s,
-                "params": params,
-                "batch_stats": self.variables["batch_stats"],
-                "opt_state": {},
-                "rng": jax.random.key_data(key),
-            }
-            ck.save(s, state)
-        ck.wait()
-        ck.close()
 
 
 def _records(trial: Path) -> dict[int, dict]:
@@ -149,9 +97,12 @@ def test_unreadable_checkpoint_is_recorded_and_deleted_step_skipped(
     shutil.rmtree(t.dir / "checkpoints" / "30")
     assert ev.score_step(t.dir, 30) is None
     assert not job.result_path(t.dir, 30).exists()
-    assert main([f"--runs={runs}"]) == 0
+    assert main([f"--runs={runs}"]) == 3  # a step is an error record: not a success
     out = capsys.readouterr().out
-    assert "depth-2 step 20: ERROR" in out
+    assert "depth-2 step 20: ERROR checkpoint 20 is damaged: " in out
+    assert "1 step(s) scored, 1 error(s), 0 skipped" in out.splitlines()[-1]
+    assert main([f"--runs={runs}", "--allow-errors"]) == 0
+    assert "0 step(s) scored, 1 error(s)" in capsys.readouterr().out
     recs = _records(t.dir)
     assert sorted(recs) == [10, 20]
     _check_complete(recs[10], 10)
@@ -306,12 +257,13 @@ def test_retry_errors_rescores_error_records_once_per_job(tmp_path: Path, proxy_
             p.unlink()
     for s in (10, 20):  # both failed once (step 10: a transient read error)
         atomic_write_json(job.result_path(t.dir, s), {"step": s, "error": "OSError: gone"})
-    assert main([f"--runs={runs}"]) == 0
-    assert "0 step(s) scored" in capsys.readouterr().out  # error records are final by default
+    assert main([f"--runs={runs}"]) == 3
+    # error records are final by default
+    assert "0 step(s) scored, 2 error(s)" in capsys.readouterr().out
     t.status("done")
     # --watch with --retry-errors ends: step 20 fails again and is not retried in this job
-    assert main([f"--runs={runs}", "--retry-errors", "--watch", "--poll-seconds=0.05"]) == 0
-    assert "2 step(s) scored" in capsys.readouterr().out
+    assert main([f"--runs={runs}", "--retry-errors", "--watch", "--poll-seconds=0.05"]) == 3
+    assert "1 step(s) scored, 1 error(s)" in capsys.readouterr().out
     recs = _records(t.dir)
     _check_complete(recs[10], 10)
     assert recs[20]["error"] and recs[20]["error"] != "OSError: gone"

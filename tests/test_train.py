@@ -175,6 +175,8 @@ def test_launcher_config_json_is_accepted(tmp_path):
         (["--config.train.nope=1"], "nope"),
         (["--config.data.image_size=4"], "data.image_size"),
         (["--config.train.batch_size=7", "--config.distributed.initialize=no"], None),
+        (["--config.train.batch_size=2050"], "larger than the 2000 training examples"),
+        (["--config.model.name=vit", "--config.model.variant=Ti/5"], "not a multiple of"),
     ],
 )
 def test_bad_config_exits_2_with_one_line(tmp_path, args, needle):
@@ -187,9 +189,10 @@ def test_bad_config_exits_2_with_one_line(tmp_path, args, needle):
     if needle:
         assert needle in lines[0]
         assert not wd.exists()
-    else:  # batch 7 over 2 devices: refused before training (no checkpoint, no status)
+    else:  # batch 7 over 2 devices: refused before the workdir is claimed (nothing written)
         assert "train.batch_size=7" in lines[0] and "multiple of 2" in lines[0]
         assert not (wd / "checkpoints").exists()
+        assert not wd.exists()
 
 
 def test_command_from_config_rebuilds_the_config(tmp_path):
@@ -247,6 +250,9 @@ def test_smoke_run_trains_and_writes_its_records(tmp_path):
     assert st["error"] is None and st["finished"] and st["versions"]["jax"] == jax.__version__
     assert st["command"].startswith("python -m trainer --config=sweeps/smoke.py")
     assert st["last_eval"]["step"] == 80 and st["last_eval"]["top1"] > 0.6  # chance: 0.1
+    train, ev = st["examples"]["train"], st["examples"]["eval"]
+    assert (train["asked"], train["used"], ev["asked"], ev["used"]) == (2000, 2000, 500, 500)
+    assert train["split"] >= 2000 and ev["split"] >= 500  # the prepared splits' sizes
     assert json.loads((wd / "config.json").read_text()) == json.loads(
         json.dumps(smoke.get_config().to_dict())
     )
@@ -262,6 +268,18 @@ def test_smoke_run_trains_and_writes_its_records(tmp_path):
     assert set(v) == {"params", "batch_stats"}
     if importlib.util.find_spec("tensorflow") and importlib.util.find_spec("tensorboard"):
         assert list((wd / "tensorboard").glob("events.out.tfevents.*"))
+
+
+@pytest.mark.slow
+def test_more_examples_than_the_split_holds_are_all_used_and_said(tmp_path):
+    wd = tmp_path / "run"
+    r = run_trainer(wd, "--config.data.eval_examples=1000000", "--config.train.epochs=0.05")
+    assert r.returncode == 0, r.stdout + r.stderr
+    st = json.loads((wd / "status.json").read_text())
+    ev = st["examples"]["eval"]
+    assert ev["asked"] == 1_000_000 and ev["used"] == ev["split"] < 1_000_000
+    line = f"data.eval_examples=1000000 but the eval split has {ev['split']} images: using all"
+    assert line in r.stdout
 
 
 @pytest.mark.slow

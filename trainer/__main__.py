@@ -1,13 +1,17 @@
 """``python -m trainer --config=sweeps/<file>.py[:preset] [--config.k=v ...] --workdir=DIR``.
 
-Exit codes: 0 done (or preempted after a clean save), 1 failed, 2 bad config / bad input
-(nothing started), 3 diverged.
+Exit codes: 0 done (or preempted after a clean save: SIGTERM or Ctrl-C), 1 failed (the last
+line on stderr says why, as status.json does), 2 bad config / bad input / a workdir that is
+busy or cannot be written (nothing started), 3 diverged, 130 a second Ctrl-C.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import traceback
+from typing import Any
 
 from absl import flags
 from ml_collections import config_flags
@@ -87,13 +91,56 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(e))
 
     from trainer.data import DataError
+    from trainer.status import WorkdirError
+
+    _quiet_orbax_tracebacks()
     from trainer.train import exit_code, train_and_evaluate
 
     try:
         state = train_and_evaluate(config, _WORKDIR.value, command=command_from_argv(argv))
-    except (base.ConfigError, DataError) as e:  # bad config or input: one line, exit 2
+    except (base.ConfigError, DataError, WorkdirError) as e:  # bad input: one line, exit 2
         return _fail(str(e))
+    except KeyboardInterrupt:  # a second Ctrl-C (the first one saves and stops)
+        print("error: interrupted; the run resumes from its last checkpoint", file=sys.stderr)
+        return 130
+    except Exception as e:
+        return _failed(e)
     return exit_code(state)
+
+
+def _drop_orbax_tracebacks(record: logging.LogRecord) -> bool:
+    return not (record.exc_info and "orbax" in record.pathname)
+
+
+def _quiet_orbax_tracebacks() -> None:
+    """orbax logs every failure of a background save with its traceback, once per thread
+    involved, and then raises the same error in the train loop, which reports it in one line:
+    drop those log records (keep orbax's other messages). TensorStore's write callbacks that
+    land after orbax closed its event loop report a "RuntimeError: Event loop is closed" each
+    through ``sys.unraisablehook`` (a full disk gave up to 75 of them): drop those too."""
+    logging.getLogger("absl").addFilter(_drop_orbax_tracebacks)
+    hook = sys.unraisablehook
+
+    def quiet(u: Any) -> None:
+        if not (isinstance(u.exc_value, RuntimeError) and str(u.exc_value) == _LOOP_CLOSED):
+            hook(u)
+
+    sys.unraisablehook = quiet
+
+
+_LOOP_CLOSED = "Event loop is closed"
+
+
+def _failed(e: Exception) -> int:
+    """A run that failed after it started (status.json says ``failed`` with the same line): the
+    traceback for what looks like a bug, none for the machine's own errors (a full disk, a
+    file that cannot be written), and the one line last either way."""
+    from trainer.status import error_line, os_error_code
+
+    if os_error_code(e) is None:
+        traceback.print_exception(e)
+    print(f"error: {error_line(e)}", file=sys.stderr, flush=True)
+    return 1
 
 
 if __name__ == "__main__":

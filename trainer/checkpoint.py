@@ -8,6 +8,13 @@ The saved item is one dict ``{"step", "params", "batch_stats", "opt_state", "ema
 Kept: the latest ``checkpoint.max_to_keep`` steps for resume, every ``checkpoint.keep_every_steps``
 step for the evaluator, and the final step (orbax preservation policies).
 
+Integrity (trainer/integrity.py): every step gets ``integrity.json`` before it commits, and
+both restores check it first. The trainer's ``restore_latest_good`` walks back from the newest
+step: a step that fails the check (or, lacking a record, fails to restore) is moved aside to
+``<workdir>/checkpoints-damaged/<step>`` (outside orbax's listing, never deleted) and the next
+older one is tried; with none left the run starts afresh. ``restore_variables`` raises
+``integrity.Damaged`` (one line) instead, and the evaluator records that as an error.
+
 For the evaluator: ``list_steps(ckpt_dir)`` and ``restore_variables(ckpt_dir, step)``, both
 read-only (orbax may create ``_SNAPSHOTS`` there, nothing else). ``save_variables`` writes the
 part of the item those read (``{"step", "params", "batch_stats"}``) for checkpoints this
@@ -18,6 +25,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +35,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
+from trainer import integrity
+
 CHECKPOINT_DIR = "checkpoints"
+DAMAGED_DIR = "checkpoints-damaged"  # steps moved aside by restore_latest_good
 SNAPSHOTS = "_SNAPSHOTS"  # orbax's snapshot folder (orbax.checkpoint.checkpoint_utils._SNAPSHOTS)
 
 
@@ -42,7 +54,11 @@ def save_steps(step: int, ckpt_cfg: Any, total_steps: int) -> bool:
 
 
 class Checkpointer:
-    """The training run's checkpoint manager (all processes call every method together)."""
+    """The training run's checkpoint manager (all processes call every method together).
+
+    Saves go through orbax's async checkpointer even with ``checkpoint.async_save=False`` (which
+    then waits for each save): its post-finalization callback is where the integrity record is
+    written, before the step commits."""
 
     def __init__(self, workdir: str | os.PathLike, ckpt_cfg: Any, total_steps: int):
         policies: list[pp.PreservationPolicy] = [pp.LatestN(int(ckpt_cfg.max_to_keep))]
@@ -51,11 +67,15 @@ class Checkpointer:
         policies.append(pp.CustomSteps([int(total_steps)]))
         options = ocp.CheckpointManagerOptions(
             preservation_policy=pp.AnyPreservationPolicy(policies),
-            enable_async_checkpointing=bool(ckpt_cfg.async_save),
+            enable_async_checkpointing=True,
+            async_options=ocp.AsyncOptions(post_finalization_callback=self._write_record),
             cleanup_tmp_directories=True,
             create=True,
         )
+        self.wait_each_save = not bool(ckpt_cfg.async_save)
         self.directory = checkpoint_dir(workdir)
+        self.damaged_dir = Path(workdir).absolute() / DAMAGED_DIR
+        self._saving: int | None = None  # the step of the save in flight (one at a time)
         self.manager = ocp.CheckpointManager(
             self.directory, item_handlers=ocp.StandardCheckpointHandler(), options=options
         )
@@ -78,13 +98,70 @@ class Checkpointer:
         )
         return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
+    def restore_latest_good(
+        self, like: Any, say: Callable[[str], None]
+    ) -> tuple[int | None, Any, list[dict[str, Any]]]:
+        """``(step, state, moved)``: the newest step that passes its integrity check and
+        restores, walking back from the latest; each step that does not is moved aside (see the
+        module doc) and reported through ``say`` in one line. ``(None, None, moved)`` when no
+        step is left. ``moved`` lists ``{"step", "reason", "moved_to"}``."""
+        moved: list[dict[str, Any]] = []
+        for step in sorted(self.manager.all_steps(), reverse=True):
+            verdict = None
+            try:
+                verdict = integrity.verify(self.directory / str(step))
+                with _quiet_unraisable():
+                    state = self.restore(step, like)
+            except Exception as e:
+                # A verified step that fails to restore is not damaged (a bug, memory): raise.
+                if not isinstance(e, integrity.Damaged) and verdict == integrity.VERIFIED:
+                    raise
+                reason = str(e) if isinstance(e, integrity.Damaged) else read_error(e)
+                to = self._move_aside(step)
+                moved.append({"step": step, "reason": reason, "moved_to": str(to)})
+                say(f"checkpoint {step} is damaged ({reason}); moved to {to}, trying older ones")
+                continue
+            if verdict == integrity.NO_RECORD:
+                say(f"checkpoint {step} has {integrity.NO_RECORD}: saved by an older version")
+            self.last_saved = step
+            return step, state, moved
+        self.last_saved = None
+        return None, None, moved
+
+    def _move_aside(self, step: int) -> Path:
+        """Rename ``checkpoints/<step>`` into ``checkpoints-damaged/`` (a new name if taken)."""
+        _sync(f"psweeps-move-aside-{step}")  # every process is done with the step
+        to = self.damaged_dir / str(step)
+        n = 1
+        while to.exists():
+            n += 1
+            to = self.damaged_dir / f"{step}-{n}"
+        if jax.process_index() == 0:
+            self.damaged_dir.mkdir(parents=True, exist_ok=True)
+            os.rename(self.directory / str(step), to)
+        _sync(f"psweeps-moved-aside-{step}")
+        self.manager.reload()
+        return to
+
     def save(self, step: int, state: Any) -> None:
         """Start saving ``state`` as ``step`` (async: returns once the arrays are copied), unless
         ``step`` is the one saved last (a run resumed at its end, a preemption on a save step)."""
         if step == self.last_saved:
             return
+        self.manager.wait_until_finished()  # the previous save's record names its own step
+        self._saving = step
         self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
         self.last_saved = step
+        if self.wait_each_save:
+            self.manager.wait_until_finished()
+
+    def _write_record(self) -> None:
+        """orbax's post-finalization callback (primary process, background thread): the step's
+        files are all written and not yet committed."""
+        step = self._saving
+        tmp = sorted(self.directory.glob(f"{step}.orbax-checkpoint-tmp*"))
+        # Without atomic renames (a commit-marker filesystem) the step is written in place.
+        integrity.write_record(tmp[-1] if tmp else self.directory / str(step), int(step))
 
     def reached_preemption(self, step: int) -> bool:
         """True on every process at the same step after a preemption notice (SIGTERM under
@@ -96,6 +173,38 @@ class Checkpointer:
 
     def close(self) -> None:
         self.manager.close()
+
+
+def _sync(name: str) -> None:
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+class _quiet_unraisable:
+    """Silence "Exception ignored in <coroutine>" reports while a restore runs: a TensorStore read
+    that fails leaves orbax's pending coroutines behind, each printing a traceback ending in
+    "Event loop is closed" when collected; the failure itself is raised and reported once."""
+
+    def __enter__(self) -> None:
+        self._old = sys.unraisablehook
+        sys.unraisablehook = lambda unraisable: None
+
+    def __exit__(self, *exc: Any) -> None:
+        import gc
+
+        gc.collect()  # collect the leftovers while the hook is quiet
+        sys.unraisablehook = self._old
+
+
+def read_error(e: BaseException) -> str:
+    """One line for an orbax restore that failed: the innermost cause (orbax wraps TensorStore's
+    error, which names the file and what is wrong with it, in a generic one)."""
+    while e.__cause__ is not None:
+        e = e.__cause__
+    text = " ".join(str(e).split()).split(" See full TensorStore details")[0]
+    return f"{type(e).__name__}: {text}"[:300]
 
 
 # ----------------------------------------------------------------------------- evaluator side
@@ -119,13 +228,18 @@ def list_steps(ckpt_dir: str | os.PathLike) -> list[int]:
 
 def restore_variables(ckpt_dir: str | os.PathLike, step: int) -> dict[str, Any]:
     """``{"params", "batch_stats"}`` (plus ``"ema_params"`` when the run kept an EMA) of
-    checkpoint ``step`` as host numpy arrays, on any number of devices and processes."""
+    checkpoint ``step`` as host numpy arrays, on any number of devices and processes, after its
+    integrity check (``integrity.Damaged``, one line; a step without a record is read as is)."""
     steps = list_steps(ckpt_dir)
     if step not in steps:
         raise FileNotFoundError(
             f"checkpoint step {step} not found in {ckpt_dir}; finalised steps: {steps or 'none'}"
         )
-    with _reader(ckpt_dir) as m:
+    try:
+        integrity.verify(Path(ckpt_dir) / str(step))
+    except integrity.Damaged as e:
+        raise integrity.Damaged(f"checkpoint {step} is damaged: {e}") from None
+    with _reader(ckpt_dir) as m, _quiet_unraisable():
         meta = m.item_metadata(step)
         # Metadata -> numpy targets: restores onto the host whatever the saving topology was.
         target = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), _plain(meta))

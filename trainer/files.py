@@ -1,4 +1,5 @@
-"""Atomic file writes and JSON records shared by every stage (trainer, evaluator, launcher).
+"""Atomic file writes, JSON records and exclusive locks shared by every stage (trainer,
+evaluator, launcher).
 
 Every file another stage reads is written to a temporary name in the same directory, flushed,
 fsynced and renamed over the target, so a process killed at any instant leaves either the old
@@ -7,8 +8,10 @@ file or the new one, never a torn one. (The standard library has the pieces but 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -72,6 +75,47 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
         except json.JSONDecodeError:
             continue
     return out
+
+
+class Busy(Exception):
+    """``FileLock.acquire``: another process holds the lock (``owner``: its "pid host")."""
+
+    def __init__(self, owner: str):
+        super().__init__(owner)
+        self.owner = owner
+
+
+class FileLock:
+    """An exclusive, non-blocking ``flock`` on ``path`` (created), with the holder's "pid host"
+    written inside for the refusal message. The kernel drops it when the process dies, so a
+    kill leaves nothing stale. OSErrors (a directory that cannot be written) propagate."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._f: IO[str] | None = None
+
+    def acquire(self) -> FileLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(self.path, "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            owner = f.read().strip() or "?"
+            f.close()
+            raise Busy(owner) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()} {socket.gethostname()}")
+        f.flush()
+        self._f = f
+        return self
+
+    def release(self) -> None:
+        if self._f is not None:
+            fcntl.flock(self._f, fcntl.LOCK_UN)
+            self._f.close()
+            self._f = None
 
 
 def _default(o: Any) -> Any:

@@ -8,7 +8,9 @@ therefore caught within ``log_every_steps`` steps and always before the next sav
 
 ``Preemption`` says when to save and stop: under ``jax.distributed`` JAX's preemption notifier
 catches SIGTERM and every process agrees on the step (``CheckpointManager.reached_preemption``);
-otherwise a SIGTERM handler sets a flag checked after every step.
+otherwise a SIGTERM or SIGINT (Ctrl-C) handler sets a flag checked after every step, so Ctrl-C
+on a hand-run trainer saves and ends ``preempted`` like SIGTERM; a second Ctrl-C stops at once
+(KeyboardInterrupt, the run is marked failed and resumes from its last checkpoint).
 """
 
 from __future__ import annotations
@@ -95,25 +97,35 @@ class Preemption:
     """``reached(step, checkpointer)``: whether to save ``step`` and stop (see the module doc).
     Entered before any work, so a SIGTERM during set-up still ends in a clean save."""
 
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
     def __init__(self) -> None:
         self.use_jax = distributed.is_initialized()
         self.flag = False
-        self._old = None
+        self._old: dict[int, Any] = {}
 
     def __enter__(self) -> Preemption:
-        if not self.use_jax:
+        # Under jax.distributed, JAX owns SIGTERM; Ctrl-C keeps its default there (the other
+        # processes could not agree on a step).
+        for sig in () if self.use_jax else self.SIGNALS:
             try:
-                self._old = signal.signal(signal.SIGTERM, self._handle)
+                self._old[sig] = signal.signal(sig, self._handle)
             except ValueError:  # not the main thread: no handler, no graceful preemption
-                self._old = None
+                pass
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
+        if self.flag and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # the second Ctrl-C
+        if not self.flag:
+            name = signal.Signals(signum).name
+            print(f"{name} received: saving at the end of this step", flush=True)
         self.flag = True
 
     def __exit__(self, *exc: Any) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGTERM, self._old)
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old = {}
 
     def reached(self, step: int, checkpointer: Any) -> bool:
         if self.use_jax:

@@ -1,7 +1,11 @@
 """The run's records in its workdir: ``config.json``, ``status.json``, ``metrics.jsonl``, optional
 TensorBoard events, and the progress line on stdout (formats in docs/file-contracts.md).
 
-Only process 0 writes; other processes get a ``Records`` that does nothing. TensorBoard events
+Only process 0 writes; other processes get a ``Records`` that does nothing. Process 0 also holds
+an exclusive ``flock`` on ``<workdir>/.trainer.lock`` from its ``Records`` until ``close``, so a
+second trainer on the same workdir is refused (``WorkdirError``, one line) before it writes
+anything; the kernel drops the lock with the process, so a kill leaves nothing stale.
+TensorBoard events
 are written by clu's ``metric_writers`` in a background thread, and only when TensorFlow is
 importable (``PSWEEPS_TENSORBOARD=0`` turns them off): importing TensorFlow takes seconds, and
 training must never depend on it.
@@ -10,12 +14,14 @@ training must never depend on it.
 from __future__ import annotations
 
 import datetime
+import errno
 import importlib.metadata
 import importlib.util
 import json
 import os
 import platform
 import queue
+import re
 import socket
 import sys
 import threading
@@ -25,9 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from sweeps import base
-from trainer.files import append_jsonl, atomic_write_json, read_json
+from trainer.files import Busy, FileLock, append_jsonl, atomic_write_json, read_json
 
 STATES = ("pending", "running", "done", "failed", "diverged", "preempted")
+LOCK_FILE = ".trainer.lock"
 _VERSIONED = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "ml-collections", "numpy")
 
 
@@ -48,6 +55,34 @@ def versions(packages: Sequence[str] = _VERSIONED, absent: str | None = None) ->
     return out
 
 
+class WorkdirError(Exception):
+    """The workdir cannot be used: another trainer holds it, or it cannot be written (one line)."""
+
+
+_OS_CODE = re.compile(r"\[os_error_code='?(\d+)'?\]")  # how TensorStore passes errno on
+_QUOTED_PATH = re.compile(r'"(/[^"]+)"')
+
+
+def os_error_code(e: BaseException) -> int | None:
+    """The errno behind ``e``: an ``OSError``'s, or the one TensorStore (orbax's writer) puts in
+    its message; None for errors that do not come from the operating system."""
+    if isinstance(e, OSError) and e.errno:
+        return e.errno
+    m = _OS_CODE.search(str(e))
+    return int(m.group(1)) if m else None
+
+
+def error_line(e: BaseException) -> str:
+    """One line for status.json and the console: the operating system's reason and the file
+    for OS errors (a full disk, a read-only file system), else the exception's first line."""
+    code = os_error_code(e)
+    if code is not None:
+        path = getattr(e, "filename", None) or next(iter(_QUOTED_PATH.findall(str(e))[-1:]), "")
+        return f"{os.strerror(code)} [errno {code}]" + (f" writing {path}" if path else "")
+    lines = f"{type(e).__name__}: {e}".strip().splitlines()
+    return (lines[0] if lines else type(e).__name__)[:2000]
+
+
 # ----------------------------------------------------------------------------- config.json
 
 
@@ -66,7 +101,7 @@ def check_config(workdir: str | os.PathLike, config: Any) -> bool:
     diff = base.config_drift(old, config)
     if diff:
         raise base.ConfigError(
-            f"{path} holds a different config ({', '.join(diff)}); use another workdir"
+            f"{path} holds a different config ({base.drift_text(diff)}); use another workdir"
         )
     return True
 
@@ -117,6 +152,31 @@ class _TensorBoard:
         self._thread.join(timeout)
 
 
+# ----------------------------------------------------------------------------- the lock
+
+
+def workdir_problem(workdir: Path, e: OSError) -> str:
+    """One line for an OSError met while claiming or writing ``workdir``."""
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"the workdir {workdir} cannot be written ({e.strerror}); use another --workdir"
+    if e.errno in (errno.ENOTDIR, errno.EEXIST):
+        return f"the workdir {workdir} (or a folder above it) is a file; use another --workdir"
+    return f"the workdir {workdir}: {e.strerror or e}"
+
+
+def claim(workdir: Path) -> FileLock:
+    """Take ``<workdir>/.trainer.lock``; ``WorkdirError`` (one line) when another trainer holds
+    it or the workdir cannot be written."""
+    try:
+        return FileLock(Path(workdir) / LOCK_FILE).acquire()
+    except Busy as e:
+        raise WorkdirError(
+            f"another trainer (pid {e.owner}) is running in {workdir}; wait for it or stop it first"
+        ) from None
+    except OSError as e:
+        raise WorkdirError(workdir_problem(Path(workdir), e)) from None
+
+
 # ----------------------------------------------------------------------------- records
 
 
@@ -161,6 +221,7 @@ class Records:
         self.start_time = time.time()
         self.status = new_status(command, total_steps=int(total_steps))
         self._tb = None
+        self._lock: FileLock | None = None
         if primary:
             # Fields another stage put there (a launcher's job id, say) and the last evaluation
             # of an earlier attempt survive a restart; everything else is this attempt's.
@@ -171,7 +232,7 @@ class Records:
             if isinstance(before, dict):
                 last_eval = before.get("last_eval") or None
                 self.status = {**before, **self.status, "last_eval": last_eval}
-            self.workdir.mkdir(parents=True, exist_ok=True)
+            self._lock = claim(self.workdir)
             if tensorboard is None:
                 tensorboard = tensorboard_available()
             if tensorboard:
@@ -220,10 +281,18 @@ class Records:
         if self.primary:
             print(text, flush=True)
 
-    def close(self) -> None:
-        if self._tb is not None:
-            self._tb.close()
-            self._tb = None
+    def close(self, **final: Any) -> None:
+        """Write the ``final`` status fields (if any), stop TensorBoard, release the workdir."""
+        try:
+            if final:
+                self.update(**final)
+        finally:
+            if self._tb is not None:
+                self._tb.close()
+                self._tb = None
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
 
 
 def read_status(workdir: str | os.PathLike) -> dict[str, Any] | None:

@@ -1,8 +1,10 @@
 """The training loop: ``train_and_evaluate(config, workdir)``.
 
-One function in four marked sections: set-up (config, records, data, the run from
-``trainer.steps.build_run``), restore (the latest checkpoint, or a fresh state), the loop (steps,
-log lines, evaluations, saves, preemption) and finish. Multi-host runs call
+One function in four marked sections: set-up (config, data, then the workdir claimed and the
+records, the run from ``trainer.steps.build_run``), restore (the newest checkpoint that passes its
+integrity check, or a fresh state), the loop (steps, log lines, evaluations, saves, preemption)
+and finish. Everything that can refuse a run (the config, the data splits, the batch against the
+devices and the examples) is checked before the workdir is claimed, so nothing is written then. Multi-host runs call
 ``jax.distributed.initialize()`` first (trainer/distributed.py) and each process feeds its own
 slice of the batch (the input pipeline).
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +52,41 @@ def check_batch(config: ml_collections.ConfigDict, num_devices: int) -> None:
             f"train.batch_size={value} does not split over {num_devices} devices; "
             f"allowed: a multiple of {num_devices}"
         )
+
+
+@dataclass
+class Data:
+    train: Any
+    eval: Any
+    examples: dict[str, dict[str, int]]  # status.json's "examples": asked, used, split size
+    notes: list[str]  # one line per clamped count
+
+
+def open_data(config: ml_collections.ConfigDict, num_devices: int) -> Data:
+    """The train and eval splits, and every check that needs them, before the workdir is
+    claimed: the batch against the devices and the training examples. ``data.*_examples``
+    larger than a split is not refused (the embedded sweeps ask for 20,000 and the shipped
+    Fashion-MNIST subset has 12,000): the whole split is used and that is said in train.log,
+    status.json (``examples``) and the report."""
+    check_batch(config, num_devices)
+    splits = {which: load_split(config.data, which) for which in ("train", "eval")}
+    examples, notes = {}, []
+    for which, split in splits.items():
+        asked = int(config.data[f"{which}_examples"])
+        size = int(split.meta.get("subset", {}).get("of", split.num_examples))
+        examples[which] = {"asked": asked, "used": split.num_examples, "split": size}
+        if asked > size:
+            notes.append(
+                f"data.{which}_examples={asked} but the {which} split has {size} images: "
+                f"using all {size}"
+            )
+    batch, n = int(config.train.batch_size), splits["train"].num_examples
+    if batch > n:
+        raise base.ConfigError(
+            f"train.batch_size={batch} is larger than the {n} training examples; "
+            f"allowed: at most {n}"
+        )
+    return Data(splits["train"], splits["eval"], examples, notes)
 
 
 def total_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
@@ -85,45 +123,49 @@ def evaluate(run: steps.Run, state: Any, split: Any, step: int, records: Any) ->
 
 
 def restore_or_init(run: steps.Run, ckpt: checkpoint.Checkpointer, seed: int, records: Any):
-    """The latest checkpoint's state, or a fresh one from ``seed``."""
+    """The newest checkpoint that passes its integrity check (damaged ones are moved aside and
+    listed in status.json's ``damaged_checkpoints``), or a fresh state from ``seed``."""
     key = jax.random.PRNGKey(seed)
-    latest = ckpt.latest_step()
+    latest, state, moved = ckpt.restore_latest_good(run.abstract_state(key), records.progress)
+    if moved:
+        when = status.now_iso()
+        earlier = list(records.status.get("damaged_checkpoints") or [])
+        records.update(damaged_checkpoints=earlier + [{**m, "when": when} for m in moved])
     if latest is None:
+        if moved:
+            records.progress("no intact checkpoint left: starting from scratch")
         return run.init(key)
-    state = ckpt.restore(latest, run.abstract_state(key))
     records.progress(f"resumed from checkpoint {latest}")
     return state
-
-
-def _first_line(e: BaseException) -> str:
-    lines = f"{type(e).__name__}: {e}".strip().splitlines()
-    return (lines[0] if lines else type(e).__name__)[:2000]
 
 
 def train_and_evaluate(
     config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, command: str | None = None
 ) -> str:
-    """Train ``config`` in ``workdir`` (resuming from its latest checkpoint) and return the final
-    state: ``done``, ``preempted`` or ``diverged``. Raises ``ConfigError`` (one line, before any
-    work) for a bad config or a workdir holding another config; other errors mark the run
-    ``failed`` in status.json and propagate."""
+    """Train ``config`` in ``workdir`` (resuming from its newest intact checkpoint) and return
+    the final state: ``done``, ``preempted`` or ``diverged``. Raises ``ConfigError`` /
+    ``DataError`` / ``status.WorkdirError`` (one line, before anything is written) for a bad
+    config or data, a workdir holding another config, held by another trainer or not writable;
+    other errors mark the run ``failed`` in status.json and propagate."""
     # ------------------------------------------------------------------ set-up
     base.validate(config)
     workdir = Path(workdir).absolute()
     status.check_config(workdir, config)
     distributed.initialize(config.distributed)
+    mesh = pipeline.make_mesh()
+    data = open_data(config, mesh.size)  # every data-dependent check, before the claim below
     command = command or command_from_config(config, workdir)
+    # Claims the workdir (its lock); refused while another trainer holds it.
     records = status.Records(workdir, primary=jax.process_index() == 0, command=command)
-    outcome, error, data = "done", None, config.data
+    outcome, error = "done", None
     try:
         with Preemption() as preemption, contextlib.ExitStack() as stack:
             records.write_config(config)
-            records.update(state="running")
-            mesh = pipeline.make_mesh()
-            check_batch(config, mesh.size)
-            train_split, eval_split = load_split(data, "train"), load_split(data, "eval")
+            records.update(state="running", examples=data.examples)
+            for note in data.notes:
+                records.progress(note)
             batch = config.train.batch_size
-            train_input = pipeline.TrainInput(train_split, data, batch, config.seed, mesh)
+            train_input = pipeline.TrainInput(data.train, config.data, batch, config.seed, mesh)
             stack.enter_context(train_input)
             spe = train_input.steps_per_epoch
             run = steps.build_run(config, mesh, spe, total_steps(config, spe))
@@ -154,14 +196,14 @@ def train_and_evaluate(
                     outcome = "preempted"
                     break
                 if step % eval_every == 0 and not last:
-                    evaluate(run, state, eval_split, step, records)
+                    evaluate(run, state, data.eval, step, records)
                 if checkpoint.save_steps(step, config.checkpoint, run.total_steps) and not last:
                     read_metrics(metrics, step)
                     ckpt.save(step, state)
             # -------------------------------------------------------------- finish
             read_metrics(metrics, step)
             if outcome == "done":
-                evaluate(run, state, eval_split, step, records)
+                evaluate(run, state, data.eval, step, records)
             ckpt.save(step, state)
             ckpt.wait()
             if outcome == "preempted":
@@ -170,9 +212,8 @@ def train_and_evaluate(
         outcome, error = "diverged", str(e)
         records.progress(f"diverged: {e}")
     except BaseException as e:
-        records.update(state="failed", error=_first_line(e))
+        with contextlib.suppress(OSError):  # a full disk may refuse this too; e says why
+            records.close(state="failed", error=status.error_line(e))
         raise
-    finally:
-        records.close()
-    records.update(state=outcome, step=step, epoch=round(step / spe, 4), error=error)
+    records.close(state=outcome, step=step, epoch=round(step / spe, 4), error=error)
     return outcome

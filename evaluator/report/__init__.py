@@ -58,7 +58,8 @@ def write_report(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m evaluator.report``: 0 written, 2 bad arguments or input (one line)."""
+    """``python -m evaluator.report``: 0 written, 2 bad arguments or input, or a directory that
+    cannot be written (one line)."""
     p = argparse.ArgumentParser(
         prog="python -m evaluator.report",
         description="Write results.csv, report.md and plots for a sweep (runs/<sweep>), "
@@ -86,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     except ReportError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a sweep directory that cannot be written (read-only, full)
+        print(f"error: cannot write {e.filename or args.path}: {e.strerror or e}", file=sys.stderr)
         return 2
     print(f"wrote {path} and {path.parent / 'results.csv'}")
     return 0

@@ -66,6 +66,7 @@ class Analysis:
     best_tap: dict[str, Any] | None = None  # best single-tap PS over every scored row
     references: dict[str, dict[str, float | None]] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # data clamped, checkpoints moved aside
     per_sweep: list[tuple[str, Correlation]] = field(default_factory=list)
     per_distance: list[tuple[str, Correlation]] = field(default_factory=list)  # other distances
 
@@ -155,6 +156,29 @@ def _missing(trials: list[TrialResults], finals: dict[str, dict]) -> list[str]:
     return lines
 
 
+def _notes(trials: list[TrialResults]) -> list[str]:
+    """What the trainer recorded in status.json that changes how to read a trial's numbers:
+    fewer examples than the config asked for, and checkpoints it moved aside as damaged."""
+    lines = []
+    for t in trials:
+        examples = t.status.get("examples")
+        for which, e in (examples if isinstance(examples, dict) else {}).items():
+            if isinstance(e, dict) and int(e.get("asked") or 0) > int(e.get("used") or 0):
+                lines.append(
+                    f"`{t.key}`: {'evaluated' if which == 'eval' else 'trained'} on "
+                    f"{e['used']:,} of the {e['asked']:,} {which} examples asked (the split has "
+                    f"{int(e.get('split') or 0):,})"
+                )
+        for d in t.status.get("damaged_checkpoints") or []:
+            if isinstance(d, dict):
+                lines.append(
+                    f"`{t.key}`: checkpoint {d.get('step')} failed its integrity check "
+                    f"({d.get('reason')}); moved to {d.get('moved_to')}, training resumed "
+                    "from an earlier step"
+                )
+    return lines
+
+
 def _best(rows: list[dict], cols: list[str]) -> dict[str, Any] | None:
     best = None
     for r in rows:
@@ -196,6 +220,7 @@ def analyse(
     a = Analysis(sweeps, rows, bench, dist, benches, dists, [], trials, plans, finals, [], "")
     a.taps = taps_present(rows, bench, dist) if bench and dist else []
     a.missing = _missing(trials, finals)
+    a.notes = _notes(trials)
     ps_col = a.ps_col
     usable = [
         finals[t.key]

@@ -268,5 +268,7 @@ def render(
     out += _frontier_section(a)
     out += _references_section(a)
     out += _missing_section(a)
+    if a.notes:
+        out += ["", "## Notes", "", *[f"- {n}" for n in a.notes]]
     out += _plots_section(plots, failed)
     return "\n".join(out)

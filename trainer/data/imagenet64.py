@@ -53,8 +53,15 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+            raise _Refused(
+                f"refusing a pickle that would run code ({module}.{name}); the official "
+                "batch files hold only a dict of numpy arrays"
+            )
         return super().find_class(module, name)
+
+
+class _Refused(pickle.UnpicklingError):
+    """A pickle naming something other than plain containers and numpy arrays."""
 
 
 def read_batch_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -71,6 +78,8 @@ def read_batch_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
             data, labels = d["data"], d["labels"]
     except KeyError as e:
         raise DataError(f"{path} lacks the key {e}; expected 'data' and 'labels'") from None
+    except _Refused as e:
+        raise DataError(f"{path}: {e}") from None
     except (
         OSError,
         EOFError,

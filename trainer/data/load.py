@@ -138,8 +138,22 @@ def load_split(data_cfg: Any, which: str, *, check_num_classes: bool = True) -> 
         raise DataError(f"split {which!r} is unknown; allowed: {', '.join(WHICH)}")
     check_name(data_cfg.name)
     path = split_dir(data_cfg, which)
+    root = prepared_root(data_cfg)
+    if root.exists() and not root.is_dir():
+        raise DataError(
+            f"data.prepared_dir={str(root)!r} is a file; expected a directory ('' = "
+            f"${ENV_PREPARED_DIR} or {DEFAULT_PREPARED_DIR})"
+        )
+    if path.is_dir() and not (path / META).exists() and any(path.iterdir()):
+        raise DataError(
+            f"{path} holds files but no {META} (an unfinished copy?); delete it to have it "
+            "prepared again, or copy the whole split"
+        )
     if not (path / META).exists():
-        prepare_split(data_cfg, which)
+        try:
+            prepare_split(data_cfg, which)
+        except OSError as e:  # a read-only or full prepared_dir
+            raise DataError(f"cannot prepare {path}: {e.strerror or e}") from None
     split = read_split(path)
     meta = split.meta
     if meta["dataset"] != data_cfg.name or int(meta["image_size"]) != int(data_cfg.image_size):

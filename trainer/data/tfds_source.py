@@ -48,7 +48,9 @@ class TfdsSource:
         try:
             builder = tfds.builder(tfds_name, data_dir=data_dir)
         except Exception as e:  # tfds raises several types for unknown names / configs
-            raise DataError(f"{dataset}: TFDS cannot open it ({one_line(e)})") from None
+            # TFDS lists every dataset it knows in the message (8 KB): keep the reason only.
+            why = one_line(e).split(" Available datasets:")[0][:300]
+            raise DataError(f"{dataset}: TFDS cannot open it ({why})") from None
         where = data_dir or "TFDS's default data_dir"
         if not builder.is_prepared():
             raise DataError(

@@ -73,10 +73,17 @@ def vit_shape(fields: dict[str, Any]) -> dict[str, int]:
 def check(fields: dict[str, Any], image_size: int | None = None) -> None:
     """One-line ``ConfigError`` for a variant, head count or patch that does not work."""
     shape = vit_shape(fields)
-    if image_size is not None and image_size < shape["patch_size"]:
+    patch = shape["patch_size"]
+    if image_size is not None and image_size < patch:
         raise ConfigError(
             f"data.image_size={image_size} is smaller than the ViT patch size "
-            f"{shape['patch_size']}; allowed: image_size >= patch size"
+            f"{patch}; allowed: image_size >= patch size"
+        )
+    if image_size is not None and image_size % patch:
+        # The patch conv would silently drop the last image_size % patch rows and columns.
+        raise ConfigError(
+            f"data.image_size={image_size} is not a multiple of the ViT patch size {patch}; "
+            f"allowed: a multiple of {patch} (e.g. {image_size - image_size % patch})"
         )
 
 
