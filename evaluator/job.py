@@ -36,8 +36,10 @@ from pathlib import Path
 from typing import Any
 
 from evaluator import benchmarks as bm
+from evaluator.analyses import Analyses, needs_frequency
 from evaluator.bapps import Benchmark, BenchmarkError
 from evaluator.distances import FEATURE_DISTANCES, PIXEL_METRICS
+from evaluator.probes import Settings
 from evaluator.proxy import default_dir as proxy_default_dir
 from trainer import checkpoint
 from trainer.files import atomic_write_json, read_json, read_jsonl
@@ -86,17 +88,27 @@ def read_result(trial: Path, step: int) -> dict[str, Any] | None:
 
 
 def missing_benchmarks(
-    rec: dict[str, Any] | None, names: Sequence[str], retry_errors: bool = False
+    rec: dict[str, Any] | None,
+    names: Sequence[str],
+    retry_errors: bool = False,
+    settings: Settings | None = None,
 ) -> list[str]:
     """Which of ``names`` a step still needs scored on, given its result ``rec``: all of them
     without a result (or with an error record, under ``retry_errors``), none with an error
-    record otherwise, else those the result lacks or holds from an older proxy version."""
+    record otherwise, else those the result lacks or holds from an older proxy version, or
+    (given the trial's ``settings``) without the probes or the ``lin`` scores they ask for."""
     if rec is None or (rec.get("error") and retry_errors):
         return list(names)
     if rec.get("error"):
         return []
     have = rec["benchmarks"]
-    return [n for n in names if n not in have or bm.is_outdated(n, have[n])]
+    return [
+        n
+        for n in names
+        if n not in have
+        or bm.is_outdated(n, have[n])
+        or (settings is not None and not settings.block_complete(have[n]))
+    ]
 
 
 def _trial_state(trial: Path) -> str | None:
@@ -143,8 +155,9 @@ class Evaluator:
 
     def __init__(self, opts: JobOptions):
         self.opts = opts
-        self._benches: dict[tuple[str, str], Benchmark] = {}
+        self._benches: dict[tuple[str, ...], Benchmark] = {}
         self._refs: dict[tuple[str, str], dict[str, Any]] = {}
+        self.analyses = Analyses(opts.log)  # probes, dynamic range, frequency, calibration
         # Steps this job tried whose result stayed incomplete (an error record again, or new
         # benchmarks that could not be scored): not tried again until the job restarts, so a
         # --watch job still ends.
@@ -181,14 +194,18 @@ class Evaluator:
                 )
         return out
 
-    def benchmark(self, key: tuple[str, str]) -> Benchmark:
-        if key not in self._benches:
+    def benchmark(self, key: tuple[str, str], split: str = "val") -> Benchmark:
+        """The benchmark ``key`` = (name, directory), its ``val`` split (scored) or its
+        ``train`` split (the ``lin`` calibration), loaded once per job."""
+        full = (*key, split) if split != "val" else key
+        if full not in self._benches:
             t0 = time.time()
-            self._benches[key] = bm.load_benchmark(*key)
-            b = self._benches[key]
+            self._benches[full] = bm.load_benchmark(*key, split=split)
+            b = self._benches[full]
             n = sum(len(t) for t in b.twoafc.values()) + sum(len(j) for j in b.jnd.values())
-            self.opts.log(f"loaded {key[0]} from {key[1]}: {n} examples ({time.time() - t0:.1f} s)")
-        return self._benches[key]
+            what = key[0] if split == "val" else f"{key[0]} {split}"
+            self.opts.log(f"loaded {what} from {key[1]}: {n} examples ({time.time() - t0:.1f} s)")
+        return self._benches[full]
 
     def reference(self, key: tuple[str, str]) -> dict[str, Any]:
         if key not in self._refs:
@@ -209,7 +226,9 @@ class Evaluator:
         keys = self.trial_benchmarks(cfg)
         old = read_result(trial, step)
         # ``pending`` decides whether an error record is tried again; once here, it is.
-        todo = missing_benchmarks(old, [name for name, _ in keys], retry_errors=True)
+        settings = Settings.from_config(perc)
+        todo = missing_benchmarks(old, [name for name, _ in keys], True, settings)
+        frequency = needs_frequency(None if old and old.get("error") else old, settings)
         self._tried.add((trial, step))
         keys = [k for k in keys if k[0] in todo]
         distances = tuple(
@@ -244,12 +263,15 @@ class Evaluator:
             kept = dict(old["benchmarks"]) if old and not old.get("error") else {}
             record["benchmarks"] = kept
             for key in keys:
-                bench = self.benchmark(key)
-                kept[key[0]] = {
-                    **bm.benchmark_header(bench),
-                    "distances": bm.score_model(bench, sm, distances),
-                    "reference": self.reference(key),
-                }
+                train = self.benchmark(key, "train") if settings.calibrate else None
+                kept[key[0]] = self.analyses.block(
+                    trial / PERCEPTUAL_DIR, step, key, self.benchmark(key), self.reference(key),
+                    sm, distances, settings, train,
+                )  # fmt: skip
+            if frequency:
+                record["frequency"] = self.analyses.frequency(cfg, sm, settings.frequency_examples)
+            elif old and isinstance(old.get("frequency"), dict):
+                record["frequency"] = old["frequency"]
         elif old and not old.get("error"):
             return old  # the new benchmarks could not be scored; keep the complete old result
         record["wall_time_s"] = round(time.time() - t0, 2)
@@ -261,14 +283,20 @@ class Evaluator:
     def pending(self, trial: Path) -> list[int]:
         from evaluator.features import read_trial_config
 
-        names = [name for name, _ in self.trial_benchmarks(read_trial_config(trial))]
+        cfg = read_trial_config(trial)
+        names = [name for name, _ in self.trial_benchmarks(cfg)]
+        settings = Settings.from_config(cfg.get("perceptual"))
         steps = checkpoint.list_steps(checkpoint.checkpoint_dir(trial))
-        return [
-            s
-            for s in steps
-            if (trial, s) not in self._tried
-            and missing_benchmarks(read_result(trial, s), names, self.opts.retry_errors)
-        ]
+        out = []
+        for s in steps:
+            if (trial, s) in self._tried:
+                continue
+            rec = read_result(trial, s)
+            if missing_benchmarks(rec, names, self.opts.retry_errors, settings) or (
+                needs_frequency(rec, settings)
+            ):
+                out.append(s)
+        return out
 
     def one_pass(self) -> int:
         """Score everything pending now; returns how many steps were written."""
@@ -311,8 +339,12 @@ class Evaluator:
         trials = find_trials(runs)
         for trial in trials:
             checkpoint.drop_snapshots(checkpoint.checkpoint_dir(trial))
-            for key in self.trial_benchmarks(read_trial_config(trial)):
+            cfg = read_trial_config(trial)
+            calibrate = Settings.from_config(cfg.get("perceptual")).calibrate
+            for key in self.trial_benchmarks(cfg):
                 self.benchmark(key)
+                if calibrate:  # a missing train split stops the job here, not mid-sweep
+                    self.benchmark(key, "train")
         total = 0
         while True:
             states = {t: _trial_state(t) for t in find_trials(runs)}

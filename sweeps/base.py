@@ -104,8 +104,16 @@ def schema() -> ml_collections.ConfigDict:
     c.perceptual.benchmarks = "proxy"  # comma list of proxy, bapps
     c.perceptual.bapps_dir = ""
     c.perceptual.proxy_dir = ""  # '' = <prepared_dir>/proxy
-    c.perceptual.distances = "local,meanpool,style"
+    c.perceptual.distances = "local,meanpool,style"  # unlearned; lin comes with calibrate
     c.perceptual.batch_size = 256
+    # The study's hypothesis probes (evaluator/probes.py): margins, entropy, best tap, dynamic
+    # range, and the frequency probe on this many eval images (0 = none).
+    c.perceptual.probes = True
+    c.perceptual.frequency_examples = 256
+    # LPIPS's learned linear layer ('lin', evaluator/calibration.py), fitted per checkpoint on
+    # the benchmark's train split with this many Adam steps.
+    c.perceptual.calibrate = False
+    c.perceptual.calibrate_steps = 30000
 
     c.distributed = ml_collections.ConfigDict()
     c.distributed.initialize = "auto"  # auto (TPU VM / Slurm / coordinator set) | yes | no
@@ -239,10 +247,10 @@ def _one_of(allowed: Iterable[Any] | Callable[[], Iterable[Any]]) -> Check:
     return (lambda v: v in tuple(get())), lambda: "one of " + ", ".join(map(str, get()))
 
 
-def _comma_list(get: Callable[[], Iterable[str]]) -> Check:
+def _comma_list(get: Callable[[], Iterable[str]], note: str = "") -> Check:
     return (
         lambda v: bool(v) and all(x in tuple(get()) for x in v.split(",")),
-        lambda: "a comma list of " + ", ".join(get()),
+        lambda: "a comma list of " + ", ".join(get()) + note,
     )
 
 
@@ -328,8 +336,12 @@ _CHECKS: dict[str, Check] = {
     "checkpoint.max_to_keep": _INT_POS,
     "checkpoint.keep_every_steps": _INT_NONNEG,
     "perceptual.benchmarks": _comma_list(_benchmarks),
-    "perceptual.distances": _comma_list(_distances),
+    "perceptual.distances": _comma_list(
+        _distances, " (lin is scored when perceptual.calibrate=true)"
+    ),
     "perceptual.batch_size": _INT_POS,
+    "perceptual.frequency_examples": _INT_NONNEG,
+    "perceptual.calibrate_steps": _INT_POS,
     "distributed.initialize": _one_of(("auto", "yes", "no")),
     "distributed.num_processes": _INT_NONNEG,
     "distributed.process_id": _is(lambda v: v >= -1, "an integer >= -1 (-1 = auto)"),
