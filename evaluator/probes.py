@@ -37,7 +37,7 @@ import numpy as np
 from evaluator import scoring
 
 ENTROPY = "entropy"  # the packed row kind of evaluator.features
-SIGMAS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0)
+SIGMAS = (0.0, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.0)  # below ~0.2 the means never swap
 DYNAMIC_SEED = 0
 
 
