@@ -144,9 +144,12 @@ def write_trial(
     errors: dict[int, str] | None = None,
     preset: str = "embedded",
     status_error: str | None = None,
+    probes: bool = True,
+    lin_gain: float | None = None,
 ) -> Path:
     """One trial directory. ``points``: ``(step, epoch, top1 fraction, ps or None)``; each
-    gets an eval line, and a perceptual file when ps is not None."""
+    gets an eval line, and a perceptual file when ps is not None (with probe blocks unless
+    ``probes`` is false, and a ``lin`` distance of PS ps + ``lin_gain`` when given)."""
     d = Path(sweep_dir) / name
     d.mkdir(parents=True, exist_ok=True)
     cfg = config_from(preset, overrides).to_dict()
@@ -184,7 +187,16 @@ def write_trial(
         if ps is not None:
             atomic_write_json(
                 d / "perceptual" / f"{step}.json",
-                perceptual_record(step, epoch, name, ps, bench, model),
+                perceptual_record(
+                    step,
+                    epoch,
+                    name,
+                    ps,
+                    bench,
+                    model,
+                    probes=probes,
+                    lin=None if lin_gain is None else ps + lin_gain,
+                ),  # fmt: skip
             )
     for step, msg in (errors or {}).items():
         atomic_write_json(
