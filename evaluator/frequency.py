@@ -8,7 +8,7 @@ S // 2; the low-pass keeps a centred square of edge r (indices ``S // 2 - r // 2
 ``+ r``), the high-pass everything else; inverse FFT, real part. The filtered image is used as
 it is (not rounded or clipped), so the filter stays linear: the low-pass and high-pass of one r
 add up to the image, and r = S is the identity up to float rounding. Radii: the fractions
-``R_FRACTIONS`` of the image edge S (at 64: 4, 8, 16, 24, ..., 64). The trial's own eval split
+``R_FRACTIONS`` of the image edge S (at 64: 4, 8, 16, 32, 40, 48, 56, 64). The trial's own eval split
 at its training resolution, a class-balanced subset of ``perceptual.frequency_examples``
 images (``trainer.data.stratified_subset``), each checkpoint's variables as trained.
 
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-R_FRACTIONS = (1 / 16, 1 / 8, 1 / 4, 3 / 8, 1 / 2, 5 / 8, 3 / 4, 7 / 8, 1.0)
+R_FRACTIONS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 5 / 8, 3 / 4, 7 / 8, 1.0)
 SLOPE_RANGE = (5 / 8, 7 / 8)
 BATCH = 256  # images per jitted call (padded, one compile per model)
 
@@ -60,9 +60,10 @@ _COMPILED: dict[Any, Any] = {}
 
 
 def _counts_fn(model: Any):
-    """Jitted ``f(variables, images, labels, valid, masks) -> (clean, low/high per mask)``:
-    correct predictions on the unfiltered batch and on each filtered version (``lax.map`` over
-    the masks keeps one filtered batch in memory at a time)."""
+    """Jitted ``f(variables, images, labels, valid, masks, clean) -> correct per mask``:
+    correct predictions on each filtered version of the batch, or on the batch itself where
+    ``clean`` is set (the unfiltered pixels, exactly). One ``lax.map`` over the masks: the
+    model is traced and compiled once, and one filtered batch is in memory at a time."""
     key = repr(model)
     if key not in _COMPILED:
         import jax
@@ -70,17 +71,16 @@ def _counts_fn(model: Any):
 
         from trainer.data import normalize
 
-        def correct(variables, x, labels, valid):
-            logits = model.apply(variables, normalize(x), train=False)
-            return jnp.sum((jnp.argmax(logits, axis=-1) == labels) * valid)
-
-        def counts(variables, images, labels, valid, masks):
-            clean = correct(variables, images, labels, valid)
+        def counts(variables, images, labels, valid, masks, clean):
             x = images.astype(jnp.float32)
-            filtered = jax.lax.map(
-                lambda m: correct(variables, apply_mask(x, m), labels, valid), masks
-            )
-            return clean, filtered
+
+            def one(args):
+                mask, raw = args
+                y = jnp.where(raw, x, apply_mask(x, mask))
+                logits = model.apply(variables, normalize(y), train=False)
+                return jnp.sum((jnp.argmax(logits, axis=-1) == labels) * valid)
+
+            return jax.lax.map(one, (masks, clean))
 
         _COMPILED[key] = jax.jit(counts)
     return _COMPILED[key]
@@ -123,16 +123,16 @@ def frequency_probe(
     t0 = time.time()
     size = int(images.shape[1])
     rs = radii(size)
-    masks = np.stack(
-        [lowpass_mask(size, r) for r in rs] + [1.0 - lowpass_mask(size, r) for r in rs]
-    )
+    low_masks = [lowpass_mask(size, r) for r in rs]
+    masks = np.stack([np.ones((size, size), np.float32), *low_masks, *(1.0 - m for m in low_masks)])
+    clean_flags = np.arange(len(masks)) == 0  # the first "mask": the clean images
     fn = _counts_fn(sm.model)
     variables = sm.trained_variables_on_device()
     mesh = sm.mesh
     data = NamedSharding(mesh, P(DATA_AXIS))
     batch = -(-BATCH // mesh.size) * mesh.size
-    masks_dev = jax.device_put(masks, NamedSharding(mesh, P()))
-    clean, filtered = 0, np.zeros(len(masks), np.int64)
+    consts = jax.device_put((masks, clean_flags), NamedSharding(mesh, P()))
+    counts = np.zeros(len(masks), np.int64)
     for start in range(0, len(images), batch):
         x, y = images[start : start + batch], labels[start : start + batch]
         valid = np.zeros(batch, np.int32)
@@ -140,10 +140,8 @@ def frequency_probe(
         pad = batch - len(x)
         x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
         y = np.concatenate([y, np.zeros(pad, y.dtype)])
-        c, f = fn(variables, *jax.device_put((x, y, valid), data), masks_dev)
-        clean += int(c)
-        filtered += np.asarray(f, np.int64)
-    n = len(images)
+        counts += np.asarray(fn(variables, *jax.device_put((x, y, valid), data), *consts))
+    n, clean, filtered = len(images), int(counts[0]), counts[1:]
     ratio = lambda k: round(float(k) / clean, 6) if clean else None
     low = [ratio(k) for k in filtered[: len(rs)]]
     high = [ratio(k) for k in filtered[len(rs) :]]

@@ -254,7 +254,7 @@ def test_bench_end_to_end_writes_four_sections(tmp_path):
     )
     freq = ev["evaluator"]["frequency_probe"]
     assert freq["examples"] == 8 and freq["image_size"] == 16 and freq["seconds"] > 0
-    assert freq["forward_images"] == 8 * (1 + 2 * 9)
+    assert freq["forward_images"] == 8 * (1 + 2 * 8)
     assert [s["examples"] for s in mem["splits"]] == [96, 192]
     assert all(s["peak_rss_mb"] > 0 and s["peak_anon_mb"] > 0 for s in mem["splits"])
     assert mem["growth"] == pytest.approx(

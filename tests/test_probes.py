@@ -110,8 +110,8 @@ def test_settings_from_config_and_completeness():
 
 
 def test_filter_radii_and_masks():
-    assert frequency.radii(64) == [4, 8, 16, 24, 32, 40, 48, 56, 64]
-    assert frequency.radii(16) == [1, 2, 4, 6, 8, 10, 12, 14, 16]
+    assert frequency.radii(64) == [4, 8, 16, 32, 40, 48, 56, 64]
+    assert frequency.radii(16) == [1, 2, 4, 8, 10, 12, 14, 16]
     assert frequency.lowpass_mask(8, 8).min() == 1.0
     m = frequency.lowpass_mask(8, 2)
     assert m.sum() == 4 and m[3:5, 3:5].min() == 1.0  # centred on the zero frequency (index 4)
@@ -137,3 +137,14 @@ def test_low_slope_reads_the_high_r_part_of_the_curve():
     ys = [0.3 + 0.5 * x if x >= 0.6 else 0.0 for x in xs]  # linear, slope 0.5, in 5/8..7/8
     assert frequency.low_slope(xs, ys) == pytest.approx(0.5)
     assert frequency.low_slope([0.1, 0.2], [0.5, 0.6]) is None  # nothing in the range
+
+
+def test_lin_is_not_an_unlearned_distance_in_the_config():
+    from sweeps.base import ConfigError, config_from
+
+    cfg = config_from("embedded", {"perceptual.calibrate": True, "perceptual.calibrate_steps": 5})
+    assert cfg.perceptual.distances == "local,meanpool,style"
+    with pytest.raises(ConfigError, match=r"lin is scored when perceptual.calibrate=true"):
+        config_from("embedded", {"perceptual.distances": "local,lin"})
+    with pytest.raises(ConfigError, match="perceptual.frequency_examples=-1"):
+        config_from("embedded", {"perceptual.frequency_examples": -1})
