@@ -52,6 +52,7 @@ def test_hypotheses_section_plots_and_probe_columns(tmp_path):
     gap = {r.split("|")[1].strip(): r for r in section.splitlines() if r.startswith("| ")}
     assert "| 69.50 | 68.00 | 1.50 |" in gap["local"]
     assert "| 70.30 | 69.70 | 0.60 |" in gap["lin"]  # narrowed, not closed
+    assert "The calibration moves the gap from 1.50 (`local`) to 0.60 (`lin`)." in section
     for name in ("relmargin", "margin", "entropy", "freq_slope", "best_tap", "frequency",
                  "dynamic_range", "distances"):  # fmt: skip
         assert f"](hyp_{name}.png)" in section
@@ -72,7 +73,7 @@ def test_hypotheses_section_plots_and_probe_columns(tmp_path):
 def test_shallowest_vs_deepest_without_lin(tmp_path):
     d = _depth_sweep(tmp_path, [2, 10, 34], lin=False)
     section = report.write_report(d, plots=False).read_text().split("## Hypotheses")[1]
-    assert "### Spatial frequency (shallowest vs deepest trial (model.depth))" in section
+    assert "### Spatial frequency (shallowest vs deepest trial by model.depth)" in section
     assert "`lin` not scored: set `perceptual.calibrate=true`" in section
     assert "PS of `depth-2` minus PS of `depth-34`" in section
     assert not list(d.glob("hyp_*.png"))

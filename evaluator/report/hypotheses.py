@@ -68,7 +68,7 @@ def _pair(a: Analysis) -> tuple[list[dict[str, Any]], str]:
     if depths and len({r["model_depth"] for r in depths}) > 1:
         lo = min(depths, key=lambda r: r["model_depth"])
         hi = max(reversed(depths), key=lambda r: r["model_depth"])
-        return [lo, hi], "shallowest vs deepest trial (model.depth)"
+        return [lo, hi], "shallowest vs deepest trial by model.depth"
     return [rows[0], rows[-1]], "first vs last trial in the report's order"
 
 
@@ -231,8 +231,11 @@ def render(h: Hypotheses | None, plots: dict[str, tuple[str, str]]) -> list[str]
             ["distance", a, b, "gap"],
             [[g["distance"], _f(g["first"]), _f(g["second"]), _f(g["gap"])] for g in h.gap],
         )
-    out += _plot_lines(plots, "distances")
-    return out + [""]
+        gaps = {g["distance"]: g["gap"] for g in h.gap}
+        if "lin" in gaps and h.dist in gaps and h.dist != "lin":
+            out += ["", f"The calibration moves the gap from {gaps[h.dist]:.2f} (`{h.dist}`) to "
+                    f"{gaps['lin']:.2f} (`lin`)."]  # fmt: skip
+    return out + _plot_lines(plots, "distances")
 
 
 def write_plots(
