@@ -16,8 +16,11 @@ same batch size reuses it (64x64 uint8 is 12 KB an image; a small model scores i
 a host copy sends them). Benchmark images go through ``trainer.data.normalize`` (the trainer's
 eval preprocessing) inside
 the same jitted function that runs the model with ``taps=True`` and computes every distance on
-every tap, so only per-triplet distances leave the device. Batches are sharded over this
-process's devices (``NamedSharding`` on a 1-D mesh) and padded to a fixed size (one compile).
+every tap, so only per-triplet distances leave the device. The hypothesis probes add one
+activation-entropy row per tap to the same pass, and a calibrated checkpoint its ``lin``
+distance per tap (``triplet_scores``); without them the function is the plain one. Batches are
+sharded over this process's devices (``NamedSharding`` on a 1-D mesh) and padded to a fixed size
+(one compile).
 """
 
 from __future__ import annotations
