@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 # draw sets matplotlib's Agg backend before pyplot loads: import pyplot through it
-from evaluator.report.draw import PS_LABEL, _colors, _legend_outside, _save, _wrap, plt
+from evaluator.report.draw import PS_LABEL, _colors, _save, _wrap, plt
 
 MAX_POINT_LEGEND = 16  # more trials than this: colour follows the report order, no legend
 
@@ -29,18 +29,25 @@ def probe_scatter(path: Path, probe: Any, trials: list[Any], title: str) -> None
         (axes[0], "ps", probe.vs_ps, PS_LABEL),
         (axes[1], "top1", probe.vs_top1, "Top-1 accuracy (%)"),
     ):
+        drawn = False
         for key in order:
             pts = [p for p in probe.points if p["trial"] == key and p[y] is not None]
             if pts:
-                label = key if ax is axes[1] and len(order) <= MAX_POINT_LEGEND else None
+                drawn = True
                 ax.scatter([p["value"] for p in pts], [p[y] for p in pts], s=30, color=colors[key],
-                           edgecolor="black", lw=0.4, label=label, zorder=3)  # fmt: skip
+                           edgecolor="black", lw=0.4, label=key, zorder=3)  # fmt: skip
+        if not drawn:
+            ax.text(0.5, 0.5, f"no {ylabel.split(' (')[0]} for these checkpoints",
+                    ha="center", va="center", transform=ax.transAxes, fontsize=9)  # fmt: skip
         ax.set_xlabel(probe.label, fontsize=9)
         ax.set_ylabel(ylabel, fontsize=9)
         ax.set_title(_corr_text(corr), fontsize=9)
         ax.grid(alpha=0.3)
     fig.suptitle(_wrap(title, 110), fontsize=10)
-    _legend_outside(axes[1], len(order) if len(order) <= MAX_POINT_LEGEND else 0, "trial")
+    handles, labels = axes[0].get_legend_handles_labels()  # every trial has a PS point
+    if handles and len(order) <= MAX_POINT_LEGEND:
+        axes[1].legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
+                       title="trial", title_fontsize=8, frameon=False)  # fmt: skip
     fig.tight_layout()
     _save(fig, path)
 
