@@ -287,9 +287,9 @@ class ScoringModel:
 
     # ------------------------------------------------------------------ batching
 
-    def _batches(self, arrays: Sequence[np.ndarray]):
+    def _batches(self, arrays: Sequence[np.ndarray], resident: bool | None = None):
         n = len(arrays[0])
-        if self.resident:
+        if self.resident if resident is None else resident:
             per_batch = [_RESIDENT.get(a, self._batch, self._data) for a in arrays]
             for i, start in enumerate(range(0, n, self._batch)):
                 yield min(self._batch, n - start), [b[i] for b in per_batch]
@@ -309,10 +309,13 @@ class ScoringModel:
             [np.asarray(x)[:, :m] for (m, _), x in zip(parts, host, strict=True)], axis=1
         )
 
-    def run_packed(self, fn: Any, arrays: Sequence[np.ndarray], rows: int, *extra: Any):
+    def run_packed(
+        self, fn: Any, arrays: Sequence[np.ndarray], rows: int, *extra: Any, resident=None
+    ):
         """``fn(variables, *extra, *batch)`` over ``arrays`` in padded device batches; its packed
-        (rows, batch) outputs as one host array (rows, N)."""
-        parts = [(m, fn(self._vars, *extra, *b)) for m, b in self._batches(arrays)]
+        (rows, batch) outputs as one host array (rows, N). ``resident`` overrides whether the
+        images stay on the device (``self.resident``)."""
+        parts = [(m, fn(self._vars, *extra, *b)) for m, b in self._batches(arrays, resident)]
         return self._collect(parts, rows)
 
     def _weights(self, lin: Mapping[str, np.ndarray]) -> dict[str, jax.Array]:

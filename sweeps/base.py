@@ -99,21 +99,8 @@ def schema() -> ml_collections.ConfigDict:
     c.checkpoint.max_to_keep = 2  # latest ones kept for resume
     c.checkpoint.keep_every_steps = 0  # also keep every k-th step for the evaluator; 0 = none
     c.checkpoint.async_save = True
-
     c.perceptual = ml_collections.ConfigDict()
-    c.perceptual.benchmarks = "proxy"  # comma list of proxy, bapps
-    c.perceptual.bapps_dir = ""
-    c.perceptual.proxy_dir = ""  # '' = <prepared_dir>/proxy
-    c.perceptual.distances = "local,meanpool,style"  # unlearned; lin comes with calibrate
-    c.perceptual.batch_size = 256
-    # The study's hypothesis probes (evaluator/probes.py): margins, entropy, best tap, dynamic
-    # range, and the frequency probe on this many eval images (0 = none).
-    c.perceptual.probes = True
-    c.perceptual.frequency_examples = 256
-    # LPIPS's learned linear layer ('lin', evaluator/calibration.py), fitted per checkpoint on
-    # the benchmark's train split with this many Adam steps.
-    c.perceptual.calibrate = False
-    c.perceptual.calibrate_steps = 30000
+    _perceptual_keys(c.perceptual)  # the evaluator's section
 
     c.distributed = ml_collections.ConfigDict()
     c.distributed.initialize = "auto"  # auto (TPU VM / Slurm / coordinator set) | yes | no
@@ -121,6 +108,18 @@ def schema() -> ml_collections.ConfigDict:
     c.distributed.num_processes = 0
     c.distributed.process_id = -1
     return c
+
+
+def _perceptual_keys(p: ml_collections.ConfigDict) -> None:
+    p.benchmarks = "proxy"  # comma list of proxy, bapps
+    p.bapps_dir = ""
+    p.proxy_dir = ""  # '' = <prepared_dir>/proxy
+    p.distances = "local,meanpool,style"  # unlearned; lin comes with calibrate
+    p.batch_size = 256
+    p.probes = True  # the study's probes (evaluator/probes.py)
+    p.frequency_examples = 256  # eval images of the frequency probe; 0 = none
+    p.calibrate = False  # fit LPIPS's lin per checkpoint (evaluator/calibration.py)
+    p.calibrate_steps = 30000  # its Adam steps
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -336,9 +335,7 @@ _CHECKS: dict[str, Check] = {
     "checkpoint.max_to_keep": _INT_POS,
     "checkpoint.keep_every_steps": _INT_NONNEG,
     "perceptual.benchmarks": _comma_list(_benchmarks),
-    "perceptual.distances": _comma_list(
-        _distances, " (lin is scored when perceptual.calibrate=true)"
-    ),
+    "perceptual.distances": _comma_list(_distances, " (lin: perceptual.calibrate=true)"),
     "perceptual.batch_size": _INT_POS,
     "perceptual.frequency_examples": _INT_NONNEG,
     "perceptual.calibrate_steps": _INT_POS,

@@ -247,14 +247,9 @@ def test_bench_end_to_end_writes_four_sections(tmp_path):
         ev["evaluator"]["images_per_sec"] / ev["evaluator"]["forward_images_per_sec"], abs=1e-4
     )
     assert ev["evaluator"]["taps"] == ["stem"]
-    # with the probes' rows, timed in the same alternating rounds; the frequency probe once
-    assert (
-        ev["evaluator"]["probes_images_per_sec"] > 0
-        and ev["evaluator"]["probes_ratio_to_plain"] > 0
-    )
-    freq = ev["evaluator"]["frequency_probe"]
-    assert freq["examples"] == 8 and freq["image_size"] == 16 and freq["seconds"] > 0
-    assert freq["forward_images"] == 8 * (1 + 2 * 8)
+    freq = ev["evaluator"]["frequency_probe"]  # and the probes' pass beside it; one probe
+    assert ev["evaluator"]["probes_ratio_to_plain"] > 0 and freq["image_size"] == 16
+    assert freq["seconds"] > 0 and freq["forward_images"] == 8 * (1 + 2 * 8)
     assert [s["examples"] for s in mem["splits"]] == [96, 192]
     assert all(s["peak_rss_mb"] > 0 and s["peak_anon_mb"] > 0 for s in mem["splits"])
     assert mem["growth"] == pytest.approx(

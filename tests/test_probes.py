@@ -144,7 +144,7 @@ def test_lin_is_not_an_unlearned_distance_in_the_config():
 
     cfg = config_from("embedded", {"perceptual.calibrate": True, "perceptual.calibrate_steps": 5})
     assert cfg.perceptual.distances == "local,meanpool,style"
-    with pytest.raises(ConfigError, match=r"lin is scored when perceptual.calibrate=true"):
+    with pytest.raises(ConfigError, match=r"lin: perceptual.calibrate=true"):
         config_from("embedded", {"perceptual.distances": "local,lin"})
     with pytest.raises(ConfigError, match="perceptual.frequency_examples=-1"):
         config_from("embedded", {"perceptual.frequency_examples": -1})
