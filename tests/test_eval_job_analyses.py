@@ -100,3 +100,22 @@ def test_unreadable_eval_split_gives_a_frequency_error_not_a_failed_step(tmp_pat
         and "no_such_dataset" in rec["frequency"]["error"]
     )
     assert job.Evaluator(job.JobOptions(runs=runs, log=lambda s: None)).pending(t.dir) == []
+
+
+def test_a_calibrated_trial_without_a_train_split_stops_the_job_first(tmp_path, proxy_dir, capsys):
+    from test_bapps import category_triplets, write_2afc
+
+    from evaluator.bapps import BAPPS_2AFC_VAL
+
+    root = tmp_path / "bapps"  # val only, as most downloads are
+    for k, c in enumerate(BAPPS_2AFC_VAL):
+        write_2afc(root / "2afc" / "val" / c, category_triplets(k))
+    runs = tmp_path / "runs" / "sw"
+    t = Trial(runs, "depth-2", proxy_dir)
+    t.cfg.perceptual.calibrate = True
+    atomic_write_json(t.dir / "config.json", t.cfg.to_dict())
+    t.save(10)
+    assert main([f"--runs={runs}", "--benchmarks=bapps", f"--bapps-dir={root}"]) == 2
+    err = capsys.readouterr().err
+    assert "2afc/train" in err and err.count("\n") == 1
+    assert not (t.dir / "perceptual").exists()  # nothing scored
