@@ -26,6 +26,8 @@ def needs_frequency(rec: dict[str, Any] | None, settings: Settings) -> bool:
 
 
 class Analyses:
+    """One evaluator job's analyses and their caches (``Evaluator.analyses``)."""
+
     def __init__(self, log: Callable[[str], None]):
         self.log = log
         self._ranges: dict[Any, dict[str, Any]] = {}
