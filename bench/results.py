@@ -224,6 +224,11 @@ def _rows(doc: dict[str, Any]) -> list[tuple[str, ...]]:
             note += f"; CPU-time ratio {ev['cpu_time_ratio_to_forward']:.2f}x"
         verdict = _verdict(ev)
         rows.append(_row("3b evaluator", ev["evaluator"], ev["ratio_to_forward"], verdict, note))
+    if ev and ev["evaluator"] and ev["evaluator"].get("probes_images_per_sec"):
+        res = ev["evaluator"]
+        rate = {"images_per_sec": res["probes_images_per_sec"]}
+        note = f"3b + probes (entropy rows); ratio to 3b, CPU-time {res['probes_cpu_ratio_to_plain']:.2f}x"
+        rows.append(_row("3c evaluator + probes", rate, res["probes_ratio_to_plain"], note=note))
     for item in (doc["memory"] or {}).get("splits", []):
         note = f"{item['steps']} steps, {item.get('input_mode', '?')} input"
         rows.append(_row(f"4 e2e, split {item['examples']:,}", item, note=note))
@@ -248,6 +253,14 @@ def _notes(doc: dict[str, Any]) -> list[str]:
         )
     for part, message in (doc.get("failed_parts") or {}).items():
         lines.append(f"FAILED {part}: {message}")
+    freq = ((ev or {}).get("evaluator") or {}).get("frequency_probe") or {}
+    if freq.get("examples"):
+        lines.append(
+            f"3c frequency probe: {freq['seconds']:.2f} s per scored checkpoint "
+            f"({freq['examples']} eval images at {freq['image_size']}x{freq['image_size']}, "
+            f"{freq['forward_images']:,} images through the model; first call "
+            f"{freq['first_call_seconds']:.2f} s with compilation)"
+        )
     if e2e and e2e.get("imagenet_epoch_s"):
         lines.append(
             f"2 end-to-end: one ImageNet epoch ({IMAGENET_TRAIN:,} images, eval pro rata) "

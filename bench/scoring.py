@@ -1,7 +1,8 @@
 """The evaluation parts of the bench: ``forward`` (a bare jitted forward pass at the evaluator's
 batch and resolution: the evaluator's ceiling) and ``evaluator`` (``ScoringModel.
-triplet_distances``, timed in rounds alternating with the forward pass). The model and its
-initial variables come from ``trainer.steps.build_run``, at the scored resolution.
+triplet_distances``, and ``triplet_scores`` with the probes' rows, timed in rounds alternating
+with the forward pass; then one frequency probe). The model and its initial variables come from
+``trainer.steps.build_run``, at the scored resolution.
 """
 
 from __future__ import annotations
@@ -94,6 +95,36 @@ def forward(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def frequency_cost(config: ml_collections.ConfigDict, scorer: Any, size: int) -> dict[str, Any]:
+    """Seconds of one frequency probe (``evaluator.frequency``: ``perceptual.frequency_examples``
+    synthetic images at the trained resolution ``size``, clean and every filtered version):
+    what it adds to each scored checkpoint, whatever the benchmark's size. The second call is
+    timed (the first compiles)."""
+    import numpy as np
+
+    from bench.data import synthetic_images
+    from evaluator.frequency import frequency_probe, radii
+
+    n = int(config.perceptual.frequency_examples)
+    if n == 0:
+        return {"examples": 0, "seconds": 0.0}
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, config.data.num_classes, n).astype(np.int32)
+    images = synthetic_images(rng, labels, size)
+    t0 = time.perf_counter()
+    frequency_probe(scorer, images, labels, {})
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    frequency_probe(scorer, images, labels, {})
+    return {
+        "examples": n,
+        "image_size": size,
+        "forward_images": n * (1 + 2 * len(radii(size))),
+        "seconds": round(time.perf_counter() - t0, 3),
+        "first_call_seconds": round(first, 3),
+    }
+
+
 def evaluator(spec: dict[str, Any]) -> dict[str, Any]:
     """images/s of the evaluator's ``ScoringModel.triplet_distances`` (uint8 images to the
     device, kept there on an accelerator as in the evaluator job; normalise, taps, every
@@ -103,6 +134,7 @@ def evaluator(spec: dict[str, Any]) -> dict[str, Any]:
     import jax
     import numpy as np
 
+    trained_size = int(spec_config(spec).data.image_size)
     config = scored_config(spec_config(spec))
     args = spec["args"]
     batch, size = eval_batch(config), SCORED_SIZE
@@ -130,6 +162,12 @@ def evaluator(spec: dict[str, Any]) -> dict[str, Any]:
         out = scorer.triplet_distances(*views[m])
         jax.block_until_ready(out)
 
+    def run_probes(k: int) -> None:  # the same pass with the probes' entropy rows
+        m = min(n, k * per_call)
+        if m not in views:
+            views[m] = (ref[:m], p0[:m], p1[:m])
+        jax.block_until_ready(scorer.triplet_scores(*views[m], probes=True))
+
     # The bare forward pass runs here too, its rounds alternating with the evaluator's, so the
     # ratio is taken under the same conditions (a shared CPU's load drifts between processes).
     fwd = forward_runner(config, model, variables, batch)
@@ -137,8 +175,9 @@ def evaluator(spec: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     run_steps(steps)  # compile, and the upload when resident
     upload_s = time.perf_counter() - t0
-    both = time_interleaved({"evaluator": run_steps, "forward": fwd}, steps, rounds, warmup=1)
-    t, f = both["evaluator"], both["forward"]
+    runners = {"evaluator": run_steps, "probes": run_probes, "forward": fwd}
+    both = time_interleaved(runners, steps, rounds, warmup=1)
+    t, f, pr = both["evaluator"], both["forward"], both["probes"]
     return {
         "images_per_sec": round(3 * n / t["seconds"], 1),
         "forward_images_per_sec": round(batch * steps / f["seconds"], 1),
@@ -152,6 +191,13 @@ def evaluator(spec: dict[str, Any]) -> dict[str, Any]:
         "taps": list(scorer.tap_names),
         "resident": bool(scorer.resident),
         "first_call_seconds": round(upload_s, 3),
+        "probes_images_per_sec": round(3 * n / pr["seconds"], 1),
+        "probes_ratio_to_plain": round(t["seconds"] / pr["seconds"], 4),
+        "probes_cpu_ratio_to_plain": round(t["cpu_seconds"] / pr["cpu_seconds"], 4),
+        # at the trained resolution (a ViT's bench variables exist at the scored one only)
+        "frequency_probe": frequency_cost(
+            config, scorer, size if config.model.name == "vit" else trained_size
+        ),
         "note": f"{len(scorer.tap_names)} taps x 3 distances, {size}x{size}"
         + (", images resident on the device" if scorer.resident else ", host images"),
         "what": "evaluator.features.ScoringModel.triplet_distances on uint8 triplets (kept on "

@@ -6,8 +6,11 @@ docs/file-contracts.md)::
     {"kind": "proxy"|"bapps", "note": "...", "root": "...", "version": 2 (the proxy only),
      "distances": {"local": {"2afc": {cat: %}, "ps": %, "jnd": % or null,
                              "jnd_categories": {cat: %}, "taps": {tap: PS of that tap alone}},
-                   "meanpool": {...}, "style": {...}},
-     "reference": {"l2": {"2afc", "ps", "jnd", "jnd_categories"}, "ssim": {...}}}
+                   "meanpool": {...}, "style": {...},
+                   "lin": {..., "calibration": {...}}},       # perceptual.calibrate only
+     "reference": {"l2": {"2afc", "ps", "jnd", "jnd_categories"}, "ssim": {...}},
+     "probes": {"margin", "entropy", "best_tap"},              # perceptual.probes
+     "dynamic_range": {"ceiling", "sigmas", "ps", ...}}        # perceptual.probes
 
 ``jnd`` is the mean JND mAP over the benchmark's JND categories (BAPPS: traditional, cnn), null
 when it has none (the proxy).
@@ -22,26 +25,33 @@ from typing import Any
 
 import numpy as np
 
+from evaluator import probes as probes_mod
 from evaluator import scoring
 from evaluator.bapps import Benchmark, BenchmarkError, load_bapps
-from evaluator.distances import FEATURE_DISTANCES, PIXEL_FUNCTIONS, total_distance
+from evaluator.distances import (
+    FEATURE_DISTANCES,
+    LEARNED_DISTANCES,
+    PIXEL_FUNCTIONS,
+    total_distance,
+)
 from evaluator.proxy import VERSION as PROXY_VERSION
 from evaluator.proxy import load_proxy
 
 BENCHMARK_NAMES = ("proxy", "bapps")
 
 
-def load_benchmark(name: str, data_dir: str | os.PathLike) -> Benchmark:
-    """``proxy`` (built at ``data_dir`` on first use) or ``bapps`` (read from ``data_dir``)."""
+def load_benchmark(name: str, data_dir: str | os.PathLike, split: str = "val") -> Benchmark:
+    """``proxy`` (built at ``data_dir`` on first use) or ``bapps`` (read from ``data_dir``);
+    ``split`` = ``val`` (scored) or ``train`` (for the ``lin`` calibration)."""
     if name == "proxy":
-        return load_proxy(data_dir)
+        return load_proxy(data_dir, split=split)
     if name == "bapps":
         if not data_dir:
             raise BenchmarkError(
                 "bapps needs a directory (--bapps-dir or perceptual.bapps_dir); "
                 "python -m evaluator.bapps prints the download commands"
             )
-        return load_bapps(data_dir)
+        return load_bapps(data_dir, split=split)
     raise BenchmarkError(f"benchmark {name!r} is unknown; allowed: {', '.join(BENCHMARK_NAMES)}")
 
 
@@ -80,28 +90,56 @@ def score_pixel(bench: Benchmark, metric: str) -> dict[str, Any]:
     return score_distance_fn(bench, lambda r, a, b: (fn(r, a), fn(r, b)), lambda a, b: fn(a, b))
 
 
+def _distance_block(bench: Benchmark, trip, pair, kind: str, taps: Sequence[str]) -> dict:
+    """One distance's score block from per-tap triplet and pair distances."""
+    twoafc, jnd, per_tap = {}, {}, {t: {} for t in taps}
+    for c, t in bench.twoafc.items():
+        d = trip[c][kind]
+        d0 = np.asarray(total_distance({k: v[0] for k, v in d.items()}))
+        d1 = np.asarray(total_distance({k: v[1] for k, v in d.items()}))
+        twoafc[c] = scoring.score_2afc(d0, d1, t.judge)
+        for tap in taps:
+            per_tap[tap][c] = scoring.score_2afc(d[tap][0], d[tap][1], t.judge)
+    for c, j in bench.jnd.items():
+        jnd[c] = scoring.score_jnd(np.asarray(total_distance(pair[c][kind])), j.same)
+    block = _block(twoafc, jnd)
+    block["taps"] = {tap: round(scoring.perceptual_score(per_tap[tap]), 4) for tap in per_tap}
+    return block
+
+
 def score_model(
     bench: Benchmark, sm: Any, distances: Sequence[str] = FEATURE_DISTANCES
 ) -> dict[str, Any]:
     """Every feature distance of a ``ScoringModel`` on ``bench``: totals and each tap alone."""
-    trip = {c: sm.triplet_distances(t.ref, t.p0, t.p1) for c, t in bench.twoafc.items()}
-    pair = {c: sm.pair_distances(j.p0, j.p1) for c, j in bench.jnd.items()}
-    out = {}
-    for kind in distances:
-        twoafc, jnd, per_tap = {}, {}, {t: {} for t in sm.tap_names}
-        for c, t in bench.twoafc.items():
-            d = trip[c][kind]
-            d0 = np.asarray(total_distance({k: v[0] for k, v in d.items()}))
-            d1 = np.asarray(total_distance({k: v[1] for k, v in d.items()}))
-            twoafc[c] = scoring.score_2afc(d0, d1, t.judge)
-            for tap in sm.tap_names:
-                per_tap[tap][c] = scoring.score_2afc(d[tap][0], d[tap][1], t.judge)
-        for c, j in bench.jnd.items():
-            jnd[c] = scoring.score_jnd(np.asarray(total_distance(pair[c][kind])), j.same)
-        block = _block(twoafc, jnd)
-        block["taps"] = {tap: round(scoring.perceptual_score(per_tap[tap]), 4) for tap in per_tap}
-        out[kind] = block
-    return out
+    return score_model_probes(bench, sm, distances)[0]
+
+
+def score_model_probes(
+    bench: Benchmark,
+    sm: Any,
+    distances: Sequence[str] = FEATURE_DISTANCES,
+    probes: bool = False,
+    lin: Mapping[str, np.ndarray] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """``(distances, probes)`` of a ``ScoringModel`` on ``bench`` in one pass over its images:
+    the score blocks of ``distances`` (and of ``lin`` when its weights ``{tap: (C,)}`` are
+    given), and with ``probes`` the benchmark's probe block (``evaluator.probes``: distortion
+    margins of every distance scored, activation entropy, best single tap)."""
+    trip, entropy = {}, {}
+    for c, t in bench.twoafc.items():
+        trip[c], entropy[c] = sm.triplet_scores(t.ref, t.p0, t.p1, probes=probes, lin=lin)
+    pair = {c: sm.pair_distances(j.p0, j.p1, lin=lin) for c, j in bench.jnd.items()}
+    kinds = [*distances, *(LEARNED_DISTANCES if lin is not None else ())]
+    out = {kind: _distance_block(bench, trip, pair, kind, sm.tap_names) for kind in kinds}
+    if not probes:
+        return out, None
+    judges = {c: t.judge for c, t in bench.twoafc.items()}
+    block = {
+        "margin": probes_mod.margins(trip, judges, kinds),
+        "entropy": probes_mod.entropy_block(entropy),
+        "best_tap": probes_mod.best_taps(out),
+    }
+    return out, block
 
 
 def benchmark_header(bench: Benchmark) -> dict[str, Any]:

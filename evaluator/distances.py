@@ -13,6 +13,11 @@ channels, ``unit(f)`` divides every spatial position's channel vector by its L2 
 
 A distance over several taps is the sum over taps of the per-tap distances.
 
+``lin`` (LPIPS's learned calibration, ``evaluator.calibration``) is a distance only for a
+checkpoint that was calibrated (``perceptual.calibrate``): ``mean_hw sum_c w_c (unit(f0) -
+unit(f1))^2`` with fitted non-negative weights ``w`` per tap (``lin_tap``); with every ``w_c = 1``
+it is ``local``. ``perceptual.distances`` lists the unlearned ones (``FEATURE_DISTANCES``) only.
+
 Pixel reference metrics (numpy / scikit-image), computed the way LPIPS's ``test_dataset_model.py``
 does for its published BAPPS rows (``--colorspace Lab``, the default there): the uint8 image goes
 through torchvision's float32 ``ToTensor`` + ``Normalize(0.5, 0.5)`` and back through
@@ -33,6 +38,8 @@ import numpy as np
 
 EPS = 1e-10
 FEATURE_DISTANCES = ("local", "meanpool", "style")
+LEARNED_DISTANCES = ("lin",)  # scored only where fitted (perceptual.calibrate)
+ALL_DISTANCES = FEATURE_DISTANCES + LEARNED_DISTANCES
 PIXEL_METRICS = ("l2", "ssim")
 
 
@@ -55,6 +62,20 @@ def local_tap(f0: jax.Array, f1: jax.Array) -> jax.Array:
     n0 = unit_normalize(_spatial(f0).astype(jnp.float32))
     n1 = unit_normalize(_spatial(f1).astype(jnp.float32))
     return jnp.mean(jnp.sum((n0 - n1) ** 2, axis=-1), axis=(1, 2))
+
+
+def channel_sq_diff(f0: jax.Array, f1: jax.Array) -> jax.Array:
+    """(N, C): per channel, the mean over space of the squared unit-feature difference; its
+    sum over channels is ``local_tap`` and its weighted sum ``lin_tap``."""
+    n0 = unit_normalize(_spatial(f0).astype(jnp.float32))
+    n1 = unit_normalize(_spatial(f1).astype(jnp.float32))
+    return jnp.mean((n0 - n1) ** 2, axis=(1, 2))
+
+
+def lin_tap(f0: jax.Array, f1: jax.Array, w: jax.Array) -> jax.Array:
+    """LPIPS's calibrated distance on one tap, (N,): ``channel_sq_diff`` weighted by ``w`` (C,)
+    (LPIPS applies its 1x1 weights per position, then averages over space: the same sum)."""
+    return channel_sq_diff(f0, f1) @ w.astype(jnp.float32)
 
 
 def meanpool_tap(f0: jax.Array, f1: jax.Array) -> jax.Array:

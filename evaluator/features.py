@@ -16,8 +16,11 @@ same batch size reuses it (64x64 uint8 is 12 KB an image; a small model scores i
 a host copy sends them). Benchmark images go through ``trainer.data.normalize`` (the trainer's
 eval preprocessing) inside
 the same jitted function that runs the model with ``taps=True`` and computes every distance on
-every tap, so only per-triplet distances leave the device. Batches are sharded over this
-process's devices (``NamedSharding`` on a 1-D mesh) and padded to a fixed size (one compile).
+every tap, so only per-triplet distances leave the device. The hypothesis probes add one
+activation-entropy row per tap to the same pass, and a calibrated checkpoint its ``lin``
+distance per tap (``triplet_scores``); without them the function is the plain one. Batches are
+sharded over this process's devices (``NamedSharding`` on a 1-D mesh) and padded to a fixed size
+(one compile).
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from evaluator.distances import FEATURE_DISTANCES, TAP_FUNCTIONS
+from evaluator.distances import FEATURE_DISTANCES, TAP_FUNCTIONS, lin_tap
+from evaluator.probes import ENTROPY, normalised_entropy
 
 SCORED_SIZE = 64
 
@@ -79,53 +83,77 @@ def _vit_posemb(params: Any, grid: int) -> tuple[Any, str]:
     return params, how
 
 
-def compiled_distances(model: Any, tap_names: tuple[str, ...]):
+def taps_fn(model: Any, tap_names: tuple[str, ...]):
+    """``taps(variables, images_uint8) -> {tap: array}``: the trainer's normalisation, then the
+    model with ``taps=True`` (traced inside each jitted function below)."""
+    from trainer.data import normalize
+
+    def taps_of(variables, images_uint8):
+        _, taps = model.apply(variables, normalize(images_uint8), train=False, taps=True)
+        return {name: taps[name] for name in tap_names}
+
+    return taps_of
+
+
+def compiled_distances(
+    model: Any, tap_names: tuple[str, ...], probes: bool = False, lin: bool = False
+):
     """Jitted (triplet, pair) distance functions of one architecture, shared by every checkpoint
     of it (the variables are arguments), so a sweep compiles once per model config.
 
     Each returns one (rows, batch) float32 array, rows in ``packed_rows`` order: one transfer back to
     the host per batch instead of one per distance and tap (24 for a 4-tap ResNet triplet),
-    whose fixed costs otherwise add up to a good part of a fast model's time on a GPU."""
-    key = (repr(model), tap_names)
+    whose fixed costs otherwise add up to a good part of a fast model's time on a GPU.
+    ``probes`` adds the triplet's activation entropy per tap (the mean over its three images);
+    ``lin`` adds the calibrated distance per tap, its weights ``{tap: (C,)}`` then the second
+    argument (``f(variables, weights, *images)``). Without either, the functions are those of
+    plain scoring, unchanged."""
+    key = (repr(model), tap_names, probes, lin)
     if key not in _COMPILED:
-        from trainer.data import normalize
+        taps_of = taps_fn(model, tap_names)
 
-        def taps_of(variables, images_uint8):
-            _, taps = model.apply(variables, normalize(images_uint8), train=False, taps=True)
-            return {name: taps[name] for name in tap_names}
+        def rows_of(taps, b, others, weights):
+            out = []
+            for kind, t, lo in packed_rows(tap_names, others, probes=probes, lin=lin):
+                if kind == ENTROPY:  # (3b,) -> the mean of each triplet's three images
+                    out.append(jnp.mean(normalised_entropy(taps[t]).reshape(3, b), axis=0))
+                elif kind == "lin":
+                    out.append(lin_tap(taps[t][:b], taps[t][lo : lo + b], weights[t]))
+                else:
+                    out.append(TAP_FUNCTIONS[kind](taps[t][:b], taps[t][lo : lo + b]))
+            return jnp.stack(out)
 
-        def triplet(variables, ref, p0, p1):
+        def triplet(variables, *args):
+            weights, (ref, p0, p1) = (args[0] if lin else None), args[-3:]
             b = ref.shape[0]
             taps = taps_of(variables, jnp.concatenate([ref, p0, p1], axis=0))
-            return jnp.stack(
-                [
-                    TAP_FUNCTIONS[kind](taps[t][:b], taps[t][lo : lo + b])
-                    for kind, t, lo in packed_rows(tap_names, (b, 2 * b))
-                ]
-            )
+            return rows_of(taps, b, (b, 2 * b), weights)
 
-        def pair(variables, p0, p1):
+        def pair(variables, *args):
+            weights, (p0, p1) = (args[0] if lin else None), args[-2:]
             b = p0.shape[0]
             taps = taps_of(variables, jnp.concatenate([p0, p1], axis=0))
-            return jnp.stack(
-                [
-                    TAP_FUNCTIONS[kind](taps[t][:b], taps[t][b:])
-                    for kind, t, _ in packed_rows(tap_names)
-                ]
-            )
+            return rows_of(taps, b, (b,), weights)
 
         _COMPILED[key] = (jax.jit(triplet), jax.jit(pair))
     return _COMPILED[key]
 
 
 def packed_rows(
-    tap_names: Sequence[str], others: Sequence[int] = (0,)
+    tap_names: Sequence[str], others: Sequence[int] = (0,), probes: bool = False, lin: bool = False
 ) -> list[tuple[str, str, int]]:
-    """The packed output's rows: (distance, tap, offset of the compared images) for each."""
-    return [(k, t, lo) for k in FEATURE_DISTANCES for t in tap_names for lo in others]
+    """The packed output's rows: (distance, tap, offset of the compared images) for each, then
+    with ``lin`` the calibrated distance's, then with ``probes`` one entropy row per tap of a
+    triplet (offset 0)."""
+    rows = [(k, t, lo) for k in FEATURE_DISTANCES for t in tap_names for lo in others]
+    if lin:
+        rows += [("lin", t, lo) for t in tap_names for lo in others]
+    if probes and len(others) == 2:
+        rows += [(ENTROPY, t, 0) for t in tap_names]
+    return rows
 
 
-_COMPILED: dict[Any, tuple[Any, Any]] = {}
+_COMPILED: dict[Any, Any] = {}
 
 
 def _padded_batches(a: np.ndarray, batch: int):
@@ -187,6 +215,7 @@ class ScoringModel:
     batch_size: int = 256
     resident: bool | None = None  # images stay on the device between calls; None: not on a CPU
     integrity: str | None = None  # from_checkpoint: trainer.integrity.VERIFIED or NO_RECORD
+    native_variables: dict[str, Any] | None = None  # as trained, where scoring resized them
 
     @classmethod
     def from_checkpoint(
@@ -235,6 +264,9 @@ class ScoringModel:
         variables = {"params": params}
         if restored.get("batch_stats"):
             variables["batch_stats"] = restored["batch_stats"]
+        native = None
+        if params is not restored[used]:  # the frequency probe runs at the trained resolution
+            native = {**variables, "params": restored[used]}
         names = tap_names(model_cfg, SCORED_SIZE)
         return cls(
             model=model,
@@ -245,6 +277,7 @@ class ScoringModel:
             params_used=used,
             batch_size=batch_size,
             resident=resident,
+            native_variables=native,
         )
 
     def __post_init__(self):
@@ -261,9 +294,9 @@ class ScoringModel:
 
     # ------------------------------------------------------------------ batching
 
-    def _batches(self, arrays: Sequence[np.ndarray]):
+    def _batches(self, arrays: Sequence[np.ndarray], resident: bool | None = None):
         n = len(arrays[0])
-        if self.resident:
+        if self.resident if resident is None else resident:
             per_batch = [_RESIDENT.get(a, self._batch, self._data) for a in arrays]
             for i, start in enumerate(range(0, n, self._batch)):
                 yield min(self._batch, n - start), [b[i] for b in per_batch]
@@ -283,14 +316,66 @@ class ScoringModel:
             [np.asarray(x)[:, :m] for (m, _), x in zip(parts, host, strict=True)], axis=1
         )
 
+    def run_packed(
+        self, fn: Any, arrays: Sequence[np.ndarray], rows: int, *extra: Any, resident=None
+    ):
+        """``fn(variables, *extra, *batch)`` over ``arrays`` in padded device batches; its packed
+        (rows, batch) outputs as one host array (rows, N). ``resident`` overrides whether the
+        images stay on the device (``self.resident``)."""
+        parts = [(m, fn(self._vars, *extra, *b)) for m, b in self._batches(arrays, resident)]
+        return self._collect(parts, rows)
+
+    def _weights(self, lin: Mapping[str, np.ndarray]) -> dict[str, jax.Array]:
+        w = {t: np.asarray(lin[t], np.float32) for t in self.tap_names}
+        return jax.device_put(w, NamedSharding(self._mesh, P()))
+
+    def triplet_scores(
+        self, ref, p0, p1, probes: bool = False, lin: Mapping[str, np.ndarray] | None = None
+    ) -> tuple[dict[str, dict[str, tuple[np.ndarray, ...]]], dict[str, np.ndarray] | None]:
+        """``({distance: {tap: (d(ref, p0), d(ref, p1))}}, {tap: entropy} or None)``, each (N,)
+        float32; ``lin`` (``{tap: weights}``) adds the ``lin`` distance, ``probes`` the
+        activation entropy of each triplet (the mean over its three images), in the same
+        pass."""
+        names = tuple(self.tap_names)
+        triplet, _ = compiled_distances(self.model, names, probes, lin is not None)
+        layout = packed_rows(names, (1, 2), probes=probes, lin=lin is not None)
+        extra = (self._weights(lin),) if lin is not None else ()
+        rows = self.run_packed(triplet, [ref, p0, p1], len(layout), *extra)
+        dists: dict[str, dict[str, list[np.ndarray]]] = {}
+        entropy: dict[str, np.ndarray] = {}
+        for (kind, tap, _), row in zip(layout, rows, strict=True):
+            if kind == ENTROPY:
+                entropy[tap] = row
+            else:
+                dists.setdefault(kind, {}).setdefault(tap, []).append(row)
+        out = {k: {t: tuple(v) for t, v in d.items()} for k, d in dists.items()}
+        return out, (entropy if probes else None)
+
     def triplet_distances(self, ref, p0, p1) -> dict[str, dict[str, tuple[np.ndarray, ...]]]:
         """``{distance: {tap: (d(ref, p0), d(ref, p1))}}``, each (N,) float32."""
-        parts = [(m, self._triplet(self._vars, *b)) for m, b in self._batches([ref, p0, p1])]
-        rows = iter(self._collect(parts, len(packed_rows(self.tap_names, (1, 2)))))
-        return {k: {t: (next(rows), next(rows)) for t in self.tap_names} for k in FEATURE_DISTANCES}
+        return self.triplet_scores(ref, p0, p1)[0]
 
-    def pair_distances(self, p0, p1) -> dict[str, dict[str, np.ndarray]]:
-        """``{distance: {tap: d(p0, p1)}}``, each (N,) float32."""
-        parts = [(m, self._pair(self._vars, *b)) for m, b in self._batches([p0, p1])]
-        rows = iter(self._collect(parts, len(packed_rows(self.tap_names))))
-        return {k: {t: next(rows) for t in self.tap_names} for k in FEATURE_DISTANCES}
+    def pair_distances(
+        self, p0, p1, lin: Mapping[str, np.ndarray] | None = None
+    ) -> dict[str, dict[str, np.ndarray]]:
+        """``{distance: {tap: d(p0, p1)}}``, each (N,) float32 (``lin`` as in triplet_scores)."""
+        names = tuple(self.tap_names)
+        _, pair = compiled_distances(self.model, names, False, lin is not None)
+        layout = packed_rows(names, lin=lin is not None)
+        extra = (self._weights(lin),) if lin is not None else ()
+        rows = self.run_packed(pair, [p0, p1], len(layout), *extra)
+        out: dict[str, dict[str, np.ndarray]] = {}
+        for (kind, tap, _), row in zip(layout, rows, strict=True):
+            out.setdefault(kind, {})[tap] = row
+        return out
+
+    def trained_variables_on_device(self) -> Any:
+        """The variables as trained (a ViT's own position embeddings), replicated on this
+        process's devices: for running the model at its training resolution."""
+        if self.native_variables is None:
+            return self._vars
+        return jax.device_put(self.native_variables, NamedSharding(self._mesh, P()))
+
+    @property
+    def mesh(self) -> Any:
+        return self._mesh

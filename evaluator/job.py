@@ -27,23 +27,24 @@ preempted trials are waited for: a queue may start or requeue them hours later."
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from evaluator import benchmarks as bm
+from evaluator import records
+from evaluator.analyses import Analyses, needs_frequency
 from evaluator.bapps import Benchmark, BenchmarkError
 from evaluator.distances import FEATURE_DISTANCES, PIXEL_METRICS
+from evaluator.probes import Settings
 from evaluator.proxy import default_dir as proxy_default_dir
 from trainer import checkpoint, integrity
-from trainer.files import Busy, FileLock, atomic_write_json, read_json, read_jsonl
+from trainer.files import Busy, FileLock, atomic_write_json, read_json
 
 TERMINAL = ("done", "failed", "diverged")
-PERCEPTUAL_DIR = "perceptual"
 
 
 class JobError(ValueError):
@@ -81,37 +82,6 @@ def find_trials(runs: Path) -> list[Path]:
     return sorted(p.parent for p in runs.glob("*/config.json"))
 
 
-def result_path(trial: Path, step: int) -> Path:
-    return trial / PERCEPTUAL_DIR / f"{step}.json"
-
-
-def read_result(trial: Path, step: int) -> dict[str, Any] | None:
-    """``perceptual/<step>.json`` when it is a well-formed result or error record, else None."""
-    try:
-        rec = json.loads(result_path(trial, step).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    if not isinstance(rec, dict) or rec.get("step") != step:
-        return None
-    if rec.get("error") or isinstance(rec.get("benchmarks"), dict):
-        return rec
-    return None
-
-
-def missing_benchmarks(
-    rec: dict[str, Any] | None, names: Sequence[str], retry_errors: bool = False
-) -> list[str]:
-    """Which of ``names`` a step still needs scored on, given its result ``rec``: all of them
-    without a result (or with an error record, under ``retry_errors``), none with an error
-    record otherwise, else those the result lacks or holds from an older proxy version."""
-    if rec is None or (rec.get("error") and retry_errors):
-        return list(names)
-    if rec.get("error"):
-        return []
-    have = rec["benchmarks"]
-    return [n for n in names if n not in have or bm.is_outdated(n, have[n])]
-
-
 def _trial_state(trial: Path) -> str | None:
     st = read_json(trial / "status.json", default=None)
     return st.get("state") if isinstance(st, dict) else None
@@ -134,31 +104,6 @@ def last_activity(trial: Path) -> float:
     return max(times)
 
 
-def _epoch_of(trial: Path, step: int) -> float | None:
-    """``step`` in epochs, from the steps-per-epoch ratio of the trial's metrics.jsonl."""
-    for rec in reversed(read_jsonl(trial / "metrics.jsonl")):
-        s, e = rec.get("step"), rec.get("epoch")
-        if isinstance(s, (int, float)) and isinstance(e, (int, float)) and s > 0 and e > 0:
-            return round(step * e / s, 4)
-    return None
-
-
-def _one_line(e: BaseException) -> str:
-    if isinstance(e, integrity.Damaged):
-        return " ".join(str(e).split())[:400]
-    return checkpoint.read_error(e).split(" [tensorstore_spec")[0]
-
-
-def _made_for_another_save(rec: dict[str, Any] | None, trial: Path, step: int) -> bool:
-    """An error record made for an earlier save of this step (the trainer moved that one aside
-    and saved the step again): it no longer speaks for the checkpoint there."""
-    if not rec or not rec.get("error") or "checkpoint_id" not in rec:
-        return False
-    return rec["checkpoint_id"] != integrity.fingerprint(
-        checkpoint.checkpoint_dir(trial) / str(step)
-    )
-
-
 # ----------------------------------------------------------------------------- the job
 
 
@@ -167,8 +112,9 @@ class Evaluator:
 
     def __init__(self, opts: JobOptions):
         self.opts = opts
-        self._benches: dict[tuple[str, str], Benchmark] = {}
+        self._benches: dict[tuple[str, ...], Benchmark] = {}
         self._refs: dict[tuple[str, str], dict[str, Any]] = {}
+        self.analyses = Analyses(opts.log)  # probes, dynamic range, frequency, calibration
         # Steps this job tried whose result stayed incomplete (an error record again, or new
         # benchmarks that could not be scored): not tried again until the job restarts, so a
         # --watch job still ends.
@@ -205,14 +151,18 @@ class Evaluator:
                 )
         return out
 
-    def benchmark(self, key: tuple[str, str]) -> Benchmark:
-        if key not in self._benches:
+    def benchmark(self, key: tuple[str, str], split: str = "val") -> Benchmark:
+        """The benchmark ``key`` = (name, directory), its ``val`` split (scored) or its
+        ``train`` split (the ``lin`` calibration), loaded once per job."""
+        full = (*key, split) if split != "val" else key
+        if full not in self._benches:
             t0 = time.time()
-            self._benches[key] = bm.load_benchmark(*key)
-            b = self._benches[key]
+            self._benches[full] = bm.load_benchmark(*key, split=split)
+            b = self._benches[full]
             n = sum(len(t) for t in b.twoafc.values()) + sum(len(j) for j in b.jnd.values())
-            self.opts.log(f"loaded {key[0]} from {key[1]}: {n} examples ({time.time() - t0:.1f} s)")
-        return self._benches[key]
+            what = key[0] if split == "val" else f"{key[0]} {split}"
+            self.opts.log(f"loaded {what} from {key[1]}: {n} examples ({time.time() - t0:.1f} s)")
+        return self._benches[full]
 
     def reference(self, key: tuple[str, str]) -> dict[str, Any]:
         if key not in self._refs:
@@ -231,9 +181,11 @@ class Evaluator:
         cfg = read_trial_config(trial)
         perc = cfg.get("perceptual") or {}
         keys = self.trial_benchmarks(cfg)
-        old = read_result(trial, step)
+        old = records.read_result(trial, step)
         # ``pending`` decides whether an error record is tried again; once here, it is.
-        todo = missing_benchmarks(old, [name for name, _ in keys], retry_errors=True)
+        settings = Settings.from_config(perc)
+        todo = records.missing_benchmarks(old, [name for name, _ in keys], True, settings)
+        frequency = needs_frequency(None if old and old.get("error") else old, settings)
         self._tried.add((trial, step))
         keys = [k for k in keys if k[0] in todo]
         distances = tuple(
@@ -242,7 +194,7 @@ class Evaluator:
         ckpt_dir = checkpoint.checkpoint_dir(trial)
         record: dict[str, Any] = {
             "step": step,
-            "epoch": _epoch_of(trial, step),
+            "epoch": records.epoch_of(trial, step),
             "trial": trial.name,
             "model": cfg["model"],
             "checkpoint_id": integrity.fingerprint(ckpt_dir / str(step)),
@@ -259,7 +211,7 @@ class Evaluator:
         except Exception as e:  # any unreadable checkpoint becomes an error record
             if step not in checkpoint.list_steps(ckpt_dir):
                 return None
-            record["error"] = _one_line(e)
+            record["error"] = records.error_line(e)
         finally:
             if snap is not None:
                 checkpoint.release_snapshot(ckpt_dir, step)
@@ -270,16 +222,19 @@ class Evaluator:
             kept = dict(old["benchmarks"]) if old and not old.get("error") else {}
             record["benchmarks"] = kept
             for key in keys:
-                bench = self.benchmark(key)
-                kept[key[0]] = {
-                    **bm.benchmark_header(bench),
-                    "distances": bm.score_model(bench, sm, distances),
-                    "reference": self.reference(key),
-                }
+                train = self.benchmark(key, "train") if settings.calibrate else None
+                kept[key[0]] = self.analyses.block(
+                    trial / records.PERCEPTUAL_DIR, step, key, self.benchmark(key), self.reference(key),
+                    sm, distances, settings, train,
+                )  # fmt: skip
+            if frequency:
+                record["frequency"] = self.analyses.frequency(cfg, sm, settings.frequency_examples)
+            elif old and isinstance(old.get("frequency"), dict):
+                record["frequency"] = old["frequency"]
         elif old and not old.get("error"):
             return old  # the new benchmarks could not be scored; keep the complete old result
         record["wall_time_s"] = round(time.time() - t0, 2)
-        atomic_write_json(result_path(trial, step), record)
+        atomic_write_json(records.result_path(trial, step), record)
         return record
 
     # -- passes -------------------------------------------------------------------------------
@@ -287,13 +242,19 @@ class Evaluator:
     def pending(self, trial: Path) -> list[int]:
         from evaluator.features import read_trial_config
 
-        names = [name for name, _ in self.trial_benchmarks(read_trial_config(trial))]
+        cfg = read_trial_config(trial)
+        names = [name for name, _ in self.trial_benchmarks(cfg)]
+        settings = Settings.from_config(cfg.get("perceptual"))
         steps = checkpoint.list_steps(checkpoint.checkpoint_dir(trial))
         out = []
         for s in steps:
-            rec = read_result(trial, s)
-            retry = self.opts.retry_errors or _made_for_another_save(rec, trial, s)
-            if (trial, s) not in self._tried and missing_benchmarks(rec, names, retry):
+            if (trial, s) in self._tried:
+                continue
+            rec = records.read_result(trial, s)
+            retry = self.opts.retry_errors or records.made_for_another_save(rec, trial, s)
+            if records.missing_benchmarks(rec, names, retry, settings) or needs_frequency(
+                rec, settings
+            ):
                 out.append(s)
         return out
 
@@ -303,7 +264,7 @@ class Evaluator:
             f"{trial.name} step {s}"
             for trial in find_trials(self.opts.runs)
             for s in checkpoint.list_steps(checkpoint.checkpoint_dir(trial))
-            if (rec := read_result(trial, s)) is not None and rec.get("error")
+            if (rec := records.read_result(trial, s)) is not None and rec.get("error")
         ]
 
     def one_pass(self, counts: Counts) -> None:
@@ -316,7 +277,7 @@ class Evaluator:
                     self.opts.log(f"{trial.name} step {step}: deleted before scoring, skipped")
                     continue
                 counts.scored += 0 if rec.get("error") else 1
-                self.opts.log(_summary(trial.name, step, rec))
+                self.opts.log(records.summary(trial.name, step, rec))
 
     def _ended(self, trial: Path, state: str | None) -> bool:
         """Whether --watch has nothing more to wait for from ``trial`` (see the module doc)."""
@@ -346,8 +307,12 @@ class Evaluator:
         trials = find_trials(runs)
         for trial in trials:
             checkpoint.drop_snapshots(checkpoint.checkpoint_dir(trial))
-            for key in self.trial_benchmarks(read_trial_config(trial)):
+            cfg = read_trial_config(trial)
+            calibrate = Settings.from_config(cfg.get("perceptual")).calibrate
+            for key in self.trial_benchmarks(cfg):
                 self.benchmark(key)
+                if calibrate:  # a missing train split stops the job here, not mid-sweep
+                    self.benchmark(key, "train")
         counts = Counts()
         while True:
             states = {t: _trial_state(t) for t in find_trials(runs)}
@@ -366,18 +331,6 @@ class Evaluator:
             )
         self.opts.log(counts.line(runs))
         return counts
-
-
-def _summary(trial: str, step: int, rec: dict[str, Any]) -> str:
-    if rec.get("error"):
-        return f"{trial} step {step}: ERROR {rec['error']}"
-    parts = []
-    for name, b in rec["benchmarks"].items():
-        d = b["distances"]
-        first = next(iter(d))
-        others = ", ".join(f"{k} {v['ps']:.2f}" for k, v in d.items() if k != first)
-        parts.append(f"{name} PS {first} {d[first]['ps']:.2f}" + (f" ({others})" if others else ""))
-    return f"{trial} step {step}: " + "; ".join(parts) + f" [{rec['wall_time_s']:.1f} s]"
 
 
 def run_job(runs: str | os.PathLike, **options: Any) -> Counts:

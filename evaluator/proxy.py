@@ -10,7 +10,7 @@ pixel std is at least 12 of 255), split by name so that no photo is in both spli
 
 * val (scored): astronaut, chelsea, rocket, hubble_deep_field, stereo_motorcycle,
   immunohistochemistry, and the greyscale camera, coins, moon, text, page, brick, grass;
-* train (for fitting calibrations; nothing scores it yet): coffee, retina, and the greyscale
+* train (the ``lin`` calibration fits on it; nothing scores it): coffee, retina, and the greyscale
   clock, gravel, cell. (``skimage.data.cat`` is chelsea under another name: in neither list.)
 
 Severity categories (version 1's six: noise, blur, jpeg, color, contrast, warp; the table of

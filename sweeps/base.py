@@ -99,13 +99,8 @@ def schema() -> ml_collections.ConfigDict:
     c.checkpoint.max_to_keep = 2  # latest ones kept for resume
     c.checkpoint.keep_every_steps = 0  # also keep every k-th step for the evaluator; 0 = none
     c.checkpoint.async_save = True
-
     c.perceptual = ml_collections.ConfigDict()
-    c.perceptual.benchmarks = "proxy"  # comma list of proxy, bapps
-    c.perceptual.bapps_dir = ""
-    c.perceptual.proxy_dir = ""  # '' = <prepared_dir>/proxy
-    c.perceptual.distances = "local,meanpool,style"
-    c.perceptual.batch_size = 256
+    _perceptual_keys(c.perceptual)  # the evaluator's section
 
     c.distributed = ml_collections.ConfigDict()
     c.distributed.initialize = "auto"  # auto (TPU VM / Slurm / coordinator set) | yes | no
@@ -113,6 +108,18 @@ def schema() -> ml_collections.ConfigDict:
     c.distributed.num_processes = 0
     c.distributed.process_id = -1
     return c
+
+
+def _perceptual_keys(p: ml_collections.ConfigDict) -> None:
+    p.benchmarks = "proxy"  # comma list of proxy, bapps
+    p.bapps_dir = ""
+    p.proxy_dir = ""  # '' = <prepared_dir>/proxy
+    p.distances = "local,meanpool,style"  # unlearned; lin comes with calibrate
+    p.batch_size = 256
+    p.probes = True  # the study's probes (evaluator/probes.py)
+    p.frequency_examples = 256  # eval images of the frequency probe; 0 = none
+    p.calibrate = False  # fit LPIPS's lin per checkpoint (evaluator/calibration.py)
+    p.calibrate_steps = 30000  # its Adam steps
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -239,10 +246,10 @@ def _one_of(allowed: Iterable[Any] | Callable[[], Iterable[Any]]) -> Check:
     return (lambda v: v in tuple(get())), lambda: "one of " + ", ".join(map(str, get()))
 
 
-def _comma_list(get: Callable[[], Iterable[str]]) -> Check:
+def _comma_list(get: Callable[[], Iterable[str]], note: str = "") -> Check:
     return (
         lambda v: bool(v) and all(x in tuple(get()) for x in v.split(",")),
-        lambda: "a comma list of " + ", ".join(get()),
+        lambda: "a comma list of " + ", ".join(get()) + note,
     )
 
 
@@ -328,8 +335,10 @@ _CHECKS: dict[str, Check] = {
     "checkpoint.max_to_keep": _INT_POS,
     "checkpoint.keep_every_steps": _INT_NONNEG,
     "perceptual.benchmarks": _comma_list(_benchmarks),
-    "perceptual.distances": _comma_list(_distances),
+    "perceptual.distances": _comma_list(_distances, " (lin: perceptual.calibrate=true)"),
     "perceptual.batch_size": _INT_POS,
+    "perceptual.frequency_examples": _INT_NONNEG,
+    "perceptual.calibrate_steps": _INT_POS,
     "distributed.initialize": _one_of(("auto", "yes", "no")),
     "distributed.num_processes": _INT_NONNEG,
     "distributed.process_id": _is(lambda v: v >= -1, "an integer >= -1 (-1 = auto)"),

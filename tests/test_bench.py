@@ -217,6 +217,7 @@ def test_bench_end_to_end_writes_four_sections(tmp_path):
         "--set=checkpoint.every_steps=3",
         "--set=eval.batch_size=200",
         "--set=perceptual.batch_size=4",
+        "--set=perceptual.frequency_examples=8",
         "--in-process",  # the memory part still runs its two loops in their own processes
         f"--out={out}",
     ]
@@ -246,6 +247,9 @@ def test_bench_end_to_end_writes_four_sections(tmp_path):
         ev["evaluator"]["images_per_sec"] / ev["evaluator"]["forward_images_per_sec"], abs=1e-4
     )
     assert ev["evaluator"]["taps"] == ["stem"]
+    freq = ev["evaluator"]["frequency_probe"]  # and the probes' pass beside it; one probe
+    assert ev["evaluator"]["probes_ratio_to_plain"] > 0 and freq["image_size"] == 16
+    assert freq["seconds"] > 0 and freq["forward_images"] == 8 * (1 + 2 * 8)
     assert [s["examples"] for s in mem["splits"]] == [96, 192]
     assert all(s["peak_rss_mb"] > 0 and s["peak_anon_mb"] > 0 for s in mem["splits"])
     assert mem["growth"] == pytest.approx(
@@ -261,6 +265,8 @@ def test_bench_end_to_end_writes_four_sections(tmp_path):
         "end-to-end",
         "bare forward",
         "evaluator",
+        "evaluator + probes",
+        "frequency probe",
         "split x2",
         "ImageNet epoch",
     ):

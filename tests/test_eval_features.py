@@ -67,6 +67,7 @@ def test_ema_parameters_are_used_when_the_run_kept_them():
     ema = jax.tree.map(lambda x: x * 0.5, variables["params"])
     sm = ScoringModel.from_variables(cfg, {**variables, "ema_params": ema})
     assert sm.params_used == "ema_params"
+    assert sm.native_variables is None  # a ResNet is applied as trained at any resolution
     leaf = jax.tree.leaves(sm.variables["params"])[0]
     np.testing.assert_allclose(leaf, jax.tree.leaves(ema)[0])
     assert ScoringModel.from_variables(cfg, variables).params_used == "params"
@@ -101,6 +102,13 @@ def test_vit_position_embeddings_resized_to_the_64px_grid():
     d = sm.triplet_distances(*(_images(rng, 3) for _ in range(3)))
     assert set(d["local"]) == {"block1", "block2"}
     assert all(np.all(np.isfinite(v[0])) and v[0].shape == (3,) for v in d["style"].values())
+    # the frequency probe runs at the trained resolution, with the trained position embeddings
+    from evaluator.frequency import frequency_probe
+
+    assert sm.native_variables["params"]["pos_embedding"].shape == (1, 1 + 4 * 4, 16)
+    imgs = rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    freq = frequency_probe(sm, imgs, np.arange(6, dtype=np.int32) % 10, {})
+    assert freq["image_size"] == 32 and freq["r"][-1] == 32 and freq["examples"] == 6
 
 
 def test_missing_trial_config_is_one_line(tmp_path):

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from eval_support import Trial
 
-from evaluator import job, proxy
+from evaluator import job, proxy, records
 from evaluator.__main__ import main
 from trainer import checkpoint
 from trainer.files import atomic_write_json
@@ -54,6 +54,18 @@ def _check_complete(rec: dict, step: int) -> None:
         assert all(0.0 <= v <= 100.0 for v in block["2afc"].values())
     for metric in ("l2", "ssim"):
         assert set(b["reference"][metric]["2afc"]) == set(proxy.CATEGORIES)
+    # the hypothesis probes (perceptual.probes, on by default) beside the scores
+    assert set(b["probes"]) == {"margin", "entropy", "best_tap"}
+    assert set(b["probes"]["margin"]["distances"]) >= {"local", "meanpool", "style"}
+    assert 0.0 < b["probes"]["entropy"]["mean"] <= 1.0
+    assert b["probes"]["best_tap"]["local"] == {
+        "tap": "stem",
+        "ps": b["distances"]["local"]["taps"]["stem"],
+    }
+    assert 50.0 <= b["dynamic_range"]["ceiling"] <= 100.0
+    f = rec["frequency"]
+    assert f["image_size"] == 16 and f["r"][-1] == 16 and len(f["lowpass"]) == len(f["r"])
+    assert f["examples"] == 256 and f["split"] == "eval" and 0.0 <= f["clean_top1"] <= 100.0
 
 
 def test_one_pass_is_complete_and_idempotent(tmp_path: Path, proxy_dir: Path, capsys):
@@ -96,7 +108,7 @@ def test_unreadable_checkpoint_is_recorded_and_deleted_step_skipped(
     # step 30 vanishes between listing and scoring (the trainer's retention deleted it)
     shutil.rmtree(t.dir / "checkpoints" / "30")
     assert ev.score_step(t.dir, 30) is None
-    assert not job.result_path(t.dir, 30).exists()
+    assert not records.result_path(t.dir, 30).exists()
     assert main([f"--runs={runs}"]) == 3  # a step is an error record: not a success
     out = capsys.readouterr().out
     assert "depth-2 step 20: ERROR checkpoint 20 is damaged: " in out
@@ -153,7 +165,7 @@ def test_watch_picks_up_a_checkpoint_saved_while_it_runs(tmp_path: Path, proxy_d
     t.save(10)
     proc = _job(runs, "--watch", "--poll-seconds=0.2")
     try:
-        _wait_for(lambda: job.result_path(t.dir, 10).exists(), 120, proc)
+        _wait_for(lambda: records.result_path(t.dir, 10).exists(), 120, proc)
         assert proc.poll() is None  # the trial still runs: the watcher keeps polling
         t.save(20)
         t.status("done")
@@ -220,7 +232,7 @@ def test_a_benchmark_asked_for_later_is_scored_and_merged(tmp_path: Path, proxy_
     t.save(10)
     other = {"kind": "bapps", "distances": {"local": {"ps": 61.5}}}
     atomic_write_json(
-        job.result_path(t.dir, 10),
+        records.result_path(t.dir, 10),
         {"step": 10, "trial": "depth-2", "error": None, "benchmarks": {"bapps": other}},
     )
     ev = job.Evaluator(job.JobOptions(runs=runs, log=lambda s: None))
@@ -229,9 +241,9 @@ def test_a_benchmark_asked_for_later_is_scored_and_merged(tmp_path: Path, proxy_
     rec = _records(t.dir)[10]
     _check_complete(rec, 10)
     assert rec["benchmarks"]["bapps"] == other
-    rec = job.read_result(t.dir, 10)
-    assert job.missing_benchmarks(rec, ["proxy", "bapps"]) == []
-    assert job.missing_benchmarks(rec, ["proxy", "bapps", "more"]) == ["more"]
+    rec = records.read_result(t.dir, 10)
+    assert records.missing_benchmarks(rec, ["proxy", "bapps"]) == []
+    assert records.missing_benchmarks(rec, ["proxy", "bapps", "more"]) == ["more"]
     assert ev.pending(t.dir) == []
     # a proxy block scored on an older proxy version (or before versions were recorded) is
     # scored again, alone, and replaced; the BAPPS block stays
@@ -239,8 +251,8 @@ def test_a_benchmark_asked_for_later_is_scored_and_merged(tmp_path: Path, proxy_
         rec["benchmarks"]["proxy"]["version"] = old_version
         if old_version is None:
             del rec["benchmarks"]["proxy"]["version"]
-        atomic_write_json(job.result_path(t.dir, 10), rec)
-        assert job.missing_benchmarks(rec, ["proxy", "bapps"]) == ["proxy"]
+        atomic_write_json(records.result_path(t.dir, 10), rec)
+        assert records.missing_benchmarks(rec, ["proxy", "bapps"]) == ["proxy"]
         assert job.Evaluator(job.JobOptions(runs=runs, log=lambda s: None)).pending(t.dir) == [10]
     assert main([f"--runs={runs}"]) == 0
     rec = _records(t.dir)[10]
@@ -256,7 +268,7 @@ def test_retry_errors_rescores_error_records_once_per_job(tmp_path: Path, proxy_
         if p.is_file() and "ocdbt" in str(p.relative_to(t.dir / "checkpoints" / "20")):
             p.unlink()
     for s in (10, 20):  # both failed once (step 10: a transient read error)
-        atomic_write_json(job.result_path(t.dir, s), {"step": s, "error": "OSError: gone"})
+        atomic_write_json(records.result_path(t.dir, s), {"step": s, "error": "OSError: gone"})
     assert main([f"--runs={runs}"]) == 3
     # error records are final by default
     assert "0 step(s) scored, 2 error(s)" in capsys.readouterr().out

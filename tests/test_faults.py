@@ -30,7 +30,7 @@ from trainer_support import (
     wait_for,
 )
 
-from evaluator import job, proxy
+from evaluator import proxy, records
 from evaluator.__main__ import main as evaluator_main
 from trainer import checkpoint, integrity
 from trainer.files import FileLock
@@ -223,7 +223,7 @@ def test_a_checkpoint_without_a_record_is_scored_with_a_note(tmp_path, proxy_dir
     t.save(10)
     (t.dir / "checkpoints" / "10" / integrity.RECORD).unlink()
     assert evaluator_main([f"--runs={runs}"]) == 0
-    rec = job.read_result(t.dir, 10)
+    rec = records.read_result(t.dir, 10)
     assert rec["error"] is None and rec["integrity"] == integrity.NO_RECORD
 
 

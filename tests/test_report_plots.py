@@ -10,6 +10,8 @@ from evaluator.report.synth import demo_sweep, write_trial
 from trainer.files import atomic_write_json
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+HYPOTHESIS_PLOTS = ("relmargin", "margin", "entropy", "freq_slope", "best_tap", "frequency",
+                    "dynamic_range", "distances")  # fmt: skip
 
 
 def _check_png(path):
@@ -25,6 +27,7 @@ def test_plots_of_a_weight_decay_sweep(tmp_path):
     d = demo_sweep(tmp_path / "weight_decay")
     path = report.write_report(d)
     names = {"top1_vs_ps.png", "weight_decay.png", "ps_vs_epoch.png", "per_tap.png"}
+    names |= {f"hyp_{p}.png" for p in HYPOTHESIS_PLOTS}  # synthetic probes: the Hypotheses plots
     assert {p.name for p in d.glob("*.png")} == names
     for name in names:
         _check_png(d / name)

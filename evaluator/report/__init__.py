@@ -7,6 +7,7 @@ It reads only files (docs/file-contracts.md), so it runs at any time: mid-sweep,
 on another machine. One module per step: ``collect`` (files -> rows, results.csv), ``axes``
 (what goes on each sweep's x-axis), ``stats`` (Spearman, Pareto, seeds), ``analyse`` (what the
 report says), ``render`` (report.md), ``plots`` (which PNGs) and ``draw`` (matplotlib);
+``hypotheses`` (+ ``draw_hypotheses``) the study's probes section;
 ``synth`` writes synthetic sweeps for tests and previews.
 """
 
@@ -17,8 +18,8 @@ import sys
 from pathlib import Path
 
 from evaluator.benchmarks import BENCHMARK_NAMES
-from evaluator.distances import FEATURE_DISTANCES
-from evaluator.report import analyse, collect, render
+from evaluator.distances import ALL_DISTANCES
+from evaluator.report import analyse, collect, hypotheses, render
 from evaluator.report.collect import ReportError
 from evaluator.report.plots import write_plots
 from trainer.files import atomic_write_text
@@ -48,12 +49,15 @@ def write_report(
         swept += [k for k in sw.swept if k not in swept]
     collect.write_csv(sweep_dir / "results.csv", rows, collect.csv_columns(rows, swept))
     made, failed = write_plots(a, sweep_dir) if plots else ([], [])
+    hyp = hypotheses.analyse(a)
+    hyp_plots, hyp_failed = hypotheses.write_plots(hyp, a, sweep_dir) if plots else ({}, [])
     if combine_all:
         title = f"Report: all sweeps under {sweep_dir} ({', '.join(s.name for s in sweeps)})"
     else:
         title = f"Report: sweep {sweeps[0].name}"
     path = sweep_dir / "report.md"
-    atomic_write_text(path, render.render(a, title, made, failed))
+    section = hypotheses.render(hyp, hyp_plots)
+    atomic_write_text(path, render.render(a, title, made, failed + hyp_failed, section))
     return path
 
 
@@ -73,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     for flag, value, allowed in (
         ("--benchmark", args.benchmark, BENCHMARK_NAMES),
-        ("--distance", args.distance, FEATURE_DISTANCES),
+        ("--distance", args.distance, ALL_DISTANCES),
     ):
         if value is not None and value not in allowed:
             print(

@@ -12,14 +12,20 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from evaluator.benchmarks import BENCHMARK_NAMES
 from evaluator.distances import FEATURE_DISTANCES, PIXEL_METRICS
+from evaluator.report.columns import (
+    PROBE_PREFIXES,
+    clean,
+    frequency_columns,
+    num,
+    probe_columns,
+    score_columns,
+)
 from evaluator.report.stats import natural_key
 from sweeps.base import flatten
 from trainer.files import atomic_write_text, read_json, read_jsonl
@@ -218,17 +224,6 @@ def load_sweeps(path: Path, combine_all: bool) -> list[Sweep]:
 # ----------------------------------------------------------------------------- rows
 
 
-def _clean(name: str) -> str:
-    """A column-safe version of a category or tap name."""
-    return re.sub(r"[^A-Za-z0-9]+", "_", str(name)).strip("_") or "x"
-
-
-def _num(v: Any) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        return None
-    return float(v)
-
-
 def nearest_eval(trial: TrialResults, step: int) -> dict | None:
     """The eval at ``step``, else the nearest one (the earlier on a tie), else status's last."""
     if trial.evals:
@@ -243,24 +238,6 @@ def nearest_eval(trial: TrialResults, step: int) -> dict | None:
             "eval_top5": last.get("top5"),
         }
     return None
-
-
-def _score_columns(bench: str, b: dict) -> dict[str, float | None]:
-    out: dict[str, float | None] = {}
-    groups = list((b.get("distances") or {}).items()) + list((b.get("reference") or {}).items())
-    for dist, s in groups:
-        if not isinstance(s, dict):
-            continue
-        tag = f"{bench}_{_clean(dist)}"
-        out[f"ps_{tag}"] = _num(s.get("ps"))
-        out[f"jnd_{tag}"] = _num(s.get("jnd"))
-        for cat, v in (s.get("2afc") or {}).items():
-            out[f"2afc_{tag}_{_clean(cat)}"] = _num(v)
-        for cat, v in (s.get("jnd_categories") or {}).items():
-            out[f"jnd_{tag}_{_clean(cat)}"] = _num(v)
-        for tap, v in (s.get("taps") or {}).items():
-            out[f"tap_{tag}_{_clean(tap)}"] = _num(v)
-    return out
 
 
 def trial_rows(trial: TrialResults, swept: list[str]) -> list[dict[str, Any]]:
@@ -278,20 +255,22 @@ def trial_rows(trial: TrialResults, swept: list[str]) -> list[dict[str, Any]]:
             v = trial.config.get(f"model.{m}", model.get(m))
             row[f"model_{m}"] = v
         row["seed"] = trial.value("seed")
-        epoch = _num(rec.get("epoch"))
+        epoch = num(rec.get("epoch"))
         if epoch is None and ev is not None and ev.get("step") == step:
-            epoch = _num(ev.get("epoch"))
+            epoch = num(ev.get("epoch"))
         row["epoch"] = epoch
         row["step"] = step
         row["final"] = step == last
-        top1 = _num(ev.get("eval_top1")) if ev else None
-        top5 = _num(ev.get("eval_top5")) if ev else None
+        top1 = num(ev.get("eval_top1")) if ev else None
+        top5 = num(ev.get("eval_top5")) if ev else None
         row["top1"] = None if top1 is None else 100.0 * top1
         row["top5"] = None if top5 is None else 100.0 * top5
         row["top1_step"] = ev.get("step") if ev else None
         for bench, b in (rec.get("benchmarks") or {}).items():
             if isinstance(b, dict):
-                row.update(_score_columns(_clean(bench), b))
+                row.update(score_columns(clean(bench), b))
+                row.update(probe_columns(clean(bench), b))
+        row.update(frequency_columns(rec.get("frequency")))
         rows.append(row)
     return rows
 
@@ -320,8 +299,8 @@ def csv_columns(rows: list[dict[str, Any]], swept: list[str]) -> list[str]:
         bench_dist = "_".join(k.split("_")[:3])
         return (bench_dist.endswith(refs), natural_key(k))
 
-    for prefix in _SCORE_PREFIX_ORDER:
-        rest += sorted((k for k in seen if k.startswith(prefix)), key=order)
+    for prefix in (*_SCORE_PREFIX_ORDER, *PROBE_PREFIXES):
+        rest += sorted((k for k in seen if k.startswith(prefix) and k not in rest), key=order)
     rest += sorted(seen - set(rest), key=natural_key)
     return head + rest
 

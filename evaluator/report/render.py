@@ -251,9 +251,14 @@ def _plots_section(plots: list[tuple[str, str]], failed: list[str] | None) -> li
 
 
 def render(
-    a: Analysis, title: str, plots: list[tuple[str, str]], failed: list[str] | None = None
+    a: Analysis,
+    title: str,
+    plots: list[tuple[str, str]],
+    failed: list[str] | None = None,
+    hypotheses: list[str] | None = None,
 ) -> str:
-    """report.md's text; ``plots`` are ``(file name, caption)``, ``failed`` the plots not drawn."""
+    """report.md's text; ``plots`` are ``(file name, caption)``, ``failed`` the plots not drawn,
+    ``hypotheses`` the Hypotheses section's lines (``hypotheses.render``)."""
     out: list[str] = [f"# {title}", "", _bench_line(a), ""]
     out += _summary(a)
     out += ["", "## Trials (final checkpoints)", ""]
@@ -267,6 +272,7 @@ def render(
     out += _correlation_section(a)
     out += _frontier_section(a)
     out += _references_section(a)
+    out += hypotheses or []
     out += _missing_section(a)
     if a.notes:
         out += ["", "## Notes", "", *[f"- {n}" for n in a.notes]]

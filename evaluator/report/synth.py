@@ -39,6 +39,52 @@ def _distance_scores(ps: float, categories: tuple[str, ...], taps: bool, jnd: fl
     return out
 
 
+def _margin(ps: float, scale: float) -> dict[str, Any]:
+    far, near = scale * (1.0 + (ps - 50.0) / 50.0), scale
+    return {"n": 40, "far": far, "near": near, "margin": far - near,
+            "relative": (far - near) / ((far + near) / 2), "agree": ps + 10.0}  # fmt: skip
+
+
+def _probes(dists: dict[str, Any], cats: tuple[str, ...], ps: float) -> dict[str, Any]:
+    """Probe blocks (evaluator.probes) whose values follow ``ps``: made up, like the scores."""
+
+    def scope(v: float) -> dict[str, Any]:
+        return {
+            "all": _margin(v, 0.4),
+            "taps": {t: _margin(v - i, 0.1) for i, t in enumerate(TAPS)},
+        }
+
+    margin = {
+        "n": {"pooled": 40 * len(cats), "categories": {c: 40 for c in cats}},
+        "distances": {
+            d: {"pooled": scope(b["ps"]), "categories": {c: scope(v) for c, v in b["2afc"].items()}}
+            for d, b in dists.items()
+        },
+    }
+    ent = {t: round(0.9 - 0.05 * i - (ps - 60.0) / 100.0, 4) for i, t in enumerate(TAPS)}
+    best = {d: max(b["taps"].items(), key=lambda kv: kv[1]) for d, b in dists.items()}
+    return {
+        "margin": margin,
+        "entropy": {"mean": sum(ent.values()) / len(ent), "taps": ent},
+        "best_tap": {d: {"tap": t, "ps": v} for d, (t, v) in best.items()},
+    }
+
+
+DYNAMIC = {
+    "ceiling": 80.0,
+    "sigmas": [0.0, 0.25, 0.5, 1.0, 2.0],
+    "ps": [80.0, 74.0, 66.0, 57.0, 52.0],
+}
+
+
+def _frequency(ps: float, size: int = 32) -> dict[str, Any]:
+    rs = [2, 4, 8, 12, 16, 20, 24, 28, 32]
+    low = [min(1.0, 0.2 + 0.8 * (r / size) ** (0.5 + (ps - 60.0) / 20.0)) for r in rs]
+    return {"split": "eval", "examples": 256, "image_size": size, "clean_top1": 80.0, "r": rs,
+            "lowpass": low, "highpass": [1.05 - v for v in low],
+            "low_slope": (low[7] - low[5]) / 0.25, "slope_range": [0.625, 0.875]}  # fmt: skip
+
+
 def perceptual_record(
     step: int,
     epoch: float,
@@ -48,9 +94,12 @@ def perceptual_record(
     model: dict | None = None,
     l2: float = 58.0,
     ssim: float = 59.0,
+    probes: bool = True,
+    lin: float | None = None,
 ) -> dict[str, Any]:
     """A ``perceptual/<step>.json`` whose first distance's (``local``) PS is ``ps``, each further
-    distance's 2 points lower."""
+    distance's 2 points lower; with ``probes`` the probe blocks and the frequency curves, with
+    ``lin`` a calibrated distance of that PS."""
     cats = BAPPS_2AFC_VAL if bench == "bapps" else PROXY_CATEGORIES
     jnd = (lambda v: v - 10.0) if bench == "bapps" else (lambda v: None)
     b = {
@@ -64,8 +113,14 @@ def perceptual_record(
             "ssim": _distance_scores(ssim, cats, False, jnd(ssim)),
         },
     }
+    if lin is not None:
+        b["distances"]["lin"] = _distance_scores(lin, cats, True, jnd(lin))
+    if probes:
+        b["probes"] = _probes(b["distances"], cats, ps)
+        b["dynamic_range"] = DYNAMIC
     if bench == "proxy":
         b["note"] = "embedded proxy built from scikit-image photos, not BAPPS"
+    extra = {"frequency": _frequency(ps)} if probes else {}
     return {
         "step": step,
         "epoch": epoch,
@@ -73,6 +128,7 @@ def perceptual_record(
         "model": model or {"name": "resnet", "depth": 6, "width": 0.25},
         "resolution": {"trained": 32, "scored": 64, "how": "fully convolutional, applied as is"},
         "benchmarks": {bench: b},
+        **extra,
         "error": None,
     }
 
@@ -88,9 +144,12 @@ def write_trial(
     errors: dict[int, str] | None = None,
     preset: str = "embedded",
     status_error: str | None = None,
+    probes: bool = True,
+    lin_gain: float | None = None,
 ) -> Path:
     """One trial directory. ``points``: ``(step, epoch, top1 fraction, ps or None)``; each
-    gets an eval line, and a perceptual file when ps is not None."""
+    gets an eval line, and a perceptual file when ps is not None (with probe blocks unless
+    ``probes`` is false, and a ``lin`` distance of PS ps + ``lin_gain`` when given)."""
     d = Path(sweep_dir) / name
     d.mkdir(parents=True, exist_ok=True)
     cfg = config_from(preset, overrides).to_dict()
@@ -128,7 +187,16 @@ def write_trial(
         if ps is not None:
             atomic_write_json(
                 d / "perceptual" / f"{step}.json",
-                perceptual_record(step, epoch, name, ps, bench, model),
+                perceptual_record(
+                    step,
+                    epoch,
+                    name,
+                    ps,
+                    bench,
+                    model,
+                    probes=probes,
+                    lin=None if lin_gain is None else ps + lin_gain,
+                ),  # fmt: skip
             )
     for step, msg in (errors or {}).items():
         atomic_write_json(

@@ -1,0 +1,94 @@
+"""The evaluator's per-step records, ``perceptual/<step>.json`` (docs/file-contracts.md): where
+they live, reading one, what a step still lacks, and the one-line forms the job prints."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from evaluator import benchmarks as bm
+from evaluator.probes import Settings
+from trainer import checkpoint, integrity
+from trainer.files import read_jsonl
+
+PERCEPTUAL_DIR = "perceptual"
+
+
+def result_path(trial: Path, step: int) -> Path:
+    return trial / PERCEPTUAL_DIR / f"{step}.json"
+
+
+def read_result(trial: Path, step: int) -> dict[str, Any] | None:
+    """``perceptual/<step>.json`` when it is a well-formed result or error record, else None."""
+    try:
+        rec = json.loads(result_path(trial, step).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    if not isinstance(rec, dict) or rec.get("step") != step:
+        return None
+    if rec.get("error") or isinstance(rec.get("benchmarks"), dict):
+        return rec
+    return None
+
+
+def missing_benchmarks(
+    rec: dict[str, Any] | None,
+    names: Sequence[str],
+    retry_errors: bool = False,
+    settings: Settings | None = None,
+) -> list[str]:
+    """Which of ``names`` a step still needs scored on, given its result ``rec``: all of them
+    without a result (or with an error record, under ``retry_errors``), none with an error
+    record otherwise, else those the result lacks or holds from an older proxy version, or
+    (given the trial's ``settings``) without the probes or the ``lin`` scores they ask for."""
+    if rec is None or (rec.get("error") and retry_errors):
+        return list(names)
+    if rec.get("error"):
+        return []
+    have = rec["benchmarks"]
+    return [
+        n
+        for n in names
+        if n not in have
+        or bm.is_outdated(n, have[n])
+        or (settings is not None and not settings.block_complete(have[n]))
+    ]
+
+
+def epoch_of(trial: Path, step: int) -> float | None:
+    """``step`` in epochs, from the steps-per-epoch ratio of the trial's metrics.jsonl."""
+    for rec in reversed(read_jsonl(trial / "metrics.jsonl")):
+        s, e = rec.get("step"), rec.get("epoch")
+        if isinstance(s, (int, float)) and isinstance(e, (int, float)) and s > 0 and e > 0:
+            return round(step * e / s, 4)
+    return None
+
+
+def error_line(e: BaseException) -> str:
+    if isinstance(e, integrity.Damaged):
+        return " ".join(str(e).split())[:400]
+    return checkpoint.read_error(e).split(" [tensorstore_spec")[0]
+
+
+def made_for_another_save(rec: dict[str, Any] | None, trial: Path, step: int) -> bool:
+    """An error record made for an earlier save of this step (the trainer moved that one aside
+    and saved the step again): it no longer speaks for the checkpoint there."""
+    if not rec or not rec.get("error") or "checkpoint_id" not in rec:
+        return False
+    return rec["checkpoint_id"] != integrity.fingerprint(
+        checkpoint.checkpoint_dir(trial) / str(step)
+    )
+
+
+def summary(trial: str, step: int, rec: dict[str, Any]) -> str:
+    if rec.get("error"):
+        return f"{trial} step {step}: ERROR {rec['error']}"
+    parts = []
+    for name, b in rec["benchmarks"].items():
+        d = b["distances"]
+        first = next(iter(d))
+        others = ", ".join(f"{k} {v['ps']:.2f}" for k, v in d.items() if k != first)
+        parts.append(f"{name} PS {first} {d[first]['ps']:.2f}" + (f" ({others})" if others else ""))
+    return f"{trial} step {step}: " + "; ".join(parts) + f" [{rec['wall_time_s']:.1f} s]"
