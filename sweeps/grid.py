@@ -70,8 +70,15 @@ ALIASES = {
     "train.label_smoothing": "ls",
     "train.base_lr": "lr",
     "train.batch_size": "bs",
+    "data.crop": "crop",
+    "data.classes": "classes",
+    "model.skip": "skip",
     "seed": "seed",
 }
+
+# The study's one-dimensional sweeps train these five architectures, each with its recipe.
+STUDY_RESNETS = (6, 50, 200)
+STUDY_VITS = ("B/8", "L/4")
 
 Overrides = dict[str, Any]
 
@@ -216,9 +223,16 @@ def scaled_warmup(config: ml_collections.ConfigDict, epochs: float) -> float:
     return config.train.warmup_epochs * min(1.0, epochs / config.train.epochs)
 
 
+def study_models(preset: str, vits: Sequence[str] = STUDY_VITS) -> list[Overrides]:
+    """The study's five architectures with their recipes: ResNet-6, -50, -200, then the ViTs
+    (``vits``: ViT-B/8 and ViT-L/4; the weight-decay sweep leaves out L/4, as the study did)."""
+    models = [arch("resnet", preset, depth=d) for d in STUDY_RESNETS]
+    return models + [arch("vit", preset, variant=v) for v in vits]
+
+
 def arch(model: str, preset: str, **model_keys: Any) -> Overrides:
     """Overrides for one out-of-the-box model with its recipe: ``arch("vit", p, variant="B/8")``."""
-    out = recipes.recipe(model, preset)
+    out = recipes.recipe(model, preset, str(model_keys.get("variant", "")))
     for k, v in model_keys.items():
         out[f"model.{k}"] = v
     if model == "resnet":
