@@ -1,14 +1,15 @@
 """The one config schema of perceptual-sweeps and its rules: overrides, validation, drift.
 
 ``get_config(preset)`` returns the whole ``ml_collections.ConfigDict`` for one trial, with one of
-the presets of ``sweeps/recipes.py`` (``embedded`` default, ``paper``, ``paper_vit``,
-``paper_efficientnet``).
+the presets of ``sweeps/recipes/`` (``embedded`` default, ``paper``, ``paper_vit``,
+``paper_efficientnet``: the study's recipes, each value cited there).
 
 Sweep files build on it: ``get_config(arg)`` returns this config with their preset,
 ``get_sweep(arg)`` returns a list of ``{dotted.key: value}`` overrides, one per trial.
 ``validate(config)`` rejects unknown keys, wrong types and out-of-range values with one line
 each (``ConfigError``) before any work starts. The allowed values of a key that names code (a
-model, a dataset, a benchmark, a distance) are owned by that code and asked for here.
+model, a dataset, a benchmark, a distance) are owned by that code and asked for here (the
+check helpers are in ``sweeps/_checks.py``).
 """
 
 from __future__ import annotations

@@ -271,3 +271,11 @@ def test_every_embedded_model_builds():
 def test_paper_extremes_build(sweep, name):
     (t,) = [t for t in load_trials(sweep, "paper") if t.name == name]
     _builds(t.config)
+
+
+def test_keys_added_later_are_no_drift_at_their_default():
+    old = base.normalised(base.get_config())
+    del old["model.skip"], old["data.classes"]  # a config.json written before those keys
+    assert base.config_drift(old, base.get_config()) == []
+    changed = base.config_from("embedded", {"model.skip": False})
+    assert base.config_drift(old, changed) == ["model.skip: <absent> -> false"]

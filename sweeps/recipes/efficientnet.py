@@ -30,8 +30,6 @@ from typing import Any
 
 RECIPE: dict[str, Any] = {
     "model.name": "efficientnet",
-    "model.depth": 0,
-    "model.width": 1.0,
     "model.variant": "b0",
     "model.dropout": 0.2,
     "model.encoder_dropout": 0.0,

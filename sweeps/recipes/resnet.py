@@ -55,11 +55,8 @@ PAPER_DATA: dict[str, Any] = {
 RECIPE: dict[str, Any] = {
     "model.name": "resnet",
     "model.depth": 50,
-    "model.width": 1.0,
     "model.variant": "",
     "model.dropout": 0.0,
-    "model.encoder_dropout": 0.0,
-    "model.stochastic_depth": 0.0,
     "model.bn_momentum": 0.9,
     "train.batch_size": 1024,
     "train.epochs": 90.0,

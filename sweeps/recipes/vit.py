@@ -34,7 +34,6 @@ PAPER_BATCH = 4096
 RECIPE: dict[str, Any] = {
     "model.name": "vit",
     "model.depth": 0,
-    "model.width": 1.0,
     "model.variant": "B/8",
     "model.dropout": 0.0,
     "model.encoder_dropout": 0.1,
