@@ -26,7 +26,7 @@ def test_center_crop_box_is_the_codes_at_64_and_32():
     # ((s - side) + 1) // 2 (resnet_preprocessing.py:116-123): not the identity at 64x64.
     assert aug.center_crop_box(64, 64, 64) == (4, 4, 56)
     assert aug.center_crop_box(32, 32, 32) == (3, 3, 27)
-    assert aug.center_crop_box(224, 224, 224) == (16, 16, 192)  # the usual 224 / 256 crop
+    assert aug.center_crop_box(256, 256, 224) == (16, 16, 224)  # the usual 224 of 256
 
 
 @pytest.mark.parametrize("size, window", [(64, None), (32, None), (64, (5, 7, 23, 41))])
@@ -59,20 +59,28 @@ def test_distorted_bbox_obeys_the_samplers_constraints():
 
 
 def test_random_crop_is_the_sampled_window_or_the_centre_crop():
-    x = jnp.asarray(_images(n=64, size=32, seed=1))
+    x = jnp.asarray(_images(n=16, size=32, seed=1))
     key = jax.random.key(3)
-    y0, x0, ch, cw = (np.asarray(v) for v in aug._distorted_bbox(key, 64, 32, 32))
+    y0, x0, ch, cw = (np.asarray(v) for v in aug._distorted_bbox(key, 16, 32, 32))
     out = np.asarray(aug._tpu_random_crop(key, x))
-    for i in range(64):
+    for i in range(16):
         box = (y0[i], x0[i], ch[i], cw[i])
         if ch[i] == 32 and cw[i] == 32:
             cy, cx, side = aug.center_crop_box(32, 32, 32)
             box = (cy, cx, side, side)
         ref = np.asarray(aug._crop_resize(x[i : i + 1], *box))[0]
         np.testing.assert_allclose(out[i], ref, atol=1e-3)
-    # a crop no sample fits (whole-image area only) falls back to the whole image
+    # the sampler's whole image (its answer when no attempt fits) becomes the centre crop
     whole = aug._distorted_bbox(key, 8, 32, 32, area=(1.0, 1.0), ratio=(1.0, 1.0))
     assert all((np.asarray(v) == e).all() for v, e in zip(whole, (0, 0, 32, 32), strict=True))
+
+
+def test_whole_image_samples_take_the_centre_crop(monkeypatch):
+    x = jnp.asarray(_images(n=4, size=32, seed=4))
+    full = jnp.zeros((4,)), jnp.zeros((4,)), jnp.full((4,), 32.0), jnp.full((4,), 32.0)
+    monkeypatch.setattr(aug, "_distorted_bbox", lambda *a, **k: full)
+    out = aug._tpu_random_crop(jax.random.key(0), x)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(aug.center_crop(x)), atol=1e-4)
 
 
 def test_eval_preprocess_none_is_normalize_and_center_is_the_crop():

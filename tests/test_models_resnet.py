@@ -117,13 +117,13 @@ def test_resnet50_without_skip_has_no_residual_additions():
     assert not np.allclose(logits[0], logits[1])
 
 
-def test_no_skip_blocks_start_at_bn_scale_one_and_train():
-    model = build_model(resnet(18, width=0.0625, skip=False), 10)
-    images = jnp.asarray(np.random.default_rng(4).standard_normal((4, 32, 32, 3), np.float32))
-    params = model.init(jax.random.key(0), images)["params"]
-    assert float(params["stage1_block1"]["bn2"]["scale"].min()) == 1.0
-    default = build_model(resnet(18, width=0.0625), 10).init(jax.random.key(0), images)
-    assert float(jnp.abs(default["params"]["stage1_block1"]["bn2"]["scale"]).max()) == 0.0
+def test_no_skip_blocks_start_at_bn_scale_one():
+    images = jnp.zeros((1, 32, 32, 3))
+    key = jax.random.key(0, impl="rbg")  # cheap to compile on CPU
+    plain = build_model(resnet(10, width=0.0625, skip=False), 10).init(key, images)["params"]
+    assert float(plain["stage1_block1"]["bn2"]["scale"].min()) == 1.0
+    default = build_model(resnet(10, width=0.0625), 10).init(key, images)["params"]
+    assert float(jnp.abs(default["stage1_block1"]["bn2"]["scale"]).max()) == 0.0
 
 
 def test_bn_momentum_key_sets_the_running_average():
