@@ -3,8 +3,9 @@
 The study's starting point: across standard ImageNet classifiers, better top-1 does not mean a
 better Perceptual Score. ``paper`` trains ResNet-18, 34, 50, 101, 152, 200 (ResNet recipe),
 ViT-B/8 and ViT-L/4 (ViT recipe) and EfficientNet-B0..B5 (EfficientNet recipe, each variant with
-its own dropout) on ImageNet 64x64, each with ``sweeps.recipes.recipe``; the study trained 5 of
-each (``paper,seeds=5``). Trial names: ``resnet-50``, ``vit-B8``, ``efficientnet-b0``.
+its own dropout) on ImageNet 64x64, each with ``sweeps.recipes.recipe``, 5 seeds each as the
+study (``paper,seeds=N`` for another count). Trial names: ``resnet-50``, ``resnet-50_seed-4``,
+``vit-B8``, ``efficientnet-b0``.
 
 ``embedded`` trains one small model of each family on Fashion-MNIST (32x32, 12k training
 images, 2 epochs), each with a recipe under which it learns in that budget (the ``paper``
@@ -37,6 +38,7 @@ from sweeps import grid
 PAPER_RESNETS = (18, 34, 50, 101, 152, 200)
 PAPER_VITS = ("B/8", "L/4")
 PAPER_EFFICIENTNETS = tuple(f"b{i}" for i in range(6))
+PAPER_SEEDS = 5  # the study trained 5 of each out-of-the-box model
 
 EMBEDDED_VIT = {
     "train.optimizer": "adamw",
@@ -80,4 +82,4 @@ def _paper_models(preset):
 
 
 def get_sweep(arg=None):
-    return grid.seeded(arg, _embedded_models(), _paper_models)
+    return grid.seeded(arg, _embedded_models(), _paper_models, paper_seeds=PAPER_SEEDS)

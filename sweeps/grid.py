@@ -83,9 +83,12 @@ STUDY_VITS = ("B/8", "L/4")
 Overrides = dict[str, Any]
 
 
-def parse_arg(arg: str | None) -> tuple[str, dict[str, int]]:
-    """``"paper,seeds=3"`` -> ``("paper", {"seeds": 3})``; a bad part raises one-line ConfigError."""
-    preset, opts = "embedded", dict(OPTIONS)
+def parse_arg(
+    arg: str | None, defaults: Mapping[str, int] | None = None
+) -> tuple[str, dict[str, int]]:
+    """``"paper,seeds=3"`` -> ``("paper", {"seeds": 3})``; a bad part raises one-line ConfigError.
+    Options the arg does not give come from ``defaults``, then ``OPTIONS``."""
+    preset, opts = "embedded", {**OPTIONS, **(defaults or {})}
     for i, part in enumerate(p.strip() for p in (arg or "").split(",")):
         if not part:
             continue
@@ -133,10 +136,13 @@ def seeded(
     arg: str | None,
     embedded: Sequence[Overrides],
     paper: Callable[[str], Sequence[Overrides]],
+    paper_seeds: int = 1,
 ) -> list[Overrides]:
     """The arg's grid, each point ``seeds`` times (seed the fastest-varying axis): ``embedded``
-    for the embedded preset, ``paper(preset)`` for ``paper``."""
-    preset, opts = parse_arg(arg)
+    for the embedded preset, ``paper(preset)`` for ``paper`` (``paper_seeds`` times unless the
+    arg says ``seeds=N``)."""
+    preset, _ = parse_arg(arg)
+    _, opts = parse_arg(arg, {"seeds": paper_seeds} if preset == "paper" else None)
     points = paper(preset) if preset == "paper" else embedded
     return product(points, seeds(opts["seeds"]))
 

@@ -162,6 +162,9 @@ def test_paper_archs_are_the_out_of_the_box_models_with_their_recipes():
     # each EfficientNet with its own dropout (efficientnet_builder.py: b0 0.2 ... b5 0.4)
     drop = {f"b{i}": trials[f"efficientnet-b{i}"].config.model.dropout for i in range(6)}
     assert drop == {"b0": 0.2, "b1": 0.2, "b2": 0.3, "b3": 0.3, "b4": 0.4, "b5": 0.4}
+    # five seeds of each, as the study; an explicit count wins
+    assert len(trials) == 14 * 5 and trials["vit-L4_seed-4"].config.seed == 4
+    assert len(load_trials("archs", "paper,seeds=1")) == 14
     assert trials["resnet-101"].config.train.optimizer == "sgd"
 
 
