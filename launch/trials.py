@@ -44,7 +44,7 @@ from trainer.procs import pid_state
 from trainer.status import now_iso
 
 SWEEPS_DIR = Path(__file__).resolve().parent.parent / "sweeps"
-NOT_SWEEPS = ("__init__", "base", "grid")
+NOT_SWEEPS = ("__init__", "base", "command", "grid")  # modules of sweeps/ that are not sweeps
 DONE_STATES = ("done", "diverged")  # results: never rerun
 TODO_STATES = ("pending", "failed", "preempted")  # rerun (the trainer resumes from checkpoints)
 

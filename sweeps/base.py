@@ -1,31 +1,34 @@
 """The one config schema of perceptual-sweeps and its rules: overrides, validation, drift.
 
 ``get_config(preset)`` returns the whole ``ml_collections.ConfigDict`` for one trial, with one of
-the presets of ``sweeps/recipes.py`` (``embedded`` default, ``paper``, ``paper_vit``,
-``paper_efficientnet``).
+the presets of ``sweeps/recipes/`` (``embedded`` default, ``paper``, ``paper_vit``,
+``paper_efficientnet``: the study's recipes, each value cited there).
 
 Sweep files build on it: ``get_config(arg)`` returns this config with their preset,
 ``get_sweep(arg)`` returns a list of ``{dotted.key: value}`` overrides, one per trial.
 ``validate(config)`` rejects unknown keys, wrong types and out-of-range values with one line
 each (``ConfigError``) before any work starts. The allowed values of a key that names code (a
-model, a dataset, a benchmark, a distance) are owned by that code and asked for here.
+model, a dataset, a benchmark, a distance) are owned by that code and asked for here (the
+check helpers are in ``sweeps/_checks.py``).
 """
 
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import ml_collections
 
+from sweeps import _checks as ck
 from sweeps.recipes import PRESET_OVERRIDES, PRESETS
 
 OPTIMIZERS = ("sgd", "adamw", "rmsprop")
-SCHEDULES = ("cosine", "step", "constant")
+SCHEDULES = ("cosine", "step", "exponential", "constant")
 WEIGHT_DECAY_MODES = ("l2", "decoupled")
-CROPS = ("pad_crop", "random_resized", "none")
+WEIGHT_DECAY_ON = ("kernels", "non_norm")
+CROPS = ("pad_crop", "random_resized", "distorted_bbox", "center", "none")
+EVAL_CROPS = ("none", "center")
 RESIDENT = ("auto", "yes", "no")
 # Where a trial runs, not what it trains: ignored when configs are compared.
 PLACEMENT_KEYS = ("distributed.",)
@@ -53,6 +56,8 @@ def schema() -> ml_collections.ConfigDict:
     c.model.encoder_dropout = 0.0  # ViT's own dropout (after attention / MLP)
     c.model.stochastic_depth = 0.0  # EfficientNet drop-connect rate
     c.model.dtype = "float32"  # compute dtype; parameters stay float32
+    c.model.skip = True  # ResNet residual additions; False = a plain net (no shortcut at all)
+    c.model.bn_momentum = 0.0  # BatchNorm running averages; 0 = the family's (0.9 / 0.99)
 
     c.data = ml_collections.ConfigDict()
     c.data.name = "fashion_mnist"  # fashion_mnist | imagenet64 | tfds:<name>
@@ -62,7 +67,10 @@ def schema() -> ml_collections.ConfigDict:
     c.data.num_classes = 10
     c.data.train_examples = 0  # 0 = the whole split
     c.data.eval_examples = 0  # 0 = the whole split
-    c.data.crop = "pad_crop"  # pad_crop | random_resized | none
+    c.data.classes = 0  # k > 0: train and evaluate on k random classes, labels 0..k-1; 0 = all
+    c.data.class_seed = 0  # which k classes (trainer.data.class_subset)
+    c.data.crop = "pad_crop"  # pad_crop | random_resized | distorted_bbox | center | none
+    c.data.eval_crop = "none"  # eval preprocessing before normalising: none | center
     c.data.crop_padding = 4
     c.data.flip = True
     c.data.device_resident = "auto"  # keep the split on the accelerator: auto | yes | no
@@ -79,15 +87,19 @@ def schema() -> ml_collections.ConfigDict:
     c.train.adam_b2 = 0.999
     c.train.rmsprop_decay = 0.9
     c.train.rmsprop_eps = 1e-3
-    c.train.schedule = "cosine"  # cosine | step | constant
+    c.train.schedule = "cosine"  # cosine | step | exponential | constant
     c.train.warmup_epochs = 0.5
     c.train.step_boundaries = (0.333, 0.667, 0.889)  # fractions of training, for 'step'
     c.train.step_factor = 0.1
+    c.train.exp_decay_epochs = 2.4  # 'exponential': x exp_decay_factor every this many epochs
+    c.train.exp_decay_factor = 0.97
     c.train.weight_decay = 1e-4
-    c.train.weight_decay_mode = "l2"  # l2 (on kernels, in the loss) | decoupled (AdamW-style)
+    c.train.weight_decay_mode = "l2"  # l2 (in the loss) | decoupled (AdamW-style)
+    c.train.weight_decay_on = "kernels"  # kernels (ndim > 1) | non_norm (all but norm layers)
     c.train.label_smoothing = 0.0
     c.train.grad_clip = 0.0  # global-norm clip; 0 = off
     c.train.ema_decay = 0.0  # parameter EMA; 0 = off
+    c.train.ema_warmup = False  # TF's num_updates: decay min(ema_decay, (1 + n) / (10 + n))
     c.train.log_every_steps = 50
     c.train.eval_every_steps = 0  # 0 = once per epoch (and always at the end)
 
@@ -212,136 +224,70 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-# The code that implements a kind of thing owns the names allowed for it; asked lazily, since
-# the model zoo, the data layer and the evaluator import this module themselves.
-def _model_names() -> tuple[str, ...]:
-    from trainer.models import MODEL_NAMES
-
-    return MODEL_NAMES
-
-
-def _dtypes() -> tuple[str, ...]:
-    from trainer.models import DTYPES
-
-    return DTYPES
-
-
-def _benchmarks() -> tuple[str, ...]:
-    from evaluator.benchmarks import BENCHMARK_NAMES
-
-    return BENCHMARK_NAMES
-
-
-def _distances() -> tuple[str, ...]:
-    from evaluator.distances import FEATURE_DISTANCES
-
-    return FEATURE_DISTANCES
-
-
-Check = tuple[Callable[[Any], bool], Callable[[], str]]
-
-
-def _one_of(allowed: Iterable[Any] | Callable[[], Iterable[Any]]) -> Check:
-    get = allowed if callable(allowed) else (lambda a=tuple(allowed): a)
-    return (lambda v: v in tuple(get())), lambda: "one of " + ", ".join(map(str, get()))
-
-
-def _comma_list(get: Callable[[], Iterable[str]], note: str = "") -> Check:
-    return (
-        lambda v: bool(v) and all(x in tuple(get()) for x in v.split(",")),
-        lambda: "a comma list of " + ", ".join(get()) + note,
-    )
-
-
-def _dataset() -> Check:
-    def ok(v: str) -> bool:
-        from trainer.data import known_dataset
-
-        return known_dataset(v)
-
-    def allowed() -> str:
-        from trainer.data import DATASETS
-
-        return "one of " + ", ".join(DATASETS)
-
-    return ok, allowed
-
-
-def _is(ok: Callable[[Any], bool], text: str) -> Check:
-    return ok, lambda: text
-
-
-def _range(lo: float, hi: float, lo_open: bool = False, hi_open: bool = True) -> Check:
-    def ok(v: Any) -> bool:
-        if not math.isfinite(v):
-            return False
-        return (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
-
-    text = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
-    return _is(ok, "a number in " + text)
-
-
-_INT_POS = _is(lambda v: v >= 1, "an integer >= 1")
-_INT_NONNEG = _is(lambda v: v >= 0, "an integer >= 0")
-_FRAC = _range(0.0, 1.0)
-
-_CHECKS: dict[str, Check] = {
-    "seed": _INT_NONNEG,
-    "model.name": _one_of(_model_names),
-    "model.depth": _INT_NONNEG,
-    "model.width": _range(0.0625, 4.0, hi_open=False),
-    "model.patch_size": _INT_NONNEG,
-    "model.hidden_size": _INT_NONNEG,
-    "model.mlp_dim": _INT_NONNEG,
-    "model.num_heads": _INT_NONNEG,
-    "model.dropout": _FRAC,
-    "model.encoder_dropout": _FRAC,
-    "model.stochastic_depth": _FRAC,
-    "model.dtype": _one_of(_dtypes),
-    "data.name": _dataset(),
-    "data.image_size": _is(lambda v: 8 <= v <= 1024, "an integer in [8, 1024]"),
-    "data.num_classes": _is(lambda v: v >= 2, "an integer >= 2"),
-    "data.train_examples": _INT_NONNEG,
-    "data.eval_examples": _INT_NONNEG,
-    "data.crop": _one_of(CROPS),
-    "data.crop_padding": _INT_NONNEG,
-    "data.device_resident": _one_of(RESIDENT),
-    "data.prefetch": _INT_NONNEG,
-    "train.batch_size": _INT_POS,
-    "train.epochs": _range(0.0, 10000.0, lo_open=True, hi_open=False),
-    "train.optimizer": _one_of(OPTIMIZERS),
-    "train.base_lr": _range(0.0, 1000.0, lo_open=True),
-    "train.momentum": _FRAC,
-    "train.adam_b1": _FRAC,
-    "train.adam_b2": _FRAC,
-    "train.rmsprop_decay": _FRAC,
-    "train.rmsprop_eps": _range(0.0, 1.0, lo_open=True, hi_open=False),
-    "train.schedule": _one_of(SCHEDULES),
-    "train.warmup_epochs": _range(0.0, 10000.0, hi_open=False),
-    "train.step_boundaries": _is(
+_CHECKS: dict[str, ck.Check] = {
+    "seed": ck.INT_NONNEG,
+    "model.name": ck.one_of(ck.model_names),
+    "model.depth": ck.INT_NONNEG,
+    "model.width": ck.in_range(0.0625, 4.0, hi_open=False),
+    "model.patch_size": ck.INT_NONNEG,
+    "model.hidden_size": ck.INT_NONNEG,
+    "model.mlp_dim": ck.INT_NONNEG,
+    "model.num_heads": ck.INT_NONNEG,
+    "model.dropout": ck.FRAC,
+    "model.encoder_dropout": ck.FRAC,
+    "model.stochastic_depth": ck.FRAC,
+    "model.dtype": ck.one_of(ck.dtypes),
+    "model.bn_momentum": ck.FRAC,
+    "data.name": ck.dataset(),
+    "data.image_size": ck.is_(lambda v: 8 <= v <= 1024, "an integer in [8, 1024]"),
+    "data.num_classes": ck.is_(lambda v: v >= 2, "an integer >= 2"),
+    "data.train_examples": ck.INT_NONNEG,
+    "data.eval_examples": ck.INT_NONNEG,
+    "data.classes": ck.INT_NONNEG,
+    "data.class_seed": ck.INT_NONNEG,
+    "data.crop": ck.one_of(CROPS),
+    "data.eval_crop": ck.one_of(EVAL_CROPS),
+    "data.crop_padding": ck.INT_NONNEG,
+    "data.device_resident": ck.one_of(RESIDENT),
+    "data.prefetch": ck.INT_NONNEG,
+    "train.batch_size": ck.INT_POS,
+    "train.epochs": ck.in_range(0.0, 10000.0, lo_open=True, hi_open=False),
+    "train.optimizer": ck.one_of(OPTIMIZERS),
+    "train.base_lr": ck.in_range(0.0, 1000.0, lo_open=True),
+    "train.momentum": ck.FRAC,
+    "train.adam_b1": ck.FRAC,
+    "train.adam_b2": ck.FRAC,
+    "train.rmsprop_decay": ck.FRAC,
+    "train.rmsprop_eps": ck.in_range(0.0, 1.0, lo_open=True, hi_open=False),
+    "train.schedule": ck.one_of(SCHEDULES),
+    "train.warmup_epochs": ck.in_range(0.0, 10000.0, hi_open=False),
+    "train.step_boundaries": ck.is_(
         lambda v: all(0.0 < x < 1.0 for x in v) and list(v) == sorted(v),
         "increasing fractions of training in (0, 1)",
     ),
-    "train.step_factor": _range(0.0, 1.0, lo_open=True, hi_open=False),
-    "train.weight_decay": _range(0.0, 10.0, hi_open=False),
-    "train.weight_decay_mode": _one_of(WEIGHT_DECAY_MODES),
-    "train.label_smoothing": _FRAC,
-    "train.grad_clip": _range(0.0, 1e9, hi_open=False),
-    "train.ema_decay": _FRAC,
-    "train.log_every_steps": _INT_POS,
-    "train.eval_every_steps": _INT_NONNEG,
-    "eval.batch_size": _INT_POS,
-    "checkpoint.every_steps": _INT_POS,
-    "checkpoint.max_to_keep": _INT_POS,
-    "checkpoint.keep_every_steps": _INT_NONNEG,
-    "perceptual.benchmarks": _comma_list(_benchmarks),
-    "perceptual.distances": _comma_list(_distances, " (lin: perceptual.calibrate=true)"),
-    "perceptual.batch_size": _INT_POS,
-    "perceptual.frequency_examples": _INT_NONNEG,
-    "perceptual.calibrate_steps": _INT_POS,
-    "distributed.initialize": _one_of(("auto", "yes", "no")),
-    "distributed.num_processes": _INT_NONNEG,
-    "distributed.process_id": _is(lambda v: v >= -1, "an integer >= -1 (-1 = auto)"),
+    "train.step_factor": ck.in_range(0.0, 1.0, lo_open=True, hi_open=False),
+    "train.exp_decay_epochs": ck.in_range(0.0, 10000.0, lo_open=True),
+    "train.exp_decay_factor": ck.in_range(0.0, 1.0, lo_open=True, hi_open=False),
+    "train.weight_decay": ck.in_range(0.0, 10.0, hi_open=False),
+    "train.weight_decay_mode": ck.one_of(WEIGHT_DECAY_MODES),
+    "train.weight_decay_on": ck.one_of(WEIGHT_DECAY_ON),
+    "train.label_smoothing": ck.FRAC,
+    "train.grad_clip": ck.in_range(0.0, 1e9, hi_open=False),
+    "train.ema_decay": ck.FRAC,
+    "train.log_every_steps": ck.INT_POS,
+    "train.eval_every_steps": ck.INT_NONNEG,
+    "eval.batch_size": ck.INT_POS,
+    "checkpoint.every_steps": ck.INT_POS,
+    "checkpoint.max_to_keep": ck.INT_POS,
+    "checkpoint.keep_every_steps": ck.INT_NONNEG,
+    "perceptual.benchmarks": ck.comma_list(ck.benchmarks),
+    "perceptual.distances": ck.comma_list(ck.distances, " (lin: perceptual.calibrate=true)"),
+    "perceptual.frequency_examples": ck.INT_NONNEG,
+    "perceptual.calibrate_steps": ck.INT_POS,
+    "perceptual.batch_size": ck.INT_POS,
+    "distributed.initialize": ck.one_of(("auto", "yes", "no")),
+    "distributed.num_processes": ck.INT_NONNEG,
+    "distributed.process_id": ck.is_(lambda v: v >= -1, "an integer >= -1 (-1 = auto)"),
 }
 
 _SCHEMA = flatten(schema())
@@ -362,12 +308,19 @@ def check_values(flat: Mapping[str, Any]) -> None:
 
 def validate(config: Mapping[str, Any]) -> None:
     """Raise ``ConfigError`` (one line) for the first unknown key, wrong type or bad value,
-    then for a model its own module rejects (``trainer.models.check``)."""
+    then for keys that disagree, then for a model its own module rejects
+    (``trainer.models.check``)."""
     flat = flatten(config)
     check_values(flat)
     for key in _SCHEMA:
         if key not in flat:
             raise ConfigError(f"config key {key!r} is missing; see sweeps/base.py for the schema")
+    k = flat["data.classes"]
+    if k and flat["data.num_classes"] != k:
+        raise ConfigError(
+            f"data.num_classes={flat['data.num_classes']!r} with data.classes={k}; expected "
+            f"data.num_classes={k} (the classifier has one output per class trained on)"
+        )
     from trainer.models import check
 
     check(config["model"], int(flat["data.image_size"]))
@@ -392,8 +345,10 @@ def drift_text(diff: list[str], limit: int = 6) -> str:
 def config_drift(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """``key: old -> new`` for every flattened key whose value differs (or exists on one side),
     ignoring the ``distributed.*`` placement keys. Either side may be a ConfigDict or the dict
-    of a config.json."""
+    of a config.json. A key the old side lacks is no drift while the new side holds the schema's
+    default: a key added to the schema defaults to what runs did before it existed."""
     a, b = normalised(old), normalised(new)
+    defaults = normalised(schema())
     missing = object()
     show = lambda v: "<absent>" if v is missing else json.dumps(v)
     out = []
@@ -401,6 +356,8 @@ def config_drift(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
         if key.startswith(PLACEMENT_KEYS):
             continue
         va, vb = a.get(key, missing), b.get(key, missing)
+        if va is missing and key in defaults and vb == defaults[key]:
+            continue
         if va != vb:
             out.append(f"{key}: {show(va)} -> {show(vb)}")
     return out

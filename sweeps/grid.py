@@ -70,15 +70,25 @@ ALIASES = {
     "train.label_smoothing": "ls",
     "train.base_lr": "lr",
     "train.batch_size": "bs",
+    "data.crop": "crop",
+    "data.classes": "classes",
+    "model.skip": "skip",
     "seed": "seed",
 }
+
+# The study's one-dimensional sweeps train these five architectures, each with its recipe.
+STUDY_RESNETS = (6, 50, 200)
+STUDY_VITS = ("B/8", "L/4")
 
 Overrides = dict[str, Any]
 
 
-def parse_arg(arg: str | None) -> tuple[str, dict[str, int]]:
-    """``"paper,seeds=3"`` -> ``("paper", {"seeds": 3})``; a bad part raises one-line ConfigError."""
-    preset, opts = "embedded", dict(OPTIONS)
+def parse_arg(
+    arg: str | None, defaults: Mapping[str, int] | None = None
+) -> tuple[str, dict[str, int]]:
+    """``"paper,seeds=3"`` -> ``("paper", {"seeds": 3})``; a bad part raises one-line ConfigError.
+    Options the arg does not give come from ``defaults``, then ``OPTIONS``."""
+    preset, opts = "embedded", {**OPTIONS, **(defaults or {})}
     for i, part in enumerate(p.strip() for p in (arg or "").split(",")):
         if not part:
             continue
@@ -126,10 +136,13 @@ def seeded(
     arg: str | None,
     embedded: Sequence[Overrides],
     paper: Callable[[str], Sequence[Overrides]],
+    paper_seeds: int = 1,
 ) -> list[Overrides]:
     """The arg's grid, each point ``seeds`` times (seed the fastest-varying axis): ``embedded``
-    for the embedded preset, ``paper(preset)`` for ``paper``."""
-    preset, opts = parse_arg(arg)
+    for the embedded preset, ``paper(preset)`` for ``paper`` (``paper_seeds`` times unless the
+    arg says ``seeds=N``)."""
+    preset, _ = parse_arg(arg)
+    _, opts = parse_arg(arg, {"seeds": paper_seeds} if preset == "paper" else None)
     points = paper(preset) if preset == "paper" else embedded
     return product(points, seeds(opts["seeds"]))
 
@@ -216,9 +229,16 @@ def scaled_warmup(config: ml_collections.ConfigDict, epochs: float) -> float:
     return config.train.warmup_epochs * min(1.0, epochs / config.train.epochs)
 
 
+def study_models(preset: str, vits: Sequence[str] = STUDY_VITS) -> list[Overrides]:
+    """The study's five architectures with their recipes: ResNet-6, -50, -200, then the ViTs
+    (``vits``: ViT-B/8 and ViT-L/4; the weight-decay sweep leaves out L/4, as the study did)."""
+    models = [arch("resnet", preset, depth=d) for d in STUDY_RESNETS]
+    return models + [arch("vit", preset, variant=v) for v in vits]
+
+
 def arch(model: str, preset: str, **model_keys: Any) -> Overrides:
     """Overrides for one out-of-the-box model with its recipe: ``arch("vit", p, variant="B/8")``."""
-    out = recipes.recipe(model, preset)
+    out = recipes.recipe(model, preset, str(model_keys.get("variant", "")))
     for k, v in model_keys.items():
         out[f"model.{k}"] = v
     if model == "resnet":

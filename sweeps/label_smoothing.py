@@ -2,9 +2,10 @@
 
 Label smoothing raises ImageNet accuracy but, as the study shows, makes the penultimate features
 worse perceptual metrics: it pushes classes into tight clusters and discards within-class detail.
-``paper``: ResNet-50 (ResNet recipe) and ViT-B/8 (ViT recipe) on ImageNet 64x64 with smoothing
-0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5; ``embedded``: the embedded ResNet-6 with 0, 0.1, 0.3, 0.5.
-Trial names: ``resnet-50_ls-0.1`` (paper), ``ls-0.1`` (embedded).
+``paper``: the five architectures (ResNet-6, -50, -200 with the ResNet recipe; ViT-B/8, ViT-L/4
+with the ViT recipe) on ImageNet 64x64 with smoothing 0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5;
+``embedded``: the embedded ResNet-6 with 0, 0.1, 0.3, 0.5. Trial names: ``resnet-50_ls-0.1``
+(paper), ``ls-0.1`` (embedded).
 
 Arg: ``embedded`` (default) or ``paper``, optionally ``,seeds=N``.
 """
@@ -22,8 +23,7 @@ get_config = grid.short_config
 
 
 def _paper(preset):
-    models = [grid.arch("resnet", preset, depth=50), grid.arch("vit", preset, variant="B/8")]
-    return grid.product(models, grid.axis(LS, PAPER_LS))
+    return grid.product(grid.study_models(preset), grid.axis(LS, PAPER_LS))
 
 
 def get_sweep(arg=None):

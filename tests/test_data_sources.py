@@ -10,7 +10,7 @@ import types
 import numpy as np
 import pytest
 
-from sweeps.base import config_from
+from sweeps.base import ConfigError, config_from
 from trainer.data import (
     DataError,
     fashion_mnist,
@@ -295,7 +295,7 @@ def test_training_data_path_runs_without_tensorflow(tmp_path):
 import sys
 sys.modules["tensorflow"] = None  # any `import tensorflow` now fails
 import jax
-from sweeps.base import config_from
+from sweeps.base import ConfigError, config_from
 from trainer.data import load_split
 from trainer.augment import augment
 from trainer.pipeline import TrainInput, eval_batches
@@ -317,3 +317,43 @@ print("OK")
         [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300
     )
     assert r.returncode == 0 and r.stdout.strip() == "OK", r.stderr[-2000:]
+
+
+def test_class_subset_is_seeded_sorted_and_nested():
+    from trainer.data import class_subset
+
+    a = class_subset(1000, 50, seed=0)
+    assert len(a) == 50 and list(a) == sorted(set(a.tolist())) and a.max() < 1000
+    np.testing.assert_array_equal(a, class_subset(1000, 50, seed=0))
+    assert not np.array_equal(a, class_subset(1000, 50, seed=1))
+    assert set(a.tolist()) <= set(class_subset(1000, 900, seed=0).tolist())
+    np.testing.assert_array_equal(class_subset(10, 10, seed=3), np.arange(10))
+    with pytest.raises(DataError, match=r"data.classes=11 is not allowed; expected 1..10"):
+        class_subset(10, 11, seed=0)
+
+
+def test_random_classes_are_relabelled_and_recorded(tmp_path, monkeypatch):
+    from trainer.data import class_subset
+
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", tmp_path / "absent")
+    full = {w: load_split(_cfg(tmp_path), w) for w in ("train", "eval")}
+    cfg = _cfg(tmp_path, classes=3, num_classes=3, class_seed=5, train_examples=300)
+    ids = class_subset(10, 3, seed=5)
+    for which in ("train", "eval"):
+        split = load_split(cfg, which)
+        assert split.meta["classes"] == ids.tolist() and split.num_classes == 3
+        assert set(np.unique(split.labels).tolist()) == {0, 1, 2}
+        # each row is a row of the full split, its label the rank of its original class
+        src = full[which]
+        np.testing.assert_array_equal(src.images[split.indices], split.images)
+        np.testing.assert_array_equal(ids[split.labels], src.labels[split.indices])
+    train = load_split(cfg, "train")
+    assert train.num_examples == 300 and train.meta["subset"]["of"] == 3600
+    with pytest.raises(DataError, match="data.classes=11 but fashion_mnist has 10 classes"):
+        load_split(types.SimpleNamespace(**{**dict(cfg), "classes": 11, "num_classes": 11}), "eval")
+
+
+def test_classes_and_num_classes_must_agree():
+    with pytest.raises(ConfigError, match="expected data.num_classes=5") as e:
+        config_from("embedded", {"data.classes": 5})
+    assert "\n" not in str(e.value)

@@ -86,3 +86,53 @@ def test_train_mode_updates_batch_stats_and_odd_sizes_work():
         a.shape == b.shape for a, b in zip(after, before, strict=True)
     )
     assert any(not np.allclose(a, b) for a, b in zip(after, before, strict=True))
+
+
+def _zero_last_bns(variables):
+    """Zero the scale and bias of every block's last BatchNorm: its main path then outputs 0."""
+    params = jax.tree.map(np.array, variables["params"])
+    for name, block in params.items():
+        if "_block" in name:
+            last = max(k for k in block if k.startswith("bn"))
+            block[last]["scale"][:] = 0.0
+            block[last]["bias"][:] = 0.0
+    return {**variables, "params": params}
+
+
+def test_resnet50_without_skip_has_no_residual_additions():
+    images = jnp.asarray(np.random.default_rng(3).standard_normal((2, 64, 64, 3), np.float32))
+    plain = build_model(resnet(50, width=0.0625, skip=False), 10)
+    variables = random_variables(plain, images)
+    assert not any("proj" in k for block in variables["params"].values() for k in block)
+    # With every block's main path silenced, a block that adds nothing to its input outputs
+    # relu(0) = 0: every stage is zero and the logits do not depend on the image.
+    logits, taps = plain.apply(_zero_last_bns(variables), images, train=False, taps=True)
+    assert all(float(jnp.abs(t).max()) == 0.0 for t in taps.values())
+    np.testing.assert_array_equal(logits[0], logits[1])
+    # The same silencing in the default ResNet-50 leaves the shortcuts' signal.
+    residual = build_model(resnet(50, width=0.0625), 10)
+    variables = random_variables(residual, images)
+    logits, taps = residual.apply(_zero_last_bns(variables), images, train=False, taps=True)
+    assert all(float(jnp.abs(t).max()) > 0.0 for t in taps.values())
+    assert not np.allclose(logits[0], logits[1])
+
+
+def test_no_skip_blocks_start_at_bn_scale_one():
+    images = jnp.zeros((1, 32, 32, 3))
+    key = jax.random.key(0, impl="rbg")  # cheap to compile on CPU
+    plain = build_model(resnet(10, width=0.0625, skip=False), 10).init(key, images)["params"]
+    assert float(plain["stage1_block1"]["bn2"]["scale"].min()) == 1.0
+    default = build_model(resnet(10, width=0.0625), 10).init(key, images)["params"]
+    assert float(jnp.abs(default["stage1_block1"]["bn2"]["scale"]).max()) == 0.0
+
+
+def test_bn_momentum_key_sets_the_running_average():
+    images = jnp.asarray(np.random.default_rng(5).standard_normal((4, 32, 32, 3), np.float32))
+    stats = {}
+    for m in (0.0, 0.9, 0.5):  # 0 = the family's own (0.9)
+        model = build_model(resnet(6, width=0.0625, bn_momentum=m), 10)
+        variables = model.init(jax.random.key(0), images)
+        _, upd = model.apply(variables, images, train=True, mutable=["batch_stats"])
+        stats[m] = np.asarray(upd["batch_stats"]["stem_bn"]["mean"])
+    np.testing.assert_array_equal(stats[0.0], stats[0.9])
+    np.testing.assert_allclose(stats[0.5], stats[0.9] * 0.5 / 0.1, rtol=1e-5)  # from mean 0

@@ -200,8 +200,12 @@ def test_every_preset_recipe_builds_and_steps(preset):
     s = optim.make_schedule(cfg, spe, total)
     peak = optim.peak_lr(cfg)
     warm = int(round(cfg.warmup_epochs * spe))
-    assert float(s(warm)) == pytest.approx(peak, rel=1e-5)
-    assert float(s(total)) == pytest.approx(0.0, abs=1e-6 * peak)  # all presets: cosine
+    # the exponential schedule counts its decay from step 0, warm-up included (tensorflow/tpu)
+    decayed = lambda step: peak * 0.97 ** np.floor(step / (2.4 * spe))  # noqa: E731
+    at_warm = decayed(warm) if cfg.schedule == "exponential" else peak
+    assert float(s(warm)) == pytest.approx(at_warm, rel=1e-5)
+    final = {"cosine": 0.0, "step": peak * 1e-3, "exponential": decayed(total)}[cfg.schedule]
+    assert float(s(total)) == pytest.approx(final, rel=1e-5, abs=1e-6 * peak)
     tx = optim.make_optimizer(cfg, s)
     params = _params()
     state = tx.init(params)
@@ -211,3 +215,84 @@ def test_every_preset_recipe_builds_and_steps(preset):
         params = optax.apply_updates(params, updates)
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params))
     assert not np.array_equal(np.asarray(params["conv"]["kernel"]), 0.5)
+
+
+def _net_params():
+    """A conv + BatchNorm + dense + LayerNorm tree, as Flax names them."""
+    return {
+        "conv1": {"kernel": jnp.full((3, 3, 2, 4), 0.5)},
+        "bn1": {"scale": jnp.full((4,), 3.0), "bias": jnp.full((4,), 1.0)},
+        "block": {"ln": {"scale": jnp.full((4,), 2.0), "bias": jnp.full((4,), 1.0)}},
+        "head": {"kernel": jnp.full((4, 2), 1.0), "bias": jnp.full((2,), 2.0)},
+        "cls": jnp.full((1, 1, 4), 1.0),
+    }
+
+
+def test_decay_mask_kernels_and_non_norm():
+    kernels = optim.decay_mask(_net_params(), "kernels")
+    assert kernels["conv1"]["kernel"] and kernels["head"]["kernel"] and kernels["cls"]
+    assert not kernels["head"]["bias"] and not kernels["bn1"]["scale"]
+    non_norm = optim.decay_mask(_net_params(), "non_norm")
+    assert non_norm["conv1"]["kernel"] and non_norm["head"]["kernel"] and non_norm["cls"]
+    assert non_norm["head"]["bias"]  # tensorflow/tpu decays the dense bias too
+    assert not any(jax.tree.leaves(non_norm["bn1"])) and not any(jax.tree.leaves(non_norm["block"]))
+
+
+def test_l2_on_non_norm_is_tf_weight_decay_times_l2_loss():
+    # resnet_main.py:474-478: loss += wd * sum(tf.nn.l2_loss(v)), l2_loss = sum(v ** 2) / 2
+    cfg = _train(weight_decay=1e-2, weight_decay_on="non_norm", label_smoothing=0.0)
+    total, data = optim.make_loss_fn(cfg)(_net_params(), jnp.array([[1.0, 0.0]]), jnp.array([1]))
+    squares = 72 * 0.25 + 8 * 1.0 + 2 * 4.0 + 4 * 1.0  # conv, head kernel, head bias, cls
+    assert float(total - data) == pytest.approx(1e-2 * squares / 2, rel=1e-6)
+
+
+def test_exponential_schedule_counts_decay_from_step_zero():
+    cfg = _train(
+        base_lr=0.016,
+        batch_size=256,
+        schedule="exponential",
+        warmup_epochs=5.0,
+        exp_decay_epochs=2.4,
+        exp_decay_factor=0.97,
+    )
+    s = optim.make_schedule(cfg, steps_per_epoch=10, total_steps=1000)
+    assert float(s(25)) == pytest.approx(0.016 * 25 / 50)  # linear warm-up over 50 steps
+    assert float(s(50)) == pytest.approx(0.016 * 0.97**2)  # floor(50 / 24) = 2 decays already
+    assert float(s(71)) == pytest.approx(0.016 * 0.97**2)
+    assert float(s(72)) == pytest.approx(0.016 * 0.97**3)
+    assert float(s(999)) == pytest.approx(0.016 * 0.97**41, rel=1e-5)
+
+
+def test_rmsprop_applies_the_lr_inside_the_momentum():
+    # TF1 ApplyRMSProp: mom = m * mom + lr_t * g / sqrt(ms + eps); var -= mom. With an LR that
+    # changes between steps the order matters.
+    cfg = _train(
+        optimizer="rmsprop",
+        momentum=0.9,
+        weight_decay=0.0,
+        base_lr=1.0,
+        batch_size=256,
+        schedule="step",
+        warmup_epochs=0.0,
+        step_boundaries=(0.5,),
+        step_factor=0.1,
+    )
+    tx = optim.make_optimizer(cfg, optim.make_schedule(cfg, 1, 2))
+    p, g = {"w": jnp.zeros((1,))}, {"w": jnp.array([2.0])}
+    st = tx.init(p)
+    u1, st = tx.update(g, st, p)
+    u2, st = tx.update(g, st, p)
+    ms1 = 0.9 + 0.1 * 4.0
+    ms2 = 0.9 * ms1 + 0.1 * 4.0
+    mom1 = 1.0 * 2.0 / np.sqrt(ms1 + 1e-3)
+    mom2 = 0.9 * mom1 + 0.1 * 2.0 / np.sqrt(ms2 + 1e-3)
+    np.testing.assert_allclose(np.asarray(u1["w"]), [-mom1], rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(u2["w"]), [-mom2], rtol=1e-5)
+
+
+def test_ema_warmup_is_tf_num_updates():
+    cfg = _train(ema_decay=0.9999, ema_warmup=True)
+    assert float(optim.ema_decay_at(cfg, 1)) == pytest.approx(2 / 11)
+    assert float(optim.ema_decay_at(cfg, 90)) == pytest.approx(91 / 100)
+    assert float(optim.ema_decay_at(cfg, 10**6)) == pytest.approx(0.9999)
+    assert optim.ema_decay_at(_train(ema_decay=0.99), 1) == 0.99  # without: constant

@@ -13,7 +13,18 @@ from launch.__main__ import main as launch_main
 from launch.trials import available_sweeps, load_trials
 from sweeps import base, grid
 
-AXES = ("depth", "width", "epochs", "weight_decay", "label_smoothing", "dropout", "archs")
+AXES = (
+    "depth",
+    "width",
+    "epochs",
+    "weight_decay",
+    "label_smoothing",
+    "dropout",
+    "archs",
+    "crop",
+    "classes",
+    "skip",
+)
 PRESETS = ("embedded", "paper")
 SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
@@ -52,14 +63,63 @@ def _values(sweep, key, preset="paper", **model):
 
 
 def test_paper_depth_covers_2_to_200():
-    depths = _values("depth", "model.depth")
+    depths = _values("depth", "model.depth", name="resnet")
     assert depths[0] == 2 and depths[-1] == 200 and {6, 18, 50, 101} <= set(depths)
     assert all(t.config.data.name == "imagenet64" for t in load_trials("depth", "paper"))
 
 
+def test_paper_depth_has_vit_blocks_from_1_to_full():
+    b8 = _values("depth", "model.depth", name="vit", variant="B/8")
+    l4 = _values("depth", "model.depth", name="vit", variant="L/4")
+    assert b8[0] == 1 and b8[-1] == 12 and 2 in b8
+    assert l4[0] == 1 and l4[-1] == 24 and 2 in l4
+    names = {t.name for t in load_trials("depth", "paper")}
+    assert {"depth-50", "vit-B8_depth-2", "vit-L4_depth-24"} <= names
+
+
+STUDY_MODELS = {("resnet", 6), ("resnet", 50), ("resnet", 200), ("vit", "B/8"), ("vit", "L/4")}
+
+
+def _models(sweep, preset="paper"):
+    c = [t.config.model for t in load_trials(sweep, preset)]
+    return {(m.name, m.depth if m.name == "resnet" else m.variant) for m in c}
+
+
+@pytest.mark.parametrize("sweep", ["width", "epochs", "label_smoothing", "dropout", "crop"])
+def test_paper_axes_train_the_five_architectures(sweep):
+    assert _models(sweep) == STUDY_MODELS
+
+
+def test_paper_weight_decay_leaves_out_vit_l4_as_the_study():
+    assert _models("weight_decay") == STUDY_MODELS - {("vit", "L/4")}
+
+
+def test_paper_crop_classes_and_skip_grids():
+    trials = load_trials("crop", "paper")
+    assert {t.config.data.crop for t in trials} == {"distorted_bbox", "center"}
+    assert all(t.config.data.eval_crop == "center" for t in trials)
+    trials = load_trials("classes", "paper")
+    assert _models("classes") == {("resnet", 6), ("resnet", 200)}
+    ks = sorted({t.config.data.classes for t in trials})
+    assert ks[0] == 50 and ks[-1] == 900
+    assert all(t.config.data.num_classes == t.config.data.classes for t in trials)
+    trials = load_trials("skip", "paper")
+    assert {t.config.model.skip for t in trials} == {True, False}
+    assert max(t.config.model.depth for t in trials) == 50
+    assert "depth-50_skip-false" in {t.name for t in trials}
+
+
+def test_classes_subset_follows_the_trial_seed():
+    trials = load_trials("classes", "embedded,seeds=2")
+    assert {t.config.data.classes for t in trials} == {2, 5, 10}
+    assert all(t.config.data.class_seed == t.config.seed for t in trials)
+    assert "resnet-6_classes-2_seed-1" in {t.name for t in trials}
+
+
 @pytest.mark.parametrize(
     "model",
-    [dict(name="resnet", depth=d) for d in (6, 50, 200)] + [dict(name="vit", variant="B/8")],
+    [dict(name="resnet", depth=d) for d in (6, 50, 200)]
+    + [dict(name="vit", variant=v) for v in ("B/8", "L/4")],
 )
 def test_paper_width_from_sixteenth_to_4x(model):
     widths = _values("width", "model.width", **model)
@@ -99,6 +159,12 @@ def test_paper_archs_are_the_out_of_the_box_models_with_their_recipes():
     assert trials["vit-L4"].config.model.variant == "L/4"
     assert trials["efficientnet-b3"].config.train.optimizer == "rmsprop"
     assert trials["efficientnet-b3"].config.train.label_smoothing == 0.1
+    # each EfficientNet with its own dropout (efficientnet_builder.py: b0 0.2 ... b5 0.4)
+    drop = {f"b{i}": trials[f"efficientnet-b{i}"].config.model.dropout for i in range(6)}
+    assert drop == {"b0": 0.2, "b1": 0.2, "b2": 0.3, "b3": 0.3, "b4": 0.4, "b5": 0.4}
+    # five seeds of each, as the study; an explicit count wins
+    assert len(trials) == 14 * 5 and trials["vit-L4_seed-4"].config.seed == 4
+    assert len(load_trials("archs", "paper,seeds=1")) == 14
     assert trials["resnet-101"].config.train.optimizer == "sgd"
 
 
@@ -157,15 +223,18 @@ def _trainer_config(argv):
 @pytest.mark.parametrize("sweep", AXES + ("smoke",))
 def test_trainer_argv_rebuilds_each_trial_config(sweep, preset, monkeypatch):
     monkeypatch.chdir(base.__file__.rsplit("/sweeps/", 1)[0])
-    extra = {
-        "data.source_dir": 'dir with spaces/it\'s "quoted"',
-        "train.step_boundaries": (0.5, 0.75),
-    }
+    extra = {"data.source_dir": 'dir with spaces/it\'s "quoted"'}
+    # a tuple on the command line: the ResNet recipe's own step boundaries, else set here
+    if not any("train.step_boundaries" in t.overrides for t in load_trials(sweep, preset)):
+        extra["train.step_boundaries"] = (0.5, 0.75)
+    commands = []
     for t in load_trials(sweep, preset, extra):
+        commands.append(" ".join(t.command("python")))
         config, workdir = _trainer_config(t.command("python"))
         assert config.to_dict() == t.config.to_dict(), t.name
         assert config.data.source_dir == extra["data.source_dir"]
         assert workdir == str(t.workdir)
+    assert any("--config.train.step_boundaries=(" in c for c in commands)
 
 
 def _builds(config):
@@ -205,3 +274,11 @@ def test_every_embedded_model_builds():
 def test_paper_extremes_build(sweep, name):
     (t,) = [t for t in load_trials(sweep, "paper") if t.name == name]
     _builds(t.config)
+
+
+def test_keys_added_later_are_no_drift_at_their_default():
+    old = base.normalised(base.get_config())
+    del old["model.skip"], old["data.classes"]  # a config.json written before those keys
+    assert base.config_drift(old, base.get_config()) == []
+    changed = base.config_from("embedded", {"model.skip": False})
+    assert base.config_drift(old, changed) == ["model.skip: <absent> -> false"]

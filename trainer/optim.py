@@ -1,16 +1,24 @@
 """Optimiser, learning-rate schedule and loss for the trainer, built from ``config.train``.
 
 * LR: ``base_lr * batch_size / 256``, linear warmup from 0 over ``warmup_epochs``, then cosine
-  to 0, step decay (``step_factor`` at ``step_boundaries`` fractions of training) or constant.
-* Optimisers (optax): SGD with (Nesterov) momentum, AdamW, and TF-style RMSProp (the mean
-  square starts at 1 and epsilon sits inside the square root, as ``tf.compat.v1.train.
-  RMSPropOptimizer`` used by the EfficientNet reference trainer).
-* Weight decay on kernels only (parameters with ``ndim > 1``): ``l2`` adds
-  ``weight_decay / 2 * sum(w**2)`` to the loss (so it flows through momentum / Adam like the
-  gradient), ``decoupled`` applies ``lr * weight_decay * w`` after the optimiser's own scaling
-  (AdamW style; for SGD/RMSProp the same decoupled rule).
+  to 0, step decay (``step_factor`` at ``step_boundaries`` fractions of training), exponential
+  (``exp_decay_factor ** floor(step / (exp_decay_epochs epochs))``, staircase, the step counted
+  from 0 as tensorflow/tpu's EfficientNet does, so warm-up ends on an already decayed value) or
+  constant. Step and exponential decay count steps from the start of training, not of decay.
+* Optimisers (optax): SGD with (Nesterov) momentum (TF1 ``MomentumOptimizer``: the LR outside the
+  momentum), AdamW, and TF-style RMSProp (TF1 ``RMSPropOptimizer``, used by the EfficientNet
+  reference trainer: the mean square starts at 1, epsilon sits inside the square root and the LR
+  is applied inside the momentum, ``mom = m * mom + lr * g / sqrt(ms + eps)``).
+* Weight decay on ``train.weight_decay_on``: ``kernels`` (parameters with ``ndim > 1``) or
+  ``non_norm`` (every parameter but the scale and bias of normalisation layers: tensorflow/tpu's
+  "name lacks batch_normalization" rule, so dense and conv biases too). ``l2`` adds
+  ``weight_decay / 2 * sum(w**2)`` to the loss (TF's ``weight_decay * tf.nn.l2_loss``, so it flows
+  through momentum / Adam like the gradient), ``decoupled`` applies ``lr * weight_decay * w``
+  after the optimiser's own scaling (AdamW style; for SGD/RMSProp the same decoupled rule).
 * Loss: softmax cross-entropy on ``optax.smooth_labels`` targets.
 * Optional global-norm gradient clipping before everything else.
+* Parameter EMA: ``decay``, or with ``train.ema_warmup`` tf.train.ExponentialMovingAverage's
+  ``num_updates`` rule ``min(decay, (1 + n) / (10 + n))`` after n steps.
 """
 
 from __future__ import annotations
@@ -45,10 +53,16 @@ def make_schedule(train_cfg: Any, steps_per_epoch: int, total_steps: int) -> opt
             if b > 0:
                 bounds[b] = bounds.get(b, 1.0) * float(train_cfg.step_factor)
         after = optax.piecewise_constant_schedule(peak, bounds)
+    elif kind == "exponential":
+        every = float(train_cfg.exp_decay_epochs) * steps_per_epoch
+        factor = float(train_cfg.exp_decay_factor)
+        after = lambda s: peak * factor ** jnp.floor((s + warmup) / every)  # noqa: E731
     elif kind == "constant":
         after = optax.constant_schedule(peak)
     else:
-        raise ValueError(f"train.schedule={kind!r} is unknown; allowed: cosine, step, constant")
+        raise ValueError(
+            f"train.schedule={kind!r} is unknown; allowed: cosine, step, exponential, constant"
+        )
     if warmup == 0:
         return after
     ramp = optax.linear_schedule(0.0, peak, transition_steps=warmup)
@@ -60,12 +74,37 @@ def kernel_mask(params: Any) -> Any:
     return jax.tree.map(lambda p: p.ndim > 1, params)
 
 
-def l2_penalty(params: Any, weight_decay: float) -> jax.Array:
-    """``weight_decay / 2 * sum of squared kernel entries`` (biases and scales excluded)."""
-    kernels = [p for p in jax.tree.leaves(params) if p.ndim > 1]
-    if not kernels or weight_decay == 0.0:
+def _norm_modules(tree: Any, path: tuple = ()) -> set[tuple]:
+    """Paths of the normalisation layers (BatchNorm, LayerNorm) in a Flax parameter tree: the
+    modules whose parameters are a ``scale`` (and ``bias``) and no ``kernel``."""
+    if not isinstance(tree, Mapping):
+        return set()
+    leaves = {k for k, v in tree.items() if not isinstance(v, Mapping)}
+    out = {path} if "scale" in leaves and "kernel" not in leaves else set()
+    for k, v in tree.items():
+        out |= _norm_modules(v, (*path, k))
+    return out
+
+
+def decay_mask(params: Any, on: str = "kernels") -> Any:
+    """True where weight decay applies: ``kernels`` (``ndim > 1``) or ``non_norm`` (all but the
+    scale and bias of normalisation layers)."""
+    if on == "kernels":
+        return kernel_mask(params)
+    if on != "non_norm":
+        raise ValueError(f"train.weight_decay_on={on!r} is unknown; allowed: kernels, non_norm")
+    norms = _norm_modules(params)
+    keys = lambda path: tuple(getattr(k, "key", k) for k in path)  # noqa: E731
+    return jax.tree_util.tree_map_with_path(lambda p, _: keys(p)[:-1] not in norms, params)
+
+
+def l2_penalty(params: Any, weight_decay: float, on: str = "kernels") -> jax.Array:
+    """``weight_decay / 2 * sum of squares`` of the parameters ``decay_mask(params, on)`` picks."""
+    mask = jax.tree.leaves(decay_mask(params, on))
+    chosen = [p for p, m in zip(jax.tree.leaves(params), mask, strict=True) if m]
+    if not chosen or weight_decay == 0.0:
         return jnp.zeros((), jnp.float32)
-    return 0.5 * weight_decay * sum(jnp.sum(jnp.square(p.astype(jnp.float32))) for p in kernels)
+    return 0.5 * weight_decay * sum(jnp.sum(jnp.square(p.astype(jnp.float32))) for p in chosen)
 
 
 def make_optimizer(train_cfg: Any, schedule: optax.Schedule) -> optax.GradientTransformation:
@@ -82,7 +121,7 @@ def make_optimizer(train_cfg: Any, schedule: optax.Schedule) -> optax.GradientTr
     elif name == "adamw":
         parts.append(optax.scale_by_adam(b1=float(train_cfg.adam_b1), b2=float(train_cfg.adam_b2)))
     elif name == "rmsprop":
-        # TF1 RMSProp: ms starts at 1, eps inside the sqrt, then heavy-ball momentum.
+        # TF1 RMSProp: ms starts at 1, eps inside the sqrt; the momentum comes after the LR.
         parts.append(
             optax.scale_by_rms(
                 decay=float(train_cfg.rmsprop_decay),
@@ -91,13 +130,15 @@ def make_optimizer(train_cfg: Any, schedule: optax.Schedule) -> optax.GradientTr
                 eps_in_sqrt=True,
             )
         )
-        if float(train_cfg.momentum) > 0:
-            parts.append(optax.trace(decay=float(train_cfg.momentum), nesterov=False))
     else:
         raise ValueError(f"train.optimizer={name!r} is unknown; allowed: sgd, adamw, rmsprop")
     if train_cfg.weight_decay_mode == "decoupled" and float(train_cfg.weight_decay) > 0:
-        parts.append(optax.add_decayed_weights(float(train_cfg.weight_decay), mask=kernel_mask))
+        on = str(train_cfg.weight_decay_on)
+        mask = lambda params: decay_mask(params, on)  # noqa: E731
+        parts.append(optax.add_decayed_weights(float(train_cfg.weight_decay), mask=mask))
     parts.append(optax.scale_by_learning_rate(schedule))
+    if name == "rmsprop" and float(train_cfg.momentum) > 0:
+        parts.append(optax.trace(decay=float(train_cfg.momentum), nesterov=False))
     return optax.chain(*parts)
 
 
@@ -115,14 +156,26 @@ def make_loss_fn(
     """``loss(params, logits, labels) -> (total loss, mean data loss)`` for ``config.train``."""
     smoothing = float(train_cfg.label_smoothing)
     l2 = float(train_cfg.weight_decay) if train_cfg.weight_decay_mode == "l2" else 0.0
+    on = str(train_cfg.weight_decay_on)
 
     def loss(params: Any, logits: jax.Array, labels: jax.Array):
         data = jnp.mean(cross_entropy(logits, labels, smoothing))
-        return data + l2_penalty(params, l2), data
+        return data + l2_penalty(params, l2, on), data
 
     return loss
 
 
-def ema_update(ema: Mapping, params: Mapping, decay: float) -> Any:
+def ema_update(ema: Mapping, params: Mapping, decay: Any) -> Any:
     """``decay * ema + (1 - decay) * params``, leaf by leaf."""
     return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
+
+
+def ema_decay_at(train_cfg: Any, steps_done: Any) -> Any:
+    """The EMA decay for the update after ``steps_done`` optimiser steps: ``ema_decay``, or with
+    ``ema_warmup`` ``min(ema_decay, (1 + n) / (10 + n))`` (TF's ``num_updates=global_step``, read
+    after the step's own increment)."""
+    decay = float(train_cfg.ema_decay)
+    if not train_cfg.ema_warmup:
+        return decay
+    n = jnp.asarray(steps_done, jnp.float32)
+    return jnp.minimum(decay, (1.0 + n) / (10.0 + n))

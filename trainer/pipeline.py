@@ -6,8 +6,8 @@
   restart. Each process reads only the rows its devices hold and the global batch is assembled
   with ``jax.make_array_from_process_local_data``. A split that fits in the accelerator's memory
   can be kept there and gathered by a jitted function instead (same batches).
-* ``normalize``: the exact eval preprocessing (also used by the evaluator); the training
-  augmentation is trainer/augment.py.
+* ``normalize``: the pixel normalisation (also used by the evaluator); the training
+  augmentation and the eval preprocessing (``data.eval_crop``) are trainer/augment.py.
 * ``eval_batches``: every example once, the last batch padded and masked.
 """
 

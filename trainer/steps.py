@@ -25,8 +25,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from trainer import optim
-from trainer.augment import augment
-from trainer.data import normalize
+from trainer.augment import augment, eval_preprocess
 from trainer.models import build_model
 
 
@@ -106,7 +105,8 @@ def make_train_step(model, config, tx, augment):
             opt_state=opt_state,
         )
         if ema > 0:
-            new["ema_params"] = optim.ema_update(state["ema_params"], params, ema)
+            decay = optim.ema_decay_at(config.train, new["step"])
+            new["ema_params"] = optim.ema_update(state["ema_params"], params, decay)
         n = labels.shape[0]
         metrics = {
             "loss_sum": metrics["loss_sum"] + data_loss * n,
@@ -125,11 +125,12 @@ def _top_k_correct(logits: jax.Array, labels: jax.Array, k: int) -> jax.Array:
     return jnp.any(top == labels[:, None], axis=-1)
 
 
-def make_eval_step(model, normalize):
-    """``eval(params, batch_stats, images_uint8, labels, mask) -> sums`` (to be jitted)."""
+def make_eval_step(model, preprocess):
+    """``eval(params, batch_stats, images_uint8, labels, mask) -> sums`` (to be jitted);
+    ``preprocess(images_uint8) -> float32`` is the run's eval preprocessing."""
 
     def step(params, batch_stats, images, labels, mask):
-        x = normalize(images)
+        x = preprocess(images)
         variables = {"params": params}
         if batch_stats:
             variables["batch_stats"] = batch_stats
@@ -200,7 +201,8 @@ def build_run(
         out_shardings=(replicated, replicated),
         donate_argnums=donate,
     )
-    eval_step = jax.jit(make_eval_step(model, normalize), out_shardings=replicated)
+    preprocess = functools.partial(eval_preprocess, data_cfg=config.data)
+    eval_step = jax.jit(make_eval_step(model, preprocess), out_shardings=replicated)
     return Run(
         config=config,
         mesh=mesh,

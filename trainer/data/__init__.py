@@ -10,6 +10,7 @@ dataset already prepared in ``data.source_dir``). See prepared.py for the on-dis
 from trainer.data.errors import DataError
 from trainer.data.load import (
     DATASETS,
+    class_subset,
     known_dataset,
     load_split,
     prepare_split,
@@ -24,6 +25,7 @@ __all__ = [
     "DATASETS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "class_subset",
     "known_dataset",
     "DataError",
     "Split",

@@ -127,12 +127,48 @@ def stratified_subset(labels: np.ndarray, n: int) -> np.ndarray:
     return np.sort(chosen)
 
 
+def class_subset(num_classes: int, k: int, seed: int) -> np.ndarray:
+    """The ``k`` class ids (sorted) that ``data.classes=k`` trains on: the first ``k`` of a
+    permutation of ``range(num_classes)`` by numpy's PCG64 seeded with (``data.class_seed``,
+    ``num_classes``), so for one seed a smaller subset lies inside a larger one."""
+    if not 0 < k <= num_classes:
+        raise DataError(f"data.classes={k} is not allowed; expected 1..{num_classes}")
+    perm = np.random.Generator(np.random.PCG64([int(seed), int(num_classes)])).permutation(
+        num_classes
+    )
+    return np.sort(perm[:k])
+
+
+def _only_classes(split: Split, classes: np.ndarray) -> Split:
+    """The rows of ``split`` whose label is in ``classes``, relabelled 0..k-1 in their order,
+    copied into memory; ``meta["classes"]`` lists the original ids."""
+    labels = np.asarray(split.labels)
+    rows = np.flatnonzero(np.isin(labels, classes))
+    remap = np.full(split.num_classes, -1, np.int32)
+    remap[classes] = np.arange(len(classes), dtype=np.int32)
+    meta = {
+        **split.meta,
+        "count": int(len(rows)),
+        "num_classes": int(len(classes)),
+        "classes": [int(c) for c in classes],
+    }
+    return Split(
+        images=np.ascontiguousarray(split.images[rows]),
+        labels=remap[labels[rows]],
+        meta=meta,
+        path=split.path,
+        indices=rows,
+    )
+
+
 def load_split(data_cfg: Any, which: str, *, check_num_classes: bool = True) -> Split:
     """The prepared split ``which`` ("train" | "eval") of ``data_cfg.name``.
 
-    Prepares it on first use (progress bar on stderr). ``data.train_examples`` /
-    ``data.eval_examples`` > 0 take a deterministic class-balanced subset (see
-    ``stratified_subset``), copied into memory; ``meta["subset"]`` records it.
+    Prepares it on first use (progress bar on stderr). ``data.classes`` = k > 0 keeps only the
+    rows of the k classes ``class_subset`` draws, relabelled 0..k-1 (``meta["classes"]`` lists
+    the original ids). ``data.train_examples`` / ``data.eval_examples`` > 0 then take a
+    deterministic class-balanced subset (see ``stratified_subset``); ``meta["subset"]`` records
+    it. Either copies the rows into memory.
     """
     if which not in WHICH:
         raise DataError(f"split {which!r} is unknown; allowed: {', '.join(WHICH)}")
@@ -161,16 +197,25 @@ def load_split(data_cfg: Any, which: str, *, check_num_classes: bool = True) -> 
             f"{path / META} is for {meta['dataset']} at {meta['image_size']}, not "
             f"{data_cfg.name} at {data_cfg.image_size}; delete {path} and prepare it again"
         )
-    if check_num_classes and split.num_classes != int(data_cfg.num_classes):
+    k = int(data_cfg.classes)
+    if k > split.num_classes:
+        raise DataError(
+            f"data.classes={k} but {data_cfg.name} has {split.num_classes} classes; "
+            f"allowed: 0 (all) or 1..{split.num_classes}"
+        )
+    expected = k or split.num_classes
+    if check_num_classes and expected != int(data_cfg.num_classes):
         raise DataError(
             f"data.num_classes={data_cfg.num_classes} but {data_cfg.name} has "
-            f"{split.num_classes} classes; set data.num_classes={split.num_classes}"
+            f"{split.num_classes} classes (data.classes={k}); set data.num_classes={expected}"
         )
+    if k:
+        split = _only_classes(split, class_subset(split.num_classes, k, data_cfg.class_seed))
     n = int(data_cfg.train_examples if which == "train" else data_cfg.eval_examples)
     if 0 < n < split.num_examples:
         idx = stratified_subset(np.asarray(split.labels), n)
         sub_meta = {
-            **meta,
+            **split.meta,
             "count": int(n),
             "subset": {"count": int(n), "of": split.num_examples, "how": "class-balanced"},
         }
@@ -179,6 +224,6 @@ def load_split(data_cfg: Any, which: str, *, check_num_classes: bool = True) -> 
             labels=split.labels[idx],
             meta=sub_meta,
             path=split.path,
-            indices=idx,
+            indices=idx if split.indices is None else split.indices[idx],
         )
     return split

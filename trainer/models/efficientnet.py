@@ -1,4 +1,5 @@
-"""EfficientNet B0..B7 as in the reference tf/keras ``EfficientNet``, in Flax Linen.
+"""EfficientNet B0..B7 as in tensorflow/tpu's ``efficientnet_model`` (the study's code; the same
+network as tf/keras ``EfficientNet``), in Flax Linen.
 
 Compound scaling: each variant has a width and a depth coefficient (its default resolution is
 only informative: the input size comes from the data). Channels go through ``round_filters``
@@ -8,7 +9,7 @@ only informative: the input size comes from the data). Channels go through ``rou
 
 Blocks are MBConv: 1x1 expansion (unless the ratio is 1), depthwise conv, squeeze-excitation
 (ratio 0.25 of the block's input channels, with bias), 1x1 projection; swish activations,
-BatchNorm (momentum 0.99, epsilon 1e-3), and an identity shortcut with stochastic depth
+BatchNorm (momentum 0.99 unless ``model.bn_momentum`` says otherwise, epsilon 1e-3), and an identity shortcut with stochastic depth
 (drop-connect, one draw per example) where shapes allow. The drop rate of block ``b`` of ``B``
 is ``model.stochastic_depth * b / B``, as in the reference. Stride-2 convs pad like TF 'SAME'
 (the reference's ``correct_pad``). Head: 1x1 conv to round_filters(1280), BN, swish, global
@@ -58,10 +59,11 @@ BN_MOMENTUM = 0.99
 BN_EPSILON = 1e-3
 TAP_STRIDES = (4, 8, 16, 32)
 
-# The reference's initialisers. Flax's depthwise kernel is (k, k, 1, C) where keras' is
-# (k, k, C, 1), so keras' fan_out (k*k) is flax's fan_in there.
-_CONV_INIT = nn.initializers.variance_scaling(2.0, "fan_out", "truncated_normal")
-_DEPTHWISE_INIT = nn.initializers.variance_scaling(2.0, "fan_in", "truncated_normal")
+# tensorflow/tpu's initialisers (efficientnet_model.py:61-82: a plain normal of variance
+# 2 / fan_out, not truncated). Flax's depthwise kernel is (k, k, 1, C) where TF's is (k, k, C, 1),
+# so TF's fan_out (k*k) is flax's fan_in there.
+_CONV_INIT = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+_DEPTHWISE_INIT = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
 _DENSE_INIT = nn.initializers.variance_scaling(1.0 / 3.0, "fan_out", "uniform")
 
 
@@ -82,6 +84,7 @@ def build(fields: dict[str, Any], num_classes: int, dtype: Any) -> EfficientNet:
         dropout=float(fields["dropout"]),
         stochastic_depth=float(fields["stochastic_depth"]),
         dtype=dtype,
+        bn_momentum=float(fields["bn_momentum"]) or BN_MOMENTUM,
     )
 
 
@@ -115,6 +118,7 @@ def _conv_bn(
     train: bool,
     dtype: Any,
     *,
+    momentum: float = BN_MOMENTUM,
     kernel_init: Any = _CONV_INIT,
     **conv_kwargs: Any,
 ) -> Any:
@@ -131,7 +135,7 @@ def _conv_bn(
     )(x)
     return nn.BatchNorm(
         use_running_average=not train,
-        momentum=BN_MOMENTUM,
+        momentum=momentum,
         epsilon=BN_EPSILON,
         dtype=dtype,
         name=f"{prefix}_bn",
@@ -146,13 +150,15 @@ class MBConv(nn.Module):
     expand_ratio: int
     drop_rate: float
     dtype: Any = jnp.float32
+    bn_momentum: float = BN_MOMENTUM
 
     @nn.compact
     def __call__(self, x, train: bool):
         inputs = x
+        m = self.bn_momentum
         channels = self.channels_in * self.expand_ratio
         if self.expand_ratio != 1:
-            x = nn.swish(_conv_bn(x, "expand", channels, 1, train, self.dtype))
+            x = nn.swish(_conv_bn(x, "expand", channels, 1, train, self.dtype, momentum=m))
         x = _conv_bn(
             x,
             "depthwise",
@@ -160,6 +166,7 @@ class MBConv(nn.Module):
             self.kernel,
             train,
             self.dtype,
+            momentum=m,
             kernel_init=_DEPTHWISE_INIT,
             strides=(self.strides, self.strides),
             padding="SAME",
@@ -177,7 +184,7 @@ class MBConv(nn.Module):
         )
         x = x * nn.sigmoid(se)
 
-        x = _conv_bn(x, "project", self.channels_out, 1, train, self.dtype)
+        x = _conv_bn(x, "project", self.channels_out, 1, train, self.dtype, momentum=m)
         if self.strides == 1 and self.channels_in == self.channels_out:
             # Drop-connect: the whole residual branch of an example, rescaled by 1/(1-rate).
             x = nn.Dropout(self.drop_rate, broadcast_dims=(1, 2, 3), deterministic=not train)(x)
@@ -192,6 +199,7 @@ class EfficientNet(nn.Module):
     dropout: float = 0.0
     stochastic_depth: float = 0.0
     dtype: Any = jnp.float32
+    bn_momentum: float = BN_MOMENTUM
 
     @nn.compact
     def __call__(self, x, train: bool = False, taps: bool = False):
@@ -199,7 +207,10 @@ class EfficientNet(nn.Module):
         width_coef *= self.width
         x = jnp.asarray(x, self.dtype)
         stem = round_filters(32, width_coef)
-        x = _conv_bn(x, "stem", stem, 3, train, self.dtype, strides=(2, 2), padding="SAME")
+        m = self.bn_momentum
+        x = _conv_bn(
+            x, "stem", stem, 3, train, self.dtype, momentum=m, strides=(2, 2), padding="SAME"
+        )
         x = nn.swish(x)
         stride = 2
 
@@ -218,13 +229,15 @@ class EfficientNet(nn.Module):
                     expand_ratio=expand,
                     drop_rate=self.stochastic_depth * index / total,
                     dtype=self.dtype,
+                    bn_momentum=m,
                     name=f"group{g + 1}_block{j + 1}",
                 )(x, train)
                 stride *= strides
                 last_at[stride] = x
                 index += 1
 
-        x = nn.swish(_conv_bn(x, "head", round_filters(1280, width_coef), 1, train, self.dtype))
+        head = round_filters(1280, width_coef)
+        x = nn.swish(_conv_bn(x, "head", head, 1, train, self.dtype, momentum=m))
         last_at[stride] = x
         features = {f"stage{i + 1}": last_at[s] for i, s in enumerate(TAP_STRIDES)}
         return classifier_head(

@@ -1,6 +1,7 @@
 """ResNet v1 as in tensorflow/tpu's ``resnet_model`` (the study's models), in Flax Linen.
 
-Layout (all convs without bias, each followed by BatchNorm, momentum 0.9, epsilon 1e-5):
+Layout (all convs without bias, each followed by BatchNorm, momentum 0.9 unless
+``model.bn_momentum`` says otherwise, epsilon 1e-5):
 
 * stem: 7x7/2 conv with 64 channels, BN, ReLU, 3x3/2 max-pool (SAME);
 * four stages of residual blocks with 64/128/256/512 base channels and strides 1/2/2/2; the
@@ -23,6 +24,12 @@ Checked against tensorflow/tpu's models/official/resnet/resnet_model.py at commi
 request 991, the study's code): same layers, order, padding, BN settings and head, no
 difference found; tests/test_tf_import.py compares logits and taps with that network built in
 TensorFlow (ResNet-6/18/50, within 1e-5). ``resnet_tf`` reads its TF checkpoints into this model.
+
+``model.skip=false`` (the study's no-skip ResNets, Fig. 16) removes every shortcut: a block is
+``relu(main path)`` with no addition, and the projection shortcuts (1x1 conv + BN) are removed
+too, so no block adds anything to its input. The last BN of a block then starts with scale 1:
+with zero scales and no shortcut, every block would output relu(0) = 0 and no gradient would
+reach any layer. With ``skip`` true (the default) the computation is exactly as above.
 """
 
 from __future__ import annotations
@@ -80,6 +87,8 @@ def build(fields: dict[str, Any], num_classes: int, dtype: Any) -> ResNet:
         width=float(fields["width"]),
         dropout=float(fields["dropout"]),
         dtype=dtype,
+        skip=bool(fields["skip"]),
+        bn_momentum=float(fields["bn_momentum"]) or BN_MOMENTUM,
     )
 
 
@@ -103,6 +112,8 @@ class ResidualBlock(nn.Module):
     strides: int
     projection: bool
     dtype: Any = jnp.float32
+    skip: bool = True
+    bn_momentum: float = BN_MOMENTUM
 
     @nn.compact
     def __call__(self, x, train: bool):
@@ -110,32 +121,33 @@ class ResidualBlock(nn.Module):
         norm = partial(
             nn.BatchNorm,
             use_running_average=not train,
-            momentum=BN_MOMENTUM,
+            momentum=self.bn_momentum,
             epsilon=BN_EPSILON,
             dtype=self.dtype,
         )
+        last_init = nn.initializers.zeros if self.skip else nn.initializers.ones
         s = (self.strides, self.strides)
         shortcut = x
-        if self.projection:
+        if self.projection and self.skip:
             shortcut = conv(self.out_channels, (1, 1), s, padding=_pad(1), name="proj_conv")(x)
             shortcut = norm(name="proj_bn")(shortcut)
 
         if self.kind == "single":
             y = conv(self.out_channels, (3, 3), s, padding=_pad(3), name="conv1")(x)
-            y = norm(scale_init=nn.initializers.zeros, name="bn1")(y)
+            y = norm(scale_init=last_init, name="bn1")(y)
         elif self.kind == "basic":
             y = conv(self.channels, (3, 3), s, padding=_pad(3), name="conv1")(x)
             y = nn.relu(norm(name="bn1")(y))
             y = conv(self.out_channels, (3, 3), padding=_pad(3), name="conv2")(y)
-            y = norm(scale_init=nn.initializers.zeros, name="bn2")(y)
+            y = norm(scale_init=last_init, name="bn2")(y)
         else:
             y = conv(self.channels, (1, 1), padding=_pad(1), name="conv1")(x)
             y = nn.relu(norm(name="bn1")(y))
             y = conv(self.channels, (3, 3), s, padding=_pad(3), name="conv2")(y)
             y = nn.relu(norm(name="bn2")(y))
             y = conv(self.out_channels, (1, 1), padding=_pad(1), name="conv3")(y)
-            y = norm(scale_init=nn.initializers.zeros, name="bn3")(y)
-        return nn.relu(y + shortcut)
+            y = norm(scale_init=last_init, name="bn3")(y)
+        return nn.relu(y + shortcut) if self.skip else nn.relu(y)
 
 
 class ResNet(nn.Module):
@@ -146,6 +158,8 @@ class ResNet(nn.Module):
     width: float = 1.0
     dropout: float = 0.0
     dtype: Any = jnp.float32
+    skip: bool = True
+    bn_momentum: float = BN_MOMENTUM
 
     @nn.compact
     def __call__(self, x, train: bool = False, taps: bool = False):
@@ -163,7 +177,7 @@ class ResNet(nn.Module):
         )(x)
         x = nn.BatchNorm(
             use_running_average=not train,
-            momentum=BN_MOMENTUM,
+            momentum=self.bn_momentum,
             epsilon=BN_EPSILON,
             dtype=self.dtype,
             name="stem_bn",
@@ -182,6 +196,8 @@ class ResNet(nn.Module):
                     strides=2 if (i > 0 and j == 0) else 1,
                     projection=j == 0,
                     dtype=self.dtype,
+                    skip=self.skip,
+                    bn_momentum=self.bn_momentum,
                     name=f"stage{i + 1}_block{j + 1}",
                 )(x, train)
             features[f"stage{i + 1}"] = x
