@@ -22,7 +22,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 
-from launch import table
+from launch import axes, table
 from launch.trials import (
     LaunchOptions,
     Trial,
@@ -90,6 +90,8 @@ def dry_run(trials: Sequence[Trial], python: str) -> None:
         state = t.status().get("state")
         note = "" if t.name in left else f"  # {state}, skipped"
         print(f"{t.name}{note}\n  {shlex.join(t.command(python))}")
+    if trials[0].axes is not None:  # a sweep of axes: what each axis trains and costs
+        print(axes.summary(trials, trials[0].axes))
 
 
 def runs_dir_problem(runs_dir: str, e: OSError) -> str:

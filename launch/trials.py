@@ -37,6 +37,8 @@ from typing import Any
 
 import ml_collections
 
+from launch import axes
+from launch.axes import Axes
 from sweeps import base, grid
 from sweeps.command import get, trainer_argv
 from trainer import files
@@ -75,6 +77,7 @@ class Trial:
     preset: str  # the preset part of the arg: embedded | paper
     sweep_file: Path  # the sweep file, as given or resolved under sweeps/
     arg: str = ""  # the whole config arg passed to get_config ("paper,seeds=3"); '' = preset
+    axes: Axes | None = None  # a sweep of axes (get_axes): every axis's trials, for sweep.json
 
     @property
     def config_arg(self) -> str:
@@ -161,9 +164,10 @@ def load_sweep_module(path: Path) -> ModuleType:
         ) from None
     except Exception as e:
         raise base.ConfigError(f"sweep file {str(path)!r}: {_where(e, path)}") from None
-    for fn in ("get_config", "get_sweep"):
-        if not callable(getattr(module, fn, None)):
-            raise base.ConfigError(f"sweep file {str(path)!r} has no {fn}(arg) function")
+    if not callable(getattr(module, "get_config", None)):
+        raise base.ConfigError(f"sweep file {str(path)!r} has no get_config(arg) function")
+    if not any(callable(getattr(module, fn, None)) for fn in ("get_sweep", "get_axes")):
+        raise base.ConfigError(f"sweep file {str(path)!r} has no get_sweep(arg) function")
     return module
 
 
@@ -188,25 +192,14 @@ def load_trials(
             f"{type(config0).__name__}; expected a ConfigDict (sweeps.base.get_config)"
         )
     base.validate(config0)
-    grid_overrides = _call(module.get_sweep, arg, path)
-    if not isinstance(grid_overrides, (list, tuple)) or not all(
-        isinstance(o, dict) for o in grid_overrides
-    ):
-        raise base.ConfigError(
-            f"sweep file {str(path)!r}: get_sweep({arg!r}) returned {_shape(grid_overrides)}; "
-            "expected a list of {dotted.key: value} dicts, one per trial"
-        )
-    if not grid_overrides:
-        raise base.ConfigError(f"sweep {path.stem!r} ({arg}) has no trials")
-    swept = sorted({k for o in grid_overrides for k in o} & set(extra))
+    named, raw_axes = _named_overrides(module, arg, path)
+    swept = sorted({k for _, o in named for k in o} & set(extra))
     if swept:
         raise base.ConfigError(
             f"--config.{swept[0]} is swept by {path.stem!r}; it cannot be set for the whole sweep"
         )
-    namer = getattr(module, "trial_name", None) or grid.trial_name
     trials, seen = [], {}
-    for o in grid_overrides:
-        name = namer(o)
+    for name, o in named:
         if name in seen:
             raise base.ConfigError(
                 f"sweep {path.stem!r}: two trials are both named {name!r} ({seen[name]} and {o})"
@@ -232,7 +225,32 @@ def load_trials(
                 arg=arg,
             )
         )
+    if raw_axes is not None:  # one trial per resolved config; each axis keeps its list
+        trials, sweep_axes = axes.merge(trials, raw_axes, getattr(module, "NOTE", ""))
+        for t in trials:
+            t.axes = sweep_axes
     return trials
+
+
+def _named_overrides(
+    module: ModuleType, arg: str, path: Path
+) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, Any] | None]:
+    """``[(trial name, overrides)]`` from ``get_axes`` (with its raw axes) or from ``get_sweep``
+    and ``trial_name`` (axes None); a bad shape raises one line naming the sweep file."""
+    if callable(getattr(module, "get_axes", None)):
+        return _call(lambda a: axes.named_trials(module, a, path), arg, path, "get_axes")
+    grid_overrides = _call(module.get_sweep, arg, path)
+    if not isinstance(grid_overrides, (list, tuple)) or not all(
+        isinstance(o, dict) for o in grid_overrides
+    ):
+        raise base.ConfigError(
+            f"sweep file {str(path)!r}: get_sweep({arg!r}) returned {_shape(grid_overrides)}; "
+            "expected a list of {dotted.key: value} dicts, one per trial"
+        )
+    if not grid_overrides:
+        raise base.ConfigError(f"sweep {path.stem!r} ({arg}) has no trials")
+    namer = getattr(module, "trial_name", None) or grid.trial_name
+    return [(namer(o), o) for o in grid_overrides], None
 
 
 def _where(e: BaseException, path: Path) -> str:
@@ -245,7 +263,7 @@ def _where(e: BaseException, path: Path) -> str:
     return f"{line}{type(e).__name__}: {text}" if text else f"{line}{type(e).__name__}"
 
 
-def _call(fn: Any, arg: str, path: Path) -> Any:
+def _call(fn: Any, arg: str, path: Path, fn_name: str = "") -> Any:
     """``fn(arg)`` of the sweep file; its errors become one ``ConfigError`` naming the file."""
     try:
         return fn(arg)
@@ -253,7 +271,8 @@ def _call(fn: Any, arg: str, path: Path) -> Any:
         raise
     except Exception as e:
         raise base.ConfigError(
-            f"sweep file {str(path)!r}: {fn.__name__}({arg!r}) failed at {_where(e, path)}"
+            f"sweep file {str(path)!r}: {fn_name or fn.__name__}({arg!r}) failed at "
+            f"{_where(e, path)}"
         ) from None
 
 
@@ -304,6 +323,7 @@ def prepare(trials: Sequence[Trial], python: str | None = None) -> None:
             "preset": t0.preset,
             "arg": t0.config_arg,
             "trials": [t.name for t in trials],
+            **({"axes": t0.axes.to_json()} if t0.axes else {}),
             "updated": now_iso(),
         },
     )
