@@ -7,7 +7,9 @@
     python -m launch my_sweep.py --config.train.epochs=1
 
 ``<sweep>`` is a file in sweeps/ (depth, width, epochs, weight_decay, label_smoothing, dropout,
-archs, smoke) or a path to a sweep .py file. Trials go to ``<runs-dir>/<sweep>/<trial>``.
+archs, crop, classes, skip, study, smoke) or a path to a sweep .py file. Trials go to
+``<runs-dir>/<sweep>/<trial>``. A sweep of axes (``study``) dry-runs with a per-axis table of
+trials, distinct trials and estimated H200-hours (``launch.axes``).
 Exit codes: 0 all trials done (and scored), 1 a trial (or the evaluator/report) failed, 2 bad
 input, a trial directory holding another config, or another local launcher already on the sweep
 (nothing started), 130 interrupted.

@@ -8,7 +8,7 @@ and its training rate in images/s on one H200 (bfloat16, 64x64), with where the 
   second run, batch 1024): ResNet-50 59,332 images/s, ResNet-6 239,066 images/s.
 * ``scaled by FLOPs from <measured model>``: that model's rate x its GFLOPs / this model's, from
   the measured model nearest in FLOPs (log scale), and never above the fastest measured rate
-  (ResNet-6 runs 4x ResNet-50's rate with ~20x fewer FLOPs: small models are bound by the step's
+  (ResNet-6 runs 4x ResNet-50's rate with 9x fewer FLOPs: small models are bound by the step's
   overhead, not by FLOPs). An estimate: ViTs' large matmuls likely run nearer the chip's peak than
   ResNet-50's convolutions, so their hours are likely too high.
 
@@ -36,10 +36,10 @@ from typing import Any
 from trainer.data import imagenet64
 
 SIZE = 64  # the table's resolution
-# model -> (images/s, the bench run it comes from), docs/performance.md (2026-11-26, second run).
+# model -> (images/s, the bench JSON it comes from: its end_to_end.images_per_sec, rounded).
 MEASURED: dict[str, tuple[float, str]] = {
-    "resnet-6": (239066.0, "measured"),
-    "resnet-50": (59332.0, "measured"),
+    "resnet-6": (239066.0, "docs/bench/2026-11-26-h200-resnet6.json"),
+    "resnet-50": (59332.0, "docs/bench/2026-11-26-h200-resnet50.json"),
 }
 # model -> forward GFLOPs per 64x64 image (jax cost analysis on the CPU; python -m launch.cost --flops)
 GFLOPS: dict[str, float] = {
@@ -134,7 +134,8 @@ def _rows() -> dict[str, Row]:
     out = {}
     for model, gflops in GFLOPS.items():
         if model in MEASURED:
-            rate, source = MEASURED[model]
+            rate, bench = MEASURED[model]
+            source = f"measured (end-to-end trainer, {bench})"
         else:
             ref = min(MEASURED, key=lambda m: abs(math.log(GFLOPS[m] / gflops)))
             rate = min(fastest, MEASURED[ref][0] * GFLOPS[ref] / gflops)
@@ -216,7 +217,7 @@ def markdown() -> str:
     return "\n".join(lines)
 
 
-def flops(model: Mapping[str, Any], dtype_size: int = SIZE) -> float:
+def flops(model: Mapping[str, Any], size: int = SIZE) -> float:
     """Forward GFLOPs of one image through ``model`` (a ``config.model`` dict), from jax's cost
     analysis of the lowered ``model.apply`` (nothing runs; shapes only)."""
     import jax
@@ -225,7 +226,7 @@ def flops(model: Mapping[str, Any], dtype_size: int = SIZE) -> float:
     from trainer.models import build_model
 
     net = build_model(model, imagenet64.NUM_CLASSES)
-    x = jax.ShapeDtypeStruct((1, dtype_size, dtype_size, 3), jnp.float32)
+    x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
     variables = jax.eval_shape(lambda i: net.init({"params": jax.random.key(0)}, i, train=False), x)
     lowered = jax.jit(lambda v, i: net.apply(v, i, train=False)).lower(variables, x)
     analysis = lowered.cost_analysis()

@@ -60,7 +60,7 @@ NOTE = (
     f"paper: the study reports {STUDY_NETWORKS} networks; its exact grids and seeds (its Appendix "
     "M) are not public. Here the grids are ours where the study's is unknown, each axis point "
     "trains one seed (archs: 5) and a network shared by several axes trains once; ',seeds=N' "
-    "trains N seeds of every point (README, 'The study sweep')."
+    "trains N seeds of every point, archs included (README, 'The study sweep')."
 )
 
 get_config = grid.short_config
