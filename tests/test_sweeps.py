@@ -34,7 +34,7 @@ def test_every_axis_is_available():
 
 
 @pytest.mark.parametrize("preset", PRESETS)
-@pytest.mark.parametrize("sweep", AXES)
+@pytest.mark.parametrize("sweep", AXES + ("study",))
 def test_sweep_loads_validates_and_dry_runs(sweep, preset, tmp_path, capsys):
     trials = load_trials(sweep, preset, runs_dir=tmp_path / "runs")
     assert len(trials) >= 3
@@ -220,7 +220,7 @@ def _trainer_config(argv):
 
 
 @pytest.mark.parametrize("preset", PRESETS)
-@pytest.mark.parametrize("sweep", AXES + ("smoke",))
+@pytest.mark.parametrize("sweep", AXES + ("smoke", "study"))
 def test_trainer_argv_rebuilds_each_trial_config(sweep, preset, monkeypatch):
     monkeypatch.chdir(base.__file__.rsplit("/sweeps/", 1)[0])
     extra = {"data.source_dir": 'dir with spaces/it\'s "quoted"'}
