@@ -1,7 +1,8 @@
 """The trial model every launcher (local, Slurm, TPU) shares.
 
 A sweep is a sweep file (``sweeps/<name>.py`` or any path to a ``.py`` file) with a config arg
-(``"embedded"``, ``"paper,seeds=3"``). Its ``get_sweep(arg)`` gives one override dict per trial;
+(``"embedded"``, ``"paper,seeds=3"``). Its ``get_sweep(arg)`` gives one override dict per trial
+(or ``get_axes(arg)`` named trials per axis, each resolved config kept once: ``launch.axes``);
 ``load_trials`` turns each into a ``Trial``: a stable name, the overrides (the sweep's, then the
 command line's ``--config.k=v``), the full validated config and the run directory
 ``<runs_dir>/<sweep>/<name>``. Every trial is built and validated before anything is written.
