@@ -23,10 +23,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from launch import cost
 from sweeps import base
-from trainer.models.common import model_fields
-from trainer.models.vit import vit_shape
 
 Named = list[tuple[str, dict[str, Any]]]
 
@@ -100,6 +97,9 @@ def resolved(config: Any) -> str:
         k: v for k, v in base.normalised(config).items() if not k.startswith(base.PLACEMENT_KEYS)
     }
     if flat.get("model.name") == "vit":
+        from trainer.models.common import model_fields  # jax: only for ViTs
+        from trainer.models.vit import vit_shape
+
         shape = vit_shape(model_fields(config["model"]))
         flat.update({f"model.{k}": v for k, v in shape.items()})
     return json.dumps(flat, sort_keys=True)
@@ -128,6 +128,8 @@ def merge(trials: Sequence[Any], raw: Mapping[str, Any], note: str = "") -> tupl
 def summary(trials: Sequence[Any], axes: Axes) -> str:
     """Per axis and in total: trials, distinct trials, those first trained by this axis
     (``new``), and H200-hours of the axis alone and of its new trials (``launch.cost``)."""
+    from launch import cost
+
     hours = {t.name: cost.trial_hours(t.config) for t in trials}
     first = axes.first_axis()
     lines = [_row("axis", "key", "trials", "unique", "new", "H200-h", "new h")]

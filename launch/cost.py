@@ -33,8 +33,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from trainer.data import imagenet64
-
 SIZE = 64  # the table's resolution
 # model -> (images/s, the bench JSON it comes from: its end_to_end.images_per_sec, rounded).
 MEASURED: dict[str, tuple[float, str]] = {
@@ -173,6 +171,8 @@ def model_key(config: Any) -> str | None:
 def train_images(config: Any) -> int | None:
     """Training images per epoch (ImageNet 64x64 only), after ``data.classes`` and
     ``data.train_examples``."""
+    from trainer.data import imagenet64
+
     d = config["data"]
     if d["name"] != "imagenet64":
         return None
@@ -223,6 +223,7 @@ def flops(model: Mapping[str, Any], size: int = SIZE) -> float:
     import jax
     import jax.numpy as jnp
 
+    from trainer.data import imagenet64
     from trainer.models import build_model
 
     net = build_model(model, imagenet64.NUM_CLASSES)
