@@ -203,3 +203,12 @@ def test_a_shared_trial_trains_once_with_the_real_trainer(tmp_path):
         "a": {"key": "model.depth", "trials": ["a_depth-2"]},
         "b": {"key": "model.width", "trials": ["a_depth-2"]},
     }
+
+
+def test_seeds_option_reaches_every_axis():
+    trials = tr.load_trials("study", "embedded,seeds=2")
+    axes = trials[0].axes
+    for axis in study.AXES:
+        assert axes.sizes[axis] == len(tr.load_trials(axis, "embedded,seeds=2"))
+    assert {t.config.seed for t in trials} == {0, 1}
+    assert "depth_depth-6_seed-1" in axes.trials["width"]
