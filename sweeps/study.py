@@ -4,18 +4,18 @@
 ``embedded``, optionally ``,seeds=N``; each axis then builds its own grid from it, ``archs``
 with its 5 seeds under ``paper``):
 
-| axis | key | models (paper) | paper grid | source |
-| --- | --- | --- | --- | --- |
-| depth | model.depth | ResNet; ViT-B/8, L/4 | ResNet 2 .. 200 (14); B/8 1 .. 12, L/4 1 .. 24 blocks | the study; ViT blocks ours |
-| width | model.width | the five | x 1/16 .. 4 (7) | ours, spanning the study's optima |
-| epochs | train.epochs | the five | 0.5 .. 90 (9); ViTs also 150, 300 | ours |
-| weight_decay | train.weight_decay | the five but L/4 | ResNets 1e-6 .. 1e-2, B/8 1e-3 .. 3 (7) | ours |
-| label_smoothing | train.label_smoothing | the five | 0 .. 0.5 (7) | ours |
-| dropout | model.dropout (ViT: encoder_dropout) | the five | 0 .. 0.8 (6) | ours |
-| crop | data.crop | the five | distorted_bbox, center | the study's Table 1 |
-| classes | data.classes | ResNet-6, 200 | 50 .. 900 classes (7) | the study's Fig. 14 |
-| skip | model.skip | ResNet 6 .. 50 | with, without skips | the study's Fig. 16 |
-| archs | (the model) | ResNet-18 .. 200, ViT-B/8, L/4, EfficientNet-B0 .. B5 | 5 seeds each | the study |
+| axis | key | models (paper) | paper grid | embedded | source |
+| --- | --- | --- | --- | --- | --- |
+| depth | model.depth | ResNet; ViT-B/8, L/4 | ResNet 2 .. 200 (14); B/8 1 .. 12, L/4 1 .. 24 blocks | ResNet 2, 6, 10, 18 | the study; ViT blocks ours |
+| width | model.width | the five | x 1/16 .. 4 (7) | ResNet-6 x 1/16 .. 1/2 | ours, spanning the study's optima |
+| epochs | train.epochs | the five | 0.5 .. 90 (9); ViTs also 150, 300 | ResNet-6 0.25 .. 2 | ours |
+| weight_decay | train.weight_decay | the five but L/4 | ResNets 1e-6 .. 1e-2, B/8 1e-3 .. 3 (7) | ResNet-6 5e-6 .. 5e-2 | ours |
+| label_smoothing | train.label_smoothing | the five | 0 .. 0.5 (7) | ResNet-6 0 .. 0.5 | ours |
+| dropout | model.dropout (ViT: encoder_dropout) | the five | 0 .. 0.8 (6) | ResNet-6 0 .. 0.8 | ours |
+| crop | data.crop | the five | distorted_bbox, center | ResNet-6, 10 | the study's Table 1 |
+| classes | data.classes | ResNet-6, 200 | 50 .. 900 classes (7) | ResNet-6, 18 on 2, 5, 10 | the study's Fig. 14 |
+| skip | model.skip | ResNet 6 .. 50 | with, without skips | ResNet 6, 10, 18 | the study's Fig. 16 |
+| archs | (the model) | ResNet-18 .. 200, ViT-B/8, L/4, EfficientNet-B0 .. B5 | 5 seeds each | one small model per family | the study |
 
 The five: ResNet-6, ResNet-50, ResNet-200 (ResNet recipe), ViT-B/8 and ViT-L/4 (ViT recipe).
 Each axis's file says what it sweeps, why, and its ``embedded`` grid; README has the table.
@@ -24,8 +24,9 @@ Every axis trial keeps the config its own sweep gives it (its ``get_config`` plu
 here as overrides of this file's ``get_config``, the short embedded preset or ``paper``). Trials
 whose whole resolved config is equal are one trial (``launch.axes``): ResNet-50 at width 1 is
 also ResNet-50 at weight decay 1e-4, label smoothing 0, dropout 0, 90 epochs and the random crop.
-It is named by the first axis, in the order above, that has it (``width_resnet-50_width-1``,
-``depth_depth-50``): ``<axis>_<the axis's own trial name>``. ``runs/study/sweep.json``'s
+It is named by the first axis, in the order above, that has it: ``<axis>_<the axis's own trial
+name>`` (ResNet-50 with its recipe is ``depth_depth-50``, ResNet-6 at width 1/4
+``width_resnet-6_width-0.25``). ``runs/study/sweep.json``'s
 ``axes`` lists every axis's trials, shared ones under each axis they belong to, and the report
 writes one report per axis from it. ``--dry-run`` prints per axis and in total the trials, the
 distinct trials and their estimated hours on one H200 (``launch.cost``).
