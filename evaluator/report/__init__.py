@@ -20,6 +20,7 @@ from pathlib import Path
 from evaluator.benchmarks import BENCHMARK_NAMES
 from evaluator.distances import ALL_DISTANCES
 from evaluator.report import analyse, collect, hypotheses, render
+from evaluator.report import benchmarks as bench_view
 from evaluator.report.collect import ReportError
 from evaluator.report.plots import write_plots
 from trainer.files import atomic_write_text
@@ -51,13 +52,16 @@ def write_report(
     made, failed = write_plots(a, sweep_dir) if plots else ([], [])
     hyp = hypotheses.analyse(a)
     hyp_plots, hyp_failed = hypotheses.write_plots(hyp, a, sweep_dir) if plots else ({}, [])
+    views = bench_view.analyse(a)  # one column and plot per human benchmark
+    bench_plots, bench_failed = bench_view.write_plots(views, a, sweep_dir) if plots else ({}, [])
     if combine_all:
         title = f"Report: all sweeps under {sweep_dir} ({', '.join(s.name for s in sweeps)})"
     else:
         title = f"Report: sweep {sweeps[0].name}"
     path = sweep_dir / "report.md"
-    section = hypotheses.render(hyp, hyp_plots)
-    atomic_write_text(path, render.render(a, title, made, failed + hyp_failed, section))
+    section = hypotheses.render(hyp, hyp_plots) + bench_view.render(views, a, bench_plots)
+    failed += hyp_failed + bench_failed
+    atomic_write_text(path, render.render(a, title, made, failed, section))
     return path
 
 
