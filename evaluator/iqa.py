@@ -176,9 +176,9 @@ def load_tid2013(root: str | os.PathLike, size: int | None = 64) -> Benchmark:
         if parts[1].lower() in seen:
             raise BenchmarkError(f"{where}: {parts[1]} is listed twice")
         seen.add(parts[1].lower())
+        kind = _type_name(TID2013_TYPES, int(m.group(2)), where)
         dist = find(dists, parts[1], root / "distorted_images", listing)
         ref = find(refs, f"i{m.group(1)}.bmp", root / "reference_images", listing)
-        kind = _type_name(TID2013_TYPES, int(m.group(2)), where)
         entries.append((dist, ref, _score(parts[0], where), kind))
     if not entries:
         raise BenchmarkError(f"{listing} lists no images")
@@ -210,9 +210,9 @@ def load_kadid10k(root: str | os.PathLike, size: int | None = 64) -> Benchmark:
             if row["dist_img"].lower() in seen:
                 raise BenchmarkError(f"{where}: {row['dist_img']} is listed twice")
             seen.add(row["dist_img"].lower())
+            kind = _type_name(KADID_TYPES, int(m.group(2)), where)
             dist = find(images, row["dist_img"], root / "images", listing)
             ref = find(images, row["ref_img"] or "", root / "images", listing)
-            kind = _type_name(KADID_TYPES, int(m.group(2)), where)
             entries.append((dist, ref, _score(row["dmos"], where), kind))
     if not entries:
         raise BenchmarkError(f"{listing} lists no images")

@@ -142,7 +142,9 @@ class Evaluator:
                 given = self.opts.bapps_dir if name == "bapps" else self.opts.dirs.get(name)
                 d = given if given is not None else perc.get(f"{name}_dir")
                 if not d:
-                    where = "python -m evaluator.bapps prints" if name == "bapps" else "README.md"
+                    where = (
+                        "python -m evaluator.bapps prints" if name == "bapps" else "README.md gives"
+                    )
                     raise BenchmarkError(
                         f"benchmark {name} needs a directory: pass --{name}-dir=DIR or set "
                         f"perceptual.{name}_dir ({where} the download commands)"
@@ -197,7 +199,7 @@ class Evaluator:
         old = records.read_result(trial, step)
         # ``pending`` decides whether an error record is tried again; once here, it is.
         settings = Settings.from_config(perc)
-        todo = records.missing_benchmarks(old, [name for name, _ in keys], True, settings)
+        todo = records.missing_benchmarks(old, [key[0] for key in keys], True, settings)
         frequency = needs_frequency(None if old and old.get("error") else old, settings)
         self._tried.add((trial, step))
         keys = [k for k in keys if k[0] in todo]
@@ -260,7 +262,7 @@ class Evaluator:
         from evaluator.features import read_trial_config
 
         cfg = read_trial_config(trial)
-        names = [name for name, _ in self.trial_benchmarks(cfg)]
+        names = [key[0] for key in self.trial_benchmarks(cfg)]
         settings = Settings.from_config(cfg.get("perceptual"))
         steps = checkpoint.list_steps(checkpoint.checkpoint_dir(trial))
         out = []
