@@ -2,7 +2,8 @@
 
 The rest of the report follows one benchmark (BAPPS when scored). This section shows each
 scored benchmark's headline score for the report's distance, one column and one plot
-(``bench_<name>.png``: score vs top-1, final checkpoints) per benchmark, and the Spearman
+(``bench_<name>.png``: score vs top-1, final checkpoints; for the benchmark the report follows,
+its own ``top1_vs_ps.png``) per benchmark, and the Spearman
 correlation of each benchmark's score with top-1 across the sweep: does "better classifiers
 are worse perceptual metrics" hold beyond BAPPS? Headline scores: the Perceptual Score (% 2AFC
 agreement) for proxy, BAPPS and NIGHTS; Spearman's rank correlation with the mean opinion
@@ -102,6 +103,8 @@ def render(views: list[View], a: Analysis, plots: dict[str, tuple[str, str]]) ->
         p = "–" if c.p is None else f"{c.p:.3g}"
         body.append([LABELS[v.bench], v.what, str(c.n), rho, p, c.note])
     out += _table(["benchmark", "score", "n", "Spearman ρ vs top-1", "p-value", "note"], body)
+    if any(v.bench == a.bench for v in views):
+        out += ["", f"{LABELS[a.bench]}'s plot is the report's own, under Plots (top-1 vs PS)."]
     for v in views:
         if v.bench in plots:
             name, caption = plots[v.bench]
@@ -141,10 +144,11 @@ def _draw(path: Path, v: View, caption: str) -> None:
 def write_plots(
     views: list[View], a: Analysis, out_dir: Path
 ) -> tuple[dict[str, tuple[str, str]], list[str]]:
-    """``bench_<name>.png`` per benchmark with points: ``({bench: (file, caption)}, failures)``."""
+    """``bench_<name>.png`` per benchmark with points but the one the report follows (its plot is
+    ``top1_vs_ps.png``): ``({bench: (file, caption)}, failures)``."""
     done, failed = {}, []
     for v in views:
-        if not v.points:
+        if not v.points or v.bench == a.bench:
             continue
         name = f"bench_{v.bench}.png"
         caption = f"{LABELS[v.bench]} {v.what} vs top-1, final checkpoints ({a.dist or 'local'})"
