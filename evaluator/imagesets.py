@@ -2,7 +2,7 @@
 they are scored at, and the ``perceptual.resolution`` / ``perceptual.image_size`` rule.
 
 BAPPS and the proxy are 64x64 patches and always read as they are (``evaluator.bapps``). The
-other three hold larger images (NIGHTS 768x768 PNGs, TID2013 and KADID-10k 512x384), and the
+other three hold larger images (TID2013 and KADID-10k 512x384; NIGHTS 58 GB of PNGs), and the
 study's models are trained at 32 or 64 pixels. Two ways to score them:
 
 * ``resize`` (default): every image resized to ``size x size`` (bicubic, as DreamSim's and
