@@ -258,3 +258,42 @@ def test_score_cli(roots, capsys):
     assert "--data-dir is required for nights" in capsys.readouterr().err
     assert main(["score", "--benchmark=tid2013", tid, "--metric=l1"]) == 2
     assert "allowed: l2, ssim, psnr" in capsys.readouterr().err
+
+
+def test_model_for_a_resolution():
+    """A ViT is rebuilt for the resized grid from its trained variables; a ResNet is itself."""
+    import jax
+
+    from evaluator.features import ScoringModel
+    from evaluator.imagesets import model_for
+    from sweeps.base import get_config
+    from trainer.models import build_model
+
+    cfg = get_config().to_dict()
+    cfg["model"].update(name="vit", variant="Ti/8", depth=1, hidden_size=16, mlp_dim=32,
+                        num_heads=2)  # fmt: skip
+    cfg["data"]["image_size"] = 32
+    model = build_model(cfg["model"], cfg["data"]["num_classes"])
+    x = np.zeros((1, 32, 32, 3), np.float32)
+    variables = dict(
+        jax.jit(lambda k: model.init({"params": k}, x, train=False))(jax.random.key(0))
+    )
+    sm = ScoringModel.from_variables(cfg, variables, batch_size=4)  # BAPPS's 64: an 8x8 grid
+    at32 = model_for(sm, cfg, 32)
+    assert at32.resolution["scored"] == 32 and at32.resolution["how"].startswith("native")
+    assert at32.variables["params"]["pos_embedding"].shape == (1, 1 + 4 * 4, 16)
+    at16 = model_for(sm, cfg, 16)
+    assert "from 4x4 to 2x2" in at16.resolution["how"]
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    assert np.all(np.isfinite(at16.pair_distances(imgs, imgs[::-1])["local"]["block1"]))
+    assert model_for(sm, cfg, 64) is sm
+    with pytest.raises(BenchmarkError, match="native needs a fully convolutional model"):
+        model_for(sm, cfg, None)
+    cfg["model"].update(name="resnet", depth=2, variant="")
+    model = build_model(cfg["model"], cfg["data"]["num_classes"])
+    variables = dict(
+        jax.jit(lambda k: model.init({"params": k}, x, train=False))(jax.random.key(0))
+    )
+    resnet = ScoringModel.from_variables(cfg, variables, batch_size=4)
+    assert model_for(resnet, cfg, None) is resnet and model_for(resnet, cfg, 24) is resnet
