@@ -82,6 +82,7 @@ class MOS:
     images: np.ndarray
     score: np.ndarray
     types: np.ndarray
+    pair_cache: list | None = field(default=None, repr=False)  # evaluator.mos.pairs
 
     def __len__(self) -> int:
         return len(self.score)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,7 @@ import numpy as np
 MIN_N = 3  # fewer images give no meaningful correlation
 MAX_STEEPNESS = 50.0  # b2 on standardised x: a step within 1/50 of a standard deviation
 MAX_EVALUATIONS = 5000
+KEEP_BYTES = 1 << 30  # MOS sets up to this size keep their (reference, distorted) batches
 
 
 def _finite(v: Any) -> float | None:
@@ -111,10 +112,20 @@ def correlations(d: np.ndarray, q: np.ndarray, types: np.ndarray) -> dict[str, A
     return block
 
 
-def pairs(mos: Any, chunk: int = 1024) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """``(references, distorted)`` batches of a ``bapps.MOS`` set, ``chunk`` images at a time:
-    each reference is copied per image only within a chunk (at native size, all at once would
-    double the set's memory)."""
+def _pairs(mos: Any, chunk: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     for start in range(0, len(mos), chunk):
         idx = mos.ref_index[start : start + chunk]
         yield mos.refs[idx], mos.images[start : start + chunk]
+
+
+def pairs(mos: Any, chunk: int = 1024) -> Sequence[tuple[np.ndarray, np.ndarray]] | Iterator:
+    """``(references, distorted)`` batches of a ``bapps.MOS`` set, ``chunk`` images at a time.
+    Up to ``KEEP_BYTES`` of images the batches are made once and kept on the set, so every
+    checkpoint scores the same arrays (on an accelerator they stay on the device,
+    ``features._ResidentImages``); above, each reference is copied per image only within a
+    chunk, for as long as it is scored (at native size a whole copy would double the memory)."""
+    if mos.images.nbytes > KEEP_BYTES:
+        return _pairs(mos, chunk)
+    if mos.pair_cache is None:
+        mos.pair_cache = list(_pairs(mos, chunk))
+    return mos.pair_cache
