@@ -105,8 +105,8 @@ def load_nights(root: str | os.PathLike, split: str = "test", size: int | None =
     cats: dict[str, list[dict]] = {}
     for row in rows:
         cats.setdefault(_category(row), []).append(row)
-    paths = {c: {k: _paths(root, rs, k) for k in ("ref_path", "left_path", "right_path")}
-             for c, rs in cats.items()}  # fmt: skip
+    columns = ("ref_path", "left_path", "right_path")
+    paths = {c: {k: _paths(root, rs, k) for k in columns} for c, rs in cats.items()}
     bench = Benchmark(
         name="nights", kind="nights", root=str(root), note=NOTE.format(split=split), split=split
     )

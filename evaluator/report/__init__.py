@@ -7,7 +7,8 @@ It reads only files (docs/file-contracts.md), so it runs at any time: mid-sweep,
 on another machine. One module per step: ``collect`` (files -> rows, results.csv), ``axes``
 (what goes on each sweep's x-axis), ``stats`` (Spearman, Pareto, seeds), ``analyse`` (what the
 report says), ``render`` (report.md), ``plots`` (which PNGs) and ``draw`` (matplotlib);
-``hypotheses`` (+ ``draw_hypotheses``) the study's probes section;
+``hypotheses`` (+ ``draw_hypotheses``) the study's probes section; ``benchmarks`` the
+Benchmarks section (a column and a plot per human benchmark);
 ``synth`` writes synthetic sweeps for tests and previews.
 """
 
