@@ -1,10 +1,11 @@
 """``python -m evaluator``: the checkpoint-scoring job, or ``score`` for one metric or checkpoint.
 
-    python -m evaluator --runs=runs/<sweep> [--watch] [--benchmarks=proxy,bapps]
-                        [--bapps-dir=DIR] [--poll-seconds=S] [--retry-errors] [--allow-errors]
-    python -m evaluator score --benchmark=bapps|proxy [--data-dir=DIR]
-                              --metric=l2|ssim|checkpoint:<trial dir or its checkpoints/<step>>
-                              [--json]
+    python -m evaluator --runs=runs/<sweep> [--watch] [--benchmarks=proxy,bapps,nights,...]
+                        [--bapps-dir=DIR] [--nights-dir=DIR] [--tid2013-dir=DIR]
+                        [--kadid10k-dir=DIR] [--poll-seconds=S] [--retry-errors] [--allow-errors]
+    python -m evaluator score --benchmark=proxy|bapps|nights|tid2013|kadid10k [--data-dir=DIR]
+                              --metric=l2|ssim|psnr|checkpoint:<trial dir or checkpoints/<step>>
+                              [--image-size=N | --native] [--json]
     python -m evaluator import --tf-checkpoints=DIR --runs=runs/<sweep> --config.model.depth=D
                                (TF checkpoints of tensorflow/tpu's ResNet as a trial: imports.py)
 
@@ -22,8 +23,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from evaluator.bapps import BenchmarkError
-from evaluator.benchmarks import BENCHMARK_NAMES
+from evaluator.bapps import IMAGE_SIZE, BenchmarkError
+from evaluator.benchmarks import BENCHMARK_NAMES, FULL_SIZE
+from evaluator.distances import PIXEL_METRICS
 
 EXIT_ERROR_RECORDS = 3
 
@@ -41,6 +43,8 @@ def _job_parser() -> argparse.ArgumentParser:
         help=f"comma list of {', '.join(BENCHMARK_NAMES)} (default: each trial's perceptual.*)",
     )
     p.add_argument("--bapps-dir", help="BAPPS root (default: each trial's perceptual.bapps_dir)")
+    for name in FULL_SIZE:
+        p.add_argument(f"--{name}-dir", help=f"{name} root (default: perceptual.{name}_dir)")
     p.add_argument("--poll-seconds", type=float, default=30.0, help="--watch polling interval")
     p.add_argument(
         "--retry-errors",
@@ -67,14 +71,24 @@ def _score_parser() -> argparse.ArgumentParser:
         prog="python -m evaluator score",
         description="Score one pixel metric or one checkpoint on one benchmark.",
     )
-    p.add_argument("--benchmark", required=True, help="bapps or proxy")
+    p.add_argument("--benchmark", required=True, help=", ".join(BENCHMARK_NAMES))
     p.add_argument(
         "--data-dir", help="the benchmark's root (proxy: default <prepared_dir>/proxy, built)"
     )
     p.add_argument(
         "--metric",
         required=True,
-        help="l2, ssim, or checkpoint:<trial dir or trial/checkpoints/<step>>",
+        help="l2, ssim, psnr, or checkpoint:<trial dir or trial/checkpoints/<step>>",
+    )
+    size = p.add_mutually_exclusive_group()
+    size.add_argument(
+        "--image-size",
+        type=int,
+        help=f"{', '.join(FULL_SIZE)}: resize to N x N (default: the checkpoint's "
+        f"data.image_size, {IMAGE_SIZE} for a pixel metric)",
+    )
+    size.add_argument(
+        "--native", action="store_true", help=f"{', '.join(FULL_SIZE)}: score at native size"
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p
@@ -103,6 +117,13 @@ def _checkpoint_target(path: str) -> tuple[Path, int]:
 
 def _print_block(title: str, block: dict[str, Any]) -> None:
     print(title)
+    if "srocc" in block:  # TID2013, KADID-10k (evaluator.mos)
+        for t, v in block["srocc_types"].items():
+            print(f"  SROCC {t:<24s} {'–' if v is None else f'{v:+.3f}'}")
+        for k in ("srocc", "krocc", "plcc"):
+            v = block.get(k)
+            print(f"  {k.upper():<5s} {'all':<24s} {'–' if v is None else f'{v:+.3f}'}")
+        return
     for c, v in block["2afc"].items():
         print(f"  2AFC {c:<16s} {v:6.2f}")
     print(f"  2AFC {'mean (PS)':<16s} {block['ps']:6.2f}")
@@ -112,6 +133,19 @@ def _print_block(title: str, block: dict[str, Any]) -> None:
         print(f"  JND  {'mean':<16s} {block['jnd']:6.2f}")
     if block.get("taps"):
         print("  PS per tap: " + ", ".join(f"{t} {v:.2f}" for t, v in block["taps"].items()))
+
+
+def _score_size(args: argparse.Namespace, target: tuple[Path, int] | None) -> int | None:
+    """The resolution ``score`` reads NIGHTS / TID2013 / KADID-10k at (None: native)."""
+    if args.native:
+        return None
+    if args.image_size is not None:
+        return args.image_size
+    if target is None:
+        return IMAGE_SIZE
+    from evaluator.features import read_trial_config
+
+    return int(read_trial_config(target[0])["data"]["image_size"])
 
 
 def _score(argv: list[str]) -> int:
@@ -124,19 +158,23 @@ def _score(argv: list[str]) -> int:
             f"--benchmark={args.benchmark!r} is unknown; allowed: {', '.join(bm.BENCHMARK_NAMES)}"
         )
     metric = args.metric
-    if metric not in ("l2", "ssim") and not metric.startswith("checkpoint:"):
+    if metric not in PIXEL_METRICS and not metric.startswith("checkpoint:"):
         raise BenchmarkError(
-            f"--metric={metric!r} is unknown; allowed: l2, ssim, checkpoint:<path>"
+            f"--metric={metric!r} is unknown; allowed: {', '.join(PIXEL_METRICS)}, "
+            "checkpoint:<path>"
         )
+    if args.image_size is not None and not 8 <= args.image_size <= 1024:
+        raise BenchmarkError(f"--image-size={args.image_size} must be in [8, 1024]")
     data_dir = args.data_dir
     if not data_dir:
-        if args.benchmark == "bapps":
-            raise BenchmarkError("--data-dir is required for bapps (the BAPPS root)")
+        if args.benchmark != "proxy":
+            raise BenchmarkError(f"--data-dir is required for {args.benchmark} (its root)")
         data_dir = str(default_dir(None))
     target = None
     if metric.startswith("checkpoint:"):
         target = _checkpoint_target(metric.split(":", 1)[1])
-    bench = bm.load_benchmark(args.benchmark, data_dir)
+    size = _score_size(args, target)
+    bench = bm.load_benchmark(args.benchmark, data_dir, size)
     if target is None:
         out: dict[str, Any] = {
             "benchmark": args.benchmark,
@@ -146,10 +184,13 @@ def _score(argv: list[str]) -> int:
         }
         blocks = {metric: out}
     else:
-        from evaluator.features import ScoringModel
+        from evaluator.features import ScoringModel, read_trial_config
+        from evaluator.imagesets import model_for
 
         trial, step = target
         sm = ScoringModel.from_checkpoint(trial, step)
+        if args.benchmark in FULL_SIZE:
+            sm = model_for(sm, read_trial_config(trial), size)
         dists = bm.score_model(bench, sm)
         out = {
             "benchmark": args.benchmark,
@@ -161,6 +202,8 @@ def _score(argv: list[str]) -> int:
             **dists["local"],
             "distances": dists,
         }
+        if bench.resolution is not None:  # the images' resolution, and the model's adaptation
+            out["resolution"] = {**bench.resolution, "model": sm.resolution["how"]}
         blocks = dists
     if args.json:
         print(json.dumps(out, indent=2, sort_keys=True))
@@ -213,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
             watch=args.watch,
             benchmarks=benches,
             bapps_dir=args.bapps_dir,
+            dirs={n: d for n in FULL_SIZE if (d := getattr(args, f"{n}_dir")) is not None},
             poll_seconds=args.poll_seconds,
             retry_errors=args.retry_errors,
             stale_after=args.stale_after,

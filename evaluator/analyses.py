@@ -83,6 +83,9 @@ class Analyses:
         ``settings.probes``, the probes and the benchmark's dynamic range."""
         from evaluator.calibration import calibrate, weights_path
 
+        if bench.mos is not None:  # TID2013, KADID-10k: correlations only (evaluator.mos)
+            dists = bm.score_model_mos(bench, sm, distances)
+            return {**bm.benchmark_header(bench), "distances": dists, "reference": reference}
         lin, info = None, None
         if settings.calibrate:
             path = weights_path(result_dir, step, bench.name)

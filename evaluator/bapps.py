@@ -72,8 +72,26 @@ class JND:
 
 
 @dataclass
+class MOS:
+    """Human quality scores of distorted images (TID2013, KADID-10k): uint8 ``images`` (N, H,
+    W, 3), the reference of each as an index into ``refs`` (R, H, W, 3), ``score`` (N,) the
+    mean opinion (higher = better quality in both), ``types`` (N,) the distortion type names."""
+
+    refs: np.ndarray
+    ref_index: np.ndarray
+    images: np.ndarray
+    score: np.ndarray
+    types: np.ndarray
+    pair_cache: list | None = field(default=None, repr=False)  # evaluator.mos.pairs
+
+    def __len__(self) -> int:
+        return len(self.score)
+
+
+@dataclass
 class Benchmark:
-    """A whole benchmark: 2AFC categories (their mean is the Perceptual Score) and JND ones."""
+    """A whole benchmark: 2AFC categories (their mean is the Perceptual Score) and JND ones,
+    or (TID2013, KADID-10k) mean opinion scores."""
 
     name: str
     kind: str  # "bapps" | "proxy"
@@ -83,6 +101,8 @@ class Benchmark:
     jnd: dict[str, JND] = field(default_factory=dict)
     split: str = "val"
     version: int | None = None  # the proxy's build version; None for BAPPS
+    mos: MOS | None = None  # TID2013, KADID-10k: scored by rank correlation (evaluator.mos)
+    resolution: dict | None = None  # full-size benchmarks: evaluator.imagesets.resolution_record
 
 
 def print_download_instructions(dest: str = "dataset") -> None:

@@ -13,7 +13,14 @@ docs/file-contracts.md)::
      "dynamic_range": {"ceiling", "sigmas", "ps", ...}}        # perceptual.probes
 
 ``jnd`` is the mean JND mAP over the benchmark's JND categories (BAPPS: traditional, cnn), null
-when it has none (the proxy).
+when it has none (the proxy, NIGHTS).
+
+NIGHTS (``evaluator.nights``) is a 2AFC benchmark like BAPPS, scored on its test split.
+TID2013 and KADID-10k (``evaluator.iqa``) hold mean opinion scores instead: their distance and
+reference blocks are ``evaluator.mos.correlations`` (``srocc``, ``krocc``, ``plcc``, per
+distortion type) with ``taps`` = the ``srocc`` of each tap alone, and they have no probes and no
+train split (so no ``lin``). The three are read at a resolution (``evaluator.imagesets``) that
+their blocks record under ``"resolution"``.
 """
 
 from __future__ import annotations
@@ -25,9 +32,10 @@ from typing import Any
 
 import numpy as np
 
+from evaluator import mos as mos_mod
 from evaluator import probes as probes_mod
 from evaluator import scoring
-from evaluator.bapps import Benchmark, BenchmarkError, load_bapps
+from evaluator.bapps import IMAGE_SIZE, Benchmark, BenchmarkError, load_bapps
 from evaluator.distances import (
     FEATURE_DISTANCES,
     LEARNED_DISTANCES,
@@ -37,22 +45,48 @@ from evaluator.distances import (
 from evaluator.proxy import VERSION as PROXY_VERSION
 from evaluator.proxy import load_proxy
 
-BENCHMARK_NAMES = ("proxy", "bapps")
+BENCHMARK_NAMES = ("proxy", "bapps", "nights", "tid2013", "kadid10k")
+DIR_BENCHMARKS = ("bapps", "nights", "tid2013", "kadid10k")  # perceptual.<name>_dir
+FULL_SIZE = ("nights", "tid2013", "kadid10k")  # read at a resolution (evaluator.imagesets)
+MOS_BENCHMARKS = ("tid2013", "kadid10k")  # mean opinion scores: rank correlations
 
 
-def load_benchmark(name: str, data_dir: str | os.PathLike, split: str = "val") -> Benchmark:
-    """``proxy`` (built at ``data_dir`` on first use) or ``bapps`` (read from ``data_dir``);
-    ``split`` = ``val`` (scored) or ``train`` (for the ``lin`` calibration)."""
+def has_train_split(name: str) -> bool:
+    """Whether ``name`` has a train split (for the ``lin`` calibration)."""
+    return name not in MOS_BENCHMARKS
+
+
+def load_benchmark(
+    name: str, data_dir: str | os.PathLike, size: int | None = IMAGE_SIZE, split: str = "val"
+) -> Benchmark:
+    """``proxy`` (built at ``data_dir`` on first use), or one read from ``data_dir``;
+    ``split`` = ``val`` (the scored split: NIGHTS's test) or ``train`` (for the ``lin``
+    calibration); ``size`` the resolution of NIGHTS, TID2013 and KADID-10k (None: native)."""
     if name == "proxy":
         return load_proxy(data_dir, split=split)
+    if name not in BENCHMARK_NAMES:
+        raise BenchmarkError(
+            f"benchmark {name!r} is unknown; allowed: {', '.join(BENCHMARK_NAMES)}"
+        )
+    if not data_dir:
+        where = "python -m evaluator.bapps prints" if name == "bapps" else "README.md gives"
+        raise BenchmarkError(
+            f"{name} needs a directory (--{name}-dir or perceptual.{name}_dir); "
+            f"{where} the download commands"
+        )
     if name == "bapps":
-        if not data_dir:
-            raise BenchmarkError(
-                "bapps needs a directory (--bapps-dir or perceptual.bapps_dir); "
-                "python -m evaluator.bapps prints the download commands"
-            )
         return load_bapps(data_dir, split=split)
-    raise BenchmarkError(f"benchmark {name!r} is unknown; allowed: {', '.join(BENCHMARK_NAMES)}")
+    if name == "nights":
+        from evaluator.nights import load_nights
+
+        return load_nights(data_dir, "test" if split == "val" else split, size)
+    if split != "val":
+        raise BenchmarkError(f"{name} has no {split} split (perceptual.calibrate needs one)")
+    from evaluator import iqa
+
+    return (
+        iqa.load_tid2013(data_dir, size) if name == "tid2013" else iqa.load_kadid10k(data_dir, size)
+    )
 
 
 def _block(twoafc: Mapping[str, float], jnd: Mapping[str, float]) -> dict[str, Any]:
@@ -87,6 +121,9 @@ def score_pixel(bench: Benchmark, metric: str) -> dict[str, Any]:
     if metric not in PIXEL_FUNCTIONS:
         raise ValueError(f"metric {metric!r} is unknown; allowed: {', '.join(PIXEL_FUNCTIONS)}")
     fn = PIXEL_FUNCTIONS[metric]
+    if bench.mos is not None:
+        d = np.concatenate([fn(r, i) for r, i in mos_mod.pairs(bench.mos)])
+        return mos_mod.correlations(d, bench.mos.score, bench.mos.types)
     return score_distance_fn(bench, lambda r, a, b: (fn(r, a), fn(r, b)), lambda a, b: fn(a, b))
 
 
@@ -111,7 +148,23 @@ def score_model(
     bench: Benchmark, sm: Any, distances: Sequence[str] = FEATURE_DISTANCES
 ) -> dict[str, Any]:
     """Every feature distance of a ``ScoringModel`` on ``bench``: totals and each tap alone."""
+    if bench.mos is not None:
+        return score_model_mos(bench, sm, distances)
     return score_model_probes(bench, sm, distances)[0]
+
+
+def score_model_mos(bench: Benchmark, sm: Any, distances: Sequence[str]) -> dict[str, Any]:
+    """``distances`` of a ``ScoringModel`` on a MOS benchmark: each one's correlations
+    (``evaluator.mos``) and the ``srocc`` of each tap alone."""
+    parts = [sm.pair_distances(r, i) for r, i in mos_mod.pairs(bench.mos)]
+    q, types = bench.mos.score, bench.mos.types
+    out = {}
+    for kind in distances:
+        per_tap = {t: np.concatenate([p[kind][t] for p in parts]) for t in sm.tap_names}
+        block = mos_mod.correlations(np.asarray(total_distance(per_tap)), q, types)
+        block["taps"] = {t: mos_mod.spearman(-per_tap[t].astype(np.float64), q) for t in per_tap}
+        out[kind] = block
+    return out
 
 
 def score_model_probes(
@@ -147,6 +200,10 @@ def benchmark_header(bench: Benchmark) -> dict[str, Any]:
     head = {"kind": bench.kind, "note": bench.note, "root": str(Path(bench.root).absolute())}
     if bench.version is not None:
         head["version"] = bench.version
+    if bench.resolution is not None:
+        head["resolution"] = dict(bench.resolution)
+    if bench.kind == "nights":
+        head["split"] = bench.split
     return head
 
 

@@ -24,7 +24,9 @@ through torchvision's float32 ``ToTensor`` + ``Normalize(0.5, 0.5)`` and back th
 ``tensor2im`` (which truncates, so values 1..63 come back one lower), then
 ``skimage.color.rgb2lab`` and a float32 cast; ``l2`` is ``0.5 * mean((a/100 - b/100)^2)`` and
 ``ssim`` is ``(1 - SSIM(a, b, data_range=100, channels last)) / 2`` with scikit-image's defaults
-(7x7 uniform window, sample covariance).
+(7x7 uniform window, sample covariance). ``psnr`` is minus the PSNR in dB of the uint8 RGB
+values (peak 255; the MSE floored at 1e-10 so identical images give 148 dB, not infinity): not
+one of LPIPS's rows, the classic baseline of TID2013 and KADID-10k.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ EPS = 1e-10
 FEATURE_DISTANCES = ("local", "meanpool", "style")
 LEARNED_DISTANCES = ("lin",)  # scored only where fitted (perceptual.calibrate)
 ALL_DISTANCES = FEATURE_DISTANCES + LEARNED_DISTANCES
-PIXEL_METRICS = ("l2", "ssim")
+PIXEL_METRICS = ("l2", "ssim", "psnr")
 
 
 def _spatial(f: jax.Array) -> jax.Array:
@@ -217,4 +219,15 @@ def pixel_ssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return _chunked(_ssim, a, b)
 
 
-PIXEL_FUNCTIONS = {"l2": pixel_l2, "ssim": pixel_ssim}
+def pixel_psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Minus the RGB PSNR (dB, peak 255) between uint8 batches (N, H, W, 3): (N,) float64."""
+
+    def one(x, y):
+        diff = x.astype(np.float64) - y.astype(np.float64)
+        mse = np.maximum(np.mean(diff * diff, axis=(1, 2, 3)), 1e-10)
+        return -10.0 * np.log10(255.0**2 / mse)
+
+    return _chunked(one, a, b)
+
+
+PIXEL_FUNCTIONS = {"l2": pixel_l2, "ssim": pixel_ssim, "psnr": pixel_psnr}

@@ -246,7 +246,10 @@ class ScoringModel:
         restored: Mapping[str, Any],
         batch_size: int = 256,
         resident: bool | None = None,
+        scored_size: int = SCORED_SIZE,
     ) -> ScoringModel:
+        """``scored_size``: the image size a ViT's position embeddings are resized for (BAPPS's
+        64; evaluator.imagesets.model_for asks for others)."""
         from trainer.models import build_model, tap_names
 
         model_cfg = dict(cfg["model"])
@@ -256,8 +259,8 @@ class ScoringModel:
         params = restored[used]
         if model_cfg["name"] == "vit":
             patch = int(np.asarray(params["embedding"]["kernel"]).shape[0])
-            params, how = _vit_posemb(params, SCORED_SIZE // patch)
-        elif trained == SCORED_SIZE:
+            params, how = _vit_posemb(params, scored_size // patch)
+        elif trained == scored_size:
             how = "native resolution, applied as is"
         else:
             how = "fully convolutional, applied as is"
@@ -267,13 +270,13 @@ class ScoringModel:
         native = None
         if params is not restored[used]:  # the frequency probe runs at the trained resolution
             native = {**variables, "params": restored[used]}
-        names = tap_names(model_cfg, SCORED_SIZE)
+        names = tap_names(model_cfg, scored_size)
         return cls(
             model=model,
             variables=variables,
             tap_names=names,
             model_cfg=model_cfg,
-            resolution={"trained": trained, "scored": SCORED_SIZE, "how": how},
+            resolution={"trained": trained, "scored": scored_size, "how": how},
             params_used=used,
             batch_size=batch_size,
             resident=resident,

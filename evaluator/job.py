@@ -37,8 +37,9 @@ from typing import Any
 from evaluator import benchmarks as bm
 from evaluator import records
 from evaluator.analyses import Analyses, needs_frequency
-from evaluator.bapps import Benchmark, BenchmarkError
+from evaluator.bapps import IMAGE_SIZE, Benchmark, BenchmarkError
 from evaluator.distances import FEATURE_DISTANCES, PIXEL_METRICS
+from evaluator.imagesets import FULLY_CONVOLUTIONAL, model_for, scored_size
 from evaluator.probes import Settings
 from evaluator.proxy import default_dir as proxy_default_dir
 from trainer import checkpoint, integrity
@@ -72,6 +73,7 @@ class JobOptions:
     watch: bool = False
     benchmarks: tuple[str, ...] | None = None  # None: each trial's perceptual.benchmarks
     bapps_dir: str | None = None  # None: each trial's perceptual.bapps_dir
+    dirs: dict[str, str] = field(default_factory=dict)  # nights/tid2013/kadid10k: --<name>-dir
     poll_seconds: float = 30.0
     retry_errors: bool = False  # score steps whose result is an error record again
     stale_after: float = 3600.0  # --watch: a running trial unchanged this long ended; 0: never
@@ -123,36 +125,48 @@ class Evaluator:
 
     # -- benchmarks ---------------------------------------------------------------------------
 
-    def trial_benchmarks(self, cfg: dict[str, Any]) -> list[tuple[str, str]]:
-        """``[(name, directory)]`` a trial is scored on."""
+    def trial_benchmarks(self, cfg: dict[str, Any]) -> list[tuple[str, str, int | None]]:
+        """``[(name, directory, size)]`` a trial is scored on; ``size`` is the resolution of
+        NIGHTS, TID2013 and KADID-10k (``evaluator.imagesets``; None: native), BAPPS's 64 for
+        the others."""
         perc = cfg.get("perceptual") or {}
         names = self.opts.benchmarks or tuple(
             b for b in str(perc.get("benchmarks") or "proxy").split(",") if b
         )
+        full_size = scored_size(perc, int(cfg["data"]["image_size"]))
         out = []
         for name in names:
             if name == "proxy":
-                out.append((name, str(proxy_default_dir(cfg))))
-            elif name == "bapps":
-                d = (
-                    self.opts.bapps_dir
-                    if self.opts.bapps_dir is not None
-                    else perc.get("bapps_dir")
-                )
+                out.append((name, str(proxy_default_dir(cfg)), IMAGE_SIZE))
+            elif name in bm.DIR_BENCHMARKS:
+                given = self.opts.bapps_dir if name == "bapps" else self.opts.dirs.get(name)
+                d = given if given is not None else perc.get(f"{name}_dir")
                 if not d:
-                    raise BenchmarkError(
-                        "benchmark bapps needs a directory: pass --bapps-dir=DIR or set "
-                        "perceptual.bapps_dir (python -m evaluator.bapps prints the download commands)"
+                    where = (
+                        "python -m evaluator.bapps prints" if name == "bapps" else "README.md gives"
                     )
-                out.append((name, str(d)))
+                    raise BenchmarkError(
+                        f"benchmark {name} needs a directory: pass --{name}-dir=DIR or set "
+                        f"perceptual.{name}_dir ({where} the download commands)"
+                    )
+                if name not in bm.FULL_SIZE:
+                    out.append((name, str(d), IMAGE_SIZE))
+                    continue
+                model = str(cfg["model"].get("name"))
+                if full_size is None and model not in FULLY_CONVOLUTIONAL:
+                    raise JobError(
+                        f"perceptual.resolution=native needs a fully convolutional model "
+                        f"({', '.join(FULLY_CONVOLUTIONAL)}); this trial's is {model}"
+                    )
+                out.append((name, str(d), full_size))
             else:
                 raise JobError(
                     f"benchmark {name!r} is unknown; allowed: {', '.join(bm.BENCHMARK_NAMES)}"
                 )
         return out
 
-    def benchmark(self, key: tuple[str, str], split: str = "val") -> Benchmark:
-        """The benchmark ``key`` = (name, directory), its ``val`` split (scored) or its
+    def benchmark(self, key: tuple[str, str, int | None], split: str = "val") -> Benchmark:
+        """The benchmark ``key`` = (name, directory, size), its ``val`` split (scored) or its
         ``train`` split (the ``lin`` calibration), loaded once per job."""
         full = (*key, split) if split != "val" else key
         if full not in self._benches:
@@ -160,11 +174,12 @@ class Evaluator:
             self._benches[full] = bm.load_benchmark(*key, split=split)
             b = self._benches[full]
             n = sum(len(t) for t in b.twoafc.values()) + sum(len(j) for j in b.jnd.values())
+            n += len(b.mos) if b.mos is not None else 0
             what = key[0] if split == "val" else f"{key[0]} {split}"
             self.opts.log(f"loaded {what} from {key[1]}: {n} examples ({time.time() - t0:.1f} s)")
         return self._benches[full]
 
-    def reference(self, key: tuple[str, str]) -> dict[str, Any]:
+    def reference(self, key: tuple[str, str, int | None]) -> dict[str, Any]:
         if key not in self._refs:
             b = self.benchmark(key)
             self._refs[key] = {m: bm.score_pixel(b, m) for m in PIXEL_METRICS}
@@ -184,7 +199,7 @@ class Evaluator:
         old = records.read_result(trial, step)
         # ``pending`` decides whether an error record is tried again; once here, it is.
         settings = Settings.from_config(perc)
-        todo = records.missing_benchmarks(old, [name for name, _ in keys], True, settings)
+        todo = records.missing_benchmarks(old, [key[0] for key in keys], True, settings)
         frequency = needs_frequency(None if old and old.get("error") else old, settings)
         self._tried.add((trial, step))
         keys = [k for k in keys if k[0] in todo]
@@ -222,11 +237,15 @@ class Evaluator:
             kept = dict(old["benchmarks"]) if old and not old.get("error") else {}
             record["benchmarks"] = kept
             for key in keys:
-                train = self.benchmark(key, "train") if settings.calibrate else None
+                calibrated = settings.calibrate and bm.has_train_split(key[0])
+                train = self.benchmark(key, "train") if calibrated else None
+                model = model_for(sm, cfg, key[2]) if key[0] in bm.FULL_SIZE else sm
                 kept[key[0]] = self.analyses.block(
                     trial / records.PERCEPTUAL_DIR, step, key, self.benchmark(key), self.reference(key),
-                    sm, distances, settings, train,
+                    model, distances, settings, train,
                 )  # fmt: skip
+                if "resolution" in kept[key[0]]:
+                    kept[key[0]]["resolution"]["model"] = model.resolution["how"]
             if frequency:
                 record["frequency"] = self.analyses.frequency(cfg, sm, settings.frequency_examples)
             elif old and isinstance(old.get("frequency"), dict):
@@ -243,7 +262,7 @@ class Evaluator:
         from evaluator.features import read_trial_config
 
         cfg = read_trial_config(trial)
-        names = [name for name, _ in self.trial_benchmarks(cfg)]
+        names = [key[0] for key in self.trial_benchmarks(cfg)]
         settings = Settings.from_config(cfg.get("perceptual"))
         steps = checkpoint.list_steps(checkpoint.checkpoint_dir(trial))
         out = []
@@ -311,7 +330,7 @@ class Evaluator:
             calibrate = Settings.from_config(cfg.get("perceptual")).calibrate
             for key in self.trial_benchmarks(cfg):
                 self.benchmark(key)
-                if calibrate:  # a missing train split stops the job here, not mid-sweep
+                if calibrate and bm.has_train_split(key[0]):  # missing: stops the job here
                     self.benchmark(key, "train")
         counts = Counts()
         while True:

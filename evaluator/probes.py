@@ -74,7 +74,12 @@ class Settings:
 
     def block_complete(self, block: Mapping[str, Any]) -> bool:
         """Whether a benchmark's score block holds what these settings ask for (probes,
-        ``lin``); a block lacking them is scored again."""
+        ``lin``); a block lacking them is scored again. A MOS benchmark's block (TID2013,
+        KADID-10k) has neither: complete as it is."""
+        from evaluator.benchmarks import MOS_BENCHMARKS
+
+        if block.get("kind") in MOS_BENCHMARKS:
+            return True
         if self.probes and not isinstance(block.get("probes"), dict):
             return False
         return not (self.calibrate and "lin" not in (block.get("distances") or {}))

@@ -82,6 +82,13 @@ def made_for_another_save(rec: dict[str, Any] | None, trial: Path, step: int) ->
     )
 
 
+def _headline(block: dict[str, Any]) -> str:
+    """A distance block's PS (2 decimals) or, on a MOS benchmark, its SROCC (3)."""
+    if "ps" in block:
+        return f"{block['ps']:.2f}"
+    return "–" if block.get("srocc") is None else f"{block['srocc']:.3f}"
+
+
 def summary(trial: str, step: int, rec: dict[str, Any]) -> str:
     if rec.get("error"):
         return f"{trial} step {step}: ERROR {rec['error']}"
@@ -89,6 +96,9 @@ def summary(trial: str, step: int, rec: dict[str, Any]) -> str:
     for name, b in rec["benchmarks"].items():
         d = b["distances"]
         first = next(iter(d))
-        others = ", ".join(f"{k} {v['ps']:.2f}" for k, v in d.items() if k != first)
-        parts.append(f"{name} PS {first} {d[first]['ps']:.2f}" + (f" ({others})" if others else ""))
+        what = "PS" if "ps" in d[first] else "SROCC"  # TID2013, KADID-10k: evaluator.mos
+        others = ", ".join(f"{k} {_headline(v)}" for k, v in d.items() if k != first)
+        parts.append(
+            f"{name} {what} {first} {_headline(d[first])}" + (f" ({others})" if others else "")
+        )
     return f"{trial} step {step}: " + "; ".join(parts) + f" [{rec['wall_time_s']:.1f} s]"

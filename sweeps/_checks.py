@@ -34,6 +34,18 @@ def benchmarks() -> tuple[str, ...]:
     return BENCHMARK_NAMES
 
 
+def resolutions() -> tuple[str, ...]:
+    from evaluator.imagesets import RESOLUTIONS
+
+    return RESOLUTIONS
+
+
+def convolutional() -> tuple[str, ...]:
+    from evaluator.imagesets import FULLY_CONVOLUTIONAL
+
+    return FULLY_CONVOLUTIONAL
+
+
 def distances() -> tuple[str, ...]:
     from evaluator.distances import FEATURE_DISTANCES
 

@@ -123,8 +123,13 @@ def schema() -> ml_collections.ConfigDict:
 
 
 def _perceptual_keys(p: ml_collections.ConfigDict) -> None:
-    p.benchmarks = "proxy"  # comma list of proxy, bapps
+    p.benchmarks = "proxy"  # comma list of proxy, bapps, nights, tid2013, kadid10k
     p.bapps_dir = ""
+    p.nights_dir = ""  # NIGHTS root (data.csv, ref/, distort/)
+    p.tid2013_dir = ""  # TID2013 root (mos_with_names.txt, reference_images/, distorted_images/)
+    p.kadid10k_dir = ""  # KADID-10k root (dmos.csv, images/)
+    p.resolution = "resize"  # NIGHTS/TID2013/KADID-10k: resize | native (fully convolutional)
+    p.image_size = 0  # their size with resize; 0 = the trial's data.image_size
     p.proxy_dir = ""  # '' = <prepared_dir>/proxy
     p.distances = "local,meanpool,style"  # unlearned; lin comes with calibrate
     p.batch_size = 256
@@ -281,6 +286,10 @@ _CHECKS: dict[str, ck.Check] = {
     "checkpoint.max_to_keep": ck.INT_POS,
     "checkpoint.keep_every_steps": ck.INT_NONNEG,
     "perceptual.benchmarks": ck.comma_list(ck.benchmarks),
+    "perceptual.resolution": ck.one_of(ck.resolutions),
+    "perceptual.image_size": ck.is_(
+        lambda v: v == 0 or 8 <= v <= 1024, "0 or an integer in [8, 1024]"
+    ),
     "perceptual.distances": ck.comma_list(ck.distances, " (lin: perceptual.calibrate=true)"),
     "perceptual.frequency_examples": ck.INT_NONNEG,
     "perceptual.calibrate_steps": ck.INT_POS,
@@ -320,6 +329,11 @@ def validate(config: Mapping[str, Any]) -> None:
         raise ConfigError(
             f"data.num_classes={flat['data.num_classes']!r} with data.classes={k}; expected "
             f"data.num_classes={k} (the classifier has one output per class trained on)"
+        )
+    if flat["perceptual.resolution"] == "native" and flat["model.name"] not in ck.convolutional():
+        raise ConfigError(
+            f"perceptual.resolution=native with model.name={flat['model.name']!r}; native "
+            f"resolution needs a fully convolutional model ({', '.join(ck.convolutional())})"
         )
     from trainer.models import check
 

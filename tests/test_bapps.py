@@ -204,12 +204,13 @@ def test_jnd_same_file_mismatch_and_bad_args(bapps_root: Path, capsys):
     )
     err = _error(capsys, _score_argv(bapps_root))
     assert "do not pair up" in err and "000009.npy" in err
-    err = _error(capsys, ["score", "--benchmark=tid2013", "--data-dir=x", "--metric=l2"])
-    assert "tid2013" in err and "proxy" in err
+    # (tid2013 and psnr were the unknown names here before they were added)
+    err = _error(capsys, ["score", "--benchmark=live", "--data-dir=x", "--metric=l2"])
+    assert "live" in err and "proxy" in err and "tid2013" in err
     err = _error(
-        capsys, ["score", "--benchmark=bapps", f"--data-dir={bapps_root}", "--metric=psnr"]
+        capsys, ["score", "--benchmark=bapps", f"--data-dir={bapps_root}", "--metric=lpips"]
     )
-    assert "psnr" in err and "checkpoint:" in err
+    assert "lpips" in err and "checkpoint:" in err
     err = _error(capsys, ["score", "--benchmark=bapps", "--data-dir=/nonexistent/x", "--metric=l2"])
     assert "/nonexistent/x" in err
 

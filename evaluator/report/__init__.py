@@ -7,7 +7,8 @@ It reads only files (docs/file-contracts.md), so it runs at any time: mid-sweep,
 on another machine. One module per step: ``collect`` (files -> rows, results.csv), ``axes``
 (what goes on each sweep's x-axis), ``stats`` (Spearman, Pareto, seeds), ``analyse`` (what the
 report says), ``render`` (report.md), ``plots`` (which PNGs) and ``draw`` (matplotlib);
-``hypotheses`` (+ ``draw_hypotheses``) the study's probes section;
+``hypotheses`` (+ ``draw_hypotheses``) the study's probes section; ``benchmarks`` the
+Benchmarks section (a column and a plot per human benchmark);
 ``synth`` writes synthetic sweeps for tests and previews.
 """
 
@@ -17,9 +18,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from evaluator.benchmarks import BENCHMARK_NAMES
+from evaluator.benchmarks import BENCHMARK_NAMES, MOS_BENCHMARKS
 from evaluator.distances import ALL_DISTANCES
 from evaluator.report import analyse, collect, hypotheses, render
+from evaluator.report import benchmarks as bench_view
 from evaluator.report.collect import ReportError
 from evaluator.report.plots import write_plots
 from trainer.files import atomic_write_text
@@ -51,13 +53,16 @@ def write_report(
     made, failed = write_plots(a, sweep_dir) if plots else ([], [])
     hyp = hypotheses.analyse(a)
     hyp_plots, hyp_failed = hypotheses.write_plots(hyp, a, sweep_dir) if plots else ({}, [])
+    views = bench_view.analyse(a)  # one column and plot per human benchmark
+    bench_plots, bench_failed = bench_view.write_plots(views, a, sweep_dir) if plots else ({}, [])
     if combine_all:
         title = f"Report: all sweeps under {sweep_dir} ({', '.join(s.name for s in sweeps)})"
     else:
         title = f"Report: sweep {sweeps[0].name}"
     path = sweep_dir / "report.md"
-    section = hypotheses.render(hyp, hyp_plots)
-    atomic_write_text(path, render.render(a, title, made, failed + hyp_failed, section))
+    section = hypotheses.render(hyp, hyp_plots) + bench_view.render(views, a, bench_plots)
+    failed += hyp_failed + bench_failed
+    atomic_write_text(path, render.render(a, title, made, failed, section))
     return path
 
 
@@ -71,12 +76,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("path", type=Path, help="runs/<sweep>, or the runs directory with --all")
     p.add_argument("--all", action="store_true", help="combine every sweep under PATH")
-    p.add_argument("--benchmark", help="benchmark to report (default: bapps if scored, else proxy)")
+    p.add_argument(
+        "--benchmark",
+        help="2AFC benchmark the report follows (default: bapps if scored, else proxy); "
+        "every benchmark gets its column and plot in the Benchmarks section",
+    )
     p.add_argument("--distance", help="distance function to report (default: local)")
     p.add_argument("--no-plots", action="store_true", help="write results.csv and report.md only")
     args = p.parse_args(argv)
     for flag, value, allowed in (
-        ("--benchmark", args.benchmark, BENCHMARK_NAMES),
+        ("--benchmark", args.benchmark, [b for b in BENCHMARK_NAMES if b not in MOS_BENCHMARKS]),
         ("--distance", args.distance, ALL_DISTANCES),
     ):
         if value is not None and value not in allowed:

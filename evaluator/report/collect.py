@@ -283,7 +283,7 @@ def build_rows(sweeps: list[Sweep]) -> list[dict[str, Any]]:
     return rows
 
 
-_SCORE_PREFIX_ORDER = ("ps_", "jnd_", "2afc_", "tap_")
+_SCORE_PREFIX_ORDER = ("ps_", "srocc_", "krocc_", "plcc_", "jnd_", "2afc_", "tap_")
 
 
 def csv_columns(rows: list[dict[str, Any]], swept: list[str]) -> list[str]:

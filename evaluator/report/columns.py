@@ -30,13 +30,38 @@ def num(v: Any) -> float | None:
     return float(v)
 
 
-def score_columns(bench: str, b: dict) -> dict[str, float | None]:
-    out: dict[str, float | None] = {}
+MOS_SCORES = ("srocc", "krocc", "plcc")  # TID2013, KADID-10k blocks (evaluator.mos)
+
+
+def resolution_text(r: Any) -> str | None:
+    """A block's ``resolution`` record as ``resize 64x64`` / ``native 512x384``."""
+    if not isinstance(r, dict) or not r.get("mode"):
+        return None
+    return f"{r['mode']} {r.get('width')}x{r.get('height')}"
+
+
+def _mos_columns(tag: str, s: dict) -> dict[str, float | None]:
+    out = {f"{k}_{tag}": num(s.get(k)) for k in MOS_SCORES}
+    for kind in ("srocc", "krocc"):
+        for t, v in (s.get(f"{kind}_types") or {}).items():
+            out[f"{kind}_{tag}_{clean(t)}"] = num(v)
+    for tap, v in (s.get("taps") or {}).items():
+        out[f"tap_{tag}_{clean(tap)}"] = num(v)
+    return out
+
+
+def score_columns(bench: str, b: dict) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if resolution_text(b.get("resolution")):
+        out[f"resolution_{bench}"] = resolution_text(b.get("resolution"))
     groups = list((b.get("distances") or {}).items()) + list((b.get("reference") or {}).items())
     for dist, s in groups:
         if not isinstance(s, dict):
             continue
         tag = f"{bench}_{clean(dist)}"
+        if "srocc" in s:  # a MOS block: correlations, not 2AFC
+            out.update(_mos_columns(tag, s))
+            continue
         out[f"ps_{tag}"] = num(s.get("ps"))
         out[f"jnd_{tag}"] = num(s.get("jnd"))
         for cat, v in (s.get("2afc") or {}).items():
