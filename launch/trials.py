@@ -148,7 +148,7 @@ def sweep_path(sweep: str) -> Path:
     return SWEEPS_DIR / f"{sweep}.py"
 
 
-def load_sweep_module(path: Path) -> ModuleType:
+def load_sweep_module(path: Path, needs: Sequence[str] = ("get_config", "get_sweep")) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"_sweep_{path.stem}", path)
     if spec is None or spec.loader is None:
         raise base.ConfigError(f"sweep file {str(path)!r} cannot be imported")
@@ -161,7 +161,7 @@ def load_sweep_module(path: Path) -> ModuleType:
         ) from None
     except Exception as e:
         raise base.ConfigError(f"sweep file {str(path)!r}: {_where(e, path)}") from None
-    for fn in ("get_config", "get_sweep"):
+    for fn in needs:
         if not callable(getattr(module, fn, None)):
             raise base.ConfigError(f"sweep file {str(path)!r} has no {fn}(arg) function")
     return module
@@ -235,6 +235,34 @@ def load_trials(
     return trials
 
 
+def load_trial(
+    sweep: str, arg: str | None, overrides: Mapping[str, Any], workdir: str | os.PathLike
+) -> Trial:
+    """The one trial a trainer command describes (``--config=<sweep>:<arg> --config.k=v ...
+    --workdir=<dir>``): the sweep file's ``get_config(arg)`` plus ``overrides``, in ``workdir``
+    (its folder the sweep directory); ``get_sweep`` is not asked, so any config file works."""
+    path = sweep_path(sweep)
+    module = load_sweep_module(path, needs=("get_config",))
+    arg = arg or "embedded"
+    config = _call(module.get_config, arg, path)
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise base.ConfigError(f"config file {str(path)!r}: get_config({arg!r}) is no ConfigDict")
+    config = ml_collections.ConfigDict(config.to_dict())
+    base.apply_overrides(config, dict(overrides))
+    base.validate(config)
+    wd = Path(workdir)
+    return Trial(
+        sweep=wd.absolute().parent.name,
+        name=wd.absolute().name,
+        overrides={k: get(config, k) for k in overrides},
+        workdir=wd,
+        config=config,
+        preset=grid.parse_arg(arg)[0],
+        sweep_file=path,
+        arg=arg,
+    )
+
+
 def _where(e: BaseException, path: Path) -> str:
     """``line N: Type: message`` of an exception raised by code in the sweep file ``path``."""
     import traceback
@@ -288,25 +316,26 @@ def check_drift(trials: Sequence[Trial]) -> None:
         )
 
 
-def prepare(trials: Sequence[Trial], python: str | None = None) -> None:
-    """Check drift for all trials, then write sweep.json and each trial's config.json,
+def prepare(trials: Sequence[Trial], python: str | None = None, sweep_record: bool = True) -> None:
+    """Check drift for all trials, then write sweep.json (unless not ``sweep_record``: one trial
+    run on its own leaves its sweep's record alone) and each trial's config.json,
     overrides.json and (if it has none) a pending status.json, all atomically."""
     if not trials:
         return
     check_drift(trials)
     t0 = trials[0]
-    sweep_dir = t0.workdir.parent
-    files.atomic_write_json(
-        sweep_dir / "sweep.json",
-        {
-            "sweep": t0.sweep,
-            "sweep_file": str(t0.sweep_file),
-            "preset": t0.preset,
-            "arg": t0.config_arg,
-            "trials": [t.name for t in trials],
-            "updated": now_iso(),
-        },
-    )
+    if sweep_record:
+        files.atomic_write_json(
+            t0.workdir.parent / "sweep.json",
+            {
+                "sweep": t0.sweep,
+                "sweep_file": str(t0.sweep_file),
+                "preset": t0.preset,
+                "arg": t0.config_arg,
+                "trials": [t.name for t in trials],
+                "updated": now_iso(),
+            },
+        )
     for t in trials:
         if not (t.workdir / "config.json").exists():
             files.atomic_write_json(t.workdir / "config.json", t.config.to_dict())
