@@ -1,6 +1,6 @@
 # perceptual-sweeps: every target that runs Python creates .venv first (and again when
 # pyproject.toml changes). `make venv` installs no TensorFlow; `make test` adds the tf extra
-# (TFDS preparation, TF checkpoint import) so those paths stay tested.
+# (TFDS preparation, TF checkpoint import) and wandb, so those paths stay tested.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 $(TF_STAMP): $(STAMP)
-	$(PY) -m pip install -q -e '.[dev,tf]'
+	$(PY) -m pip install -q -e '.[dev,tf,wandb]'
 	@touch $(TF_STAMP)
 
 test: $(TF_STAMP)

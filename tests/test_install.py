@@ -231,4 +231,6 @@ def test_wandb_offline_logs_a_run(tmp_path):
     )
     assert r.returncode == 0, r.stderr
     (run,) = (wd / "wandb").glob("offline-run-*")
-    assert list(run.glob("*.wandb"))
+    (log,) = run.glob("*.wandb")
+    assert b"train/loss" in log.read_bytes() and b"model.depth" in log.read_bytes()
+    assert r.stdout.strip() == ""  # nothing on stdout: train.log stays clean
