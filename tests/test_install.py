@@ -234,3 +234,38 @@ def test_wandb_offline_logs_a_run(tmp_path):
     (log,) = run.glob("*.wandb")
     assert b"train/loss" in log.read_bytes() and b"model.depth" in log.read_bytes()
     assert r.stdout.strip() == ""  # nothing on stdout: train.log stays clean
+
+
+def test_without_tensorflow_its_two_uses_name_the_extra(tmp_path):
+    code = """
+import sys
+sys.modules["tensorflow"] = None  # as if not installed: import raises ImportError
+from trainer.models.resnet_tf import TFCheckpointError, _tf
+from trainer.data.tfds_source import _import_tfds
+for use in (_tf, _import_tfds):
+    try:
+        use()
+    except Exception as e:
+        print(str(e))
+"""
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    lines = r.stdout.splitlines()
+    assert len(lines) == 2 and all("tf extra: pip install -e '.[tf]'" in ln for ln in lines), r
+
+
+def test_status_table_ends_with_the_sweep_eta(tmp_path):
+    from launch.table import status_table, sweep_eta
+
+    here = {"host": "another-host", "pid": 1}  # alive as far as this host can tell
+    done = {"state": "done", "wall_time_s": 100.0}
+    running = {"state": "running", "step": 10, "total_steps": 40, "wall_time_s": 20.0, **here}
+    # running: 30 steps at 2 s = 60 s; pending: the mean of the ended trials, 100 s
+    assert sweep_eta([done, running, {"state": "pending"}]) == "ETA ~2m40s"
+    # two at once share it; nothing known yet: no ETA
+    assert sweep_eta([running, running, {"state": "pending"}]) == "ETA ~1m40s"
+    assert sweep_eta([{"state": "pending"}]) == "" and sweep_eta([done]) == ""
+    trials = load_trials("smoke", "embedded", {}, tmp_path)
+    prepare(trials, "python")
+    trials[0].write_status(**done)
+    trials[1].write_status(**running)
+    assert status_table(trials).splitlines()[-1] == "2 trials: 1 done, 1 running; ETA ~1m00s"
