@@ -54,10 +54,16 @@ class EventWriter:
         from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
 
         self._event_pb2, self._summary_pb2, self._crc = event_pb2, summary_pb2, masked_crc32c
-        os.makedirs(logdir, exist_ok=True)
         name = f"events.out.tfevents.{time.time():.6f}.{socket.gethostname()}.{os.getpid()}"
         self.path = os.path.join(os.fspath(logdir), name + suffix)
-        self._file = open(self.path, "ab")  # noqa: SIM115 (held open while the run lasts)
+        if "://" in self.path:  # gs://: through etils.epath; an object is uploaded on close
+            from etils import epath
+
+            epath.Path(logdir).mkdir(parents=True, exist_ok=True)
+            self._file = epath.Path(self.path).open("wb")
+        else:
+            os.makedirs(logdir, exist_ok=True)
+            self._file = open(self.path, "ab")  # noqa: SIM115 (held open while the run lasts)
         self._write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
 
     def _write(self, event: Any) -> None:
@@ -165,7 +171,8 @@ def writers(
     made: list[Any] = []
     makers = []
     if tensorboard and available():
-        makers.append(("tensorboard", lambda: EventWriter(os.path.join(workdir, "tensorboard"))))
+        logdir = os.path.join(os.fspath(workdir), "tensorboard")
+        makers.append(("tensorboard", lambda: EventWriter(logdir)))
     if wandb_wanted() if wandb is None else wandb:
         makers.append(("wandb", lambda: WandbRun(workdir)))
     for name, make in makers:
