@@ -1,10 +1,12 @@
 # perceptual-sweeps: every target that runs Python creates .venv first (and again when
-# pyproject.toml changes).
+# pyproject.toml changes). `make venv` installs no TensorFlow; `make test` adds the tf extra
+# (TFDS preparation, TF checkpoint import) and wandb, so those paths stay tested.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TF_STAMP := $(VENV)/.installed-tf
 
 SWEEP ?= depth
 PRESET ?= embedded
@@ -29,10 +31,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
-test: $(STAMP)
+$(TF_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[dev,tf,wandb]'
+	@touch $(TF_STAMP)
+
+test: $(TF_STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-test-fast: $(STAMP)
+test-fast: $(TF_STAMP)
 	$(PY) -m pytest -q -m "not slow and not slurm and not multiprocess" $(PYTEST_ARGS)
 
 sweep: $(STAMP)
@@ -52,7 +58,7 @@ bench: $(STAMP)
 
 # The pure-Python wheels bench/gpu_check.sh installs on a GPU machine without PyPI access (the
 # versions this virtualenv holds); bench/wheels/ is git-ignored, so name it when copying over.
-GPU_WHEELS := ml-collections clu
+GPU_WHEELS := ml-collections
 gpu-wheels: $(STAMP)
 	$(PY) -m pip download -q --no-deps --only-binary=:all: -d bench/wheels \
 	  $(foreach w,$(GPU_WHEELS),$(w)==$$($(PY) -c 'import importlib.metadata as m; print(m.version("$(w)"))'))

@@ -3,12 +3,12 @@
 # ImageNet-64-shaped prepared split (memory-mapped .npy, 131,072 images), then one table each.
 #
 # The GPU machine has jax (CUDA), flax, optax, orbax-checkpoint, numpy, scikit-image and matplotlib
-# but not ml-collections (nor clu). Fill bench/wheels/ first, on a machine that reaches PyPI, from
+# but not ml-collections. Fill bench/wheels/ first, on a machine that reaches PyPI, from
 # the repository root: `make gpu-wheels` (pure-Python wheels of the versions the project's
 # virtualenv holds, --no-deps because everything else is already there), or by hand:
 #
 #   python3 -m pip download --no-deps --only-binary=:all: -d bench/wheels \
-#       ml-collections==1.1.0 clu==0.0.12
+#       ml-collections==1.1.0
 #
 # bench/wheels/ is git-ignored: pass it along explicitly (the device tool: carry=["bench/wheels"]).
 # Then, on the GPU machine, from the repository root:
@@ -32,7 +32,7 @@ mkdir -p "$RESULTS"
 if ! "$PY" -c "import ml_collections" 2>/dev/null; then
   if ! ls bench/wheels/*.whl >/dev/null 2>&1; then
     echo "gpu_check: ml_collections is missing and bench/wheels/ holds no wheels; fill it (where PyPI is reachable) with 'make gpu-wheels' or:" >&2
-    echo "  python3 -m pip download --no-deps --only-binary=:all: -d bench/wheels ml-collections==1.1.0 clu==0.0.12" >&2
+    echo "  python3 -m pip download --no-deps --only-binary=:all: -d bench/wheels ml-collections==1.1.0" >&2
     exit 2
   fi
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \

@@ -122,6 +122,8 @@ class Evaluator:
         # --watch job still ends.
         self._tried: set[tuple[Path, int]] = set()
         self._stale: set[Path] = set()  # running trials already reported as stale
+        self._done = 0  # steps this job has taken up (the k of its "[k/N]" lines)
+        self._events: dict[Path, Any] = {}  # trial -> its TensorBoard writer (trainer.events)
 
     # -- benchmarks ---------------------------------------------------------------------------
 
@@ -287,16 +289,38 @@ class Evaluator:
         ]
 
     def one_pass(self, counts: Counts) -> None:
-        """Score everything pending now, counting into ``counts``."""
-        for trial in find_trials(self.opts.runs):
-            for step in self.pending(trial):
-                rec = self.score_step(trial, step)
-                if rec is None:
-                    counts.skipped += 1
-                    self.opts.log(f"{trial.name} step {step}: deleted before scoring, skipped")
-                    continue
-                counts.scored += 0 if rec.get("error") else 1
-                self.opts.log(records.summary(trial.name, step, rec))
+        """Score everything pending now, counting into ``counts``; each line starts ``[k/N]``
+        (this job's k-th step of the N it has met so far)."""
+        work = [(t, s) for t in find_trials(self.opts.runs) for s in self.pending(t)]
+        total = self._done + len(work)
+        for trial, step in work:
+            self._done += 1
+            k = f"[{self._done}/{total}]"
+            rec = self.score_step(trial, step)
+            if rec is None:
+                counts.skipped += 1
+                self.opts.log(f"{k} {trial.name} step {step}: deleted before scoring, skipped")
+                continue
+            counts.scored += 0 if rec.get("error") else 1
+            self.opts.log(f"{k} {records.summary(trial.name, step, rec)}")
+            self._tensorboard(trial, step, rec)
+
+    def _tensorboard(self, trial: Path, step: int, rec: dict[str, Any]) -> None:
+        """The step's scores and probes into the trial's TensorBoard folder, beside the
+        trainer's ``train/*`` and ``eval/*`` (a file of the evaluator's own per job)."""
+        from trainer import events, status
+
+        if trial not in self._events:
+            on = status.tensorboard_available()
+            self._events[trial] = events.writers(trial, on, wandb=False) if on else None
+        if self._events[trial] is not None:
+            self._events[trial].scalars(step, records.scalars(rec))
+
+    def close(self) -> None:
+        for w in self._events.values():
+            if w is not None:
+                w.close()
+        self._events = {}
 
     def _ended(self, trial: Path, state: str | None) -> bool:
         """Whether --watch has nothing more to wait for from ``trial`` (see the module doc)."""
@@ -367,7 +391,9 @@ def run_job(runs: str | os.PathLike, **options: Any) -> Counts:
         ) from None
     if options.get("benchmarks"):
         options["benchmarks"] = tuple(options["benchmarks"])
+    job = Evaluator(JobOptions(runs=runs, **options))
     try:
-        return Evaluator(JobOptions(runs=runs, **options)).run()
+        return job.run()
     finally:
+        job.close()
         lock.release()

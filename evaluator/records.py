@@ -102,3 +102,34 @@ def summary(trial: str, step: int, rec: dict[str, Any]) -> str:
             f"{name} {what} {first} {_headline(d[first])}" + (f" ({others})" if others else "")
         )
     return f"{trial} step {step}: " + "; ".join(parts) + f" [{rec['wall_time_s']:.1f} s]"
+
+
+def scalars(rec: dict[str, Any]) -> dict[str, float]:
+    """A scored step's TensorBoard scalars (trainer/events.py), tagged ``perceptual/<benchmark>/
+    ps_<distance>`` (and ``jnd_<distance>``), ``probes/<benchmark>/margin_<distance>``,
+    ``relative_margin_<distance>``, ``best_tap_ps_<distance>``, ``entropy``, and
+    ``probes/frequency/{clean_top1,low_slope}``; {} for an error record."""
+    out: dict[str, float] = {}
+    if rec.get("error"):
+        return out
+
+    def put(tag: str, value: Any) -> None:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[tag] = float(value)
+
+    for name, b in (rec.get("benchmarks") or {}).items():
+        for dist, d in (b.get("distances") or {}).items():
+            put(f"perceptual/{name}/ps_{dist}", d.get("ps"))
+            put(f"perceptual/{name}/jnd_{dist}", d.get("jnd"))
+        probes = b.get("probes") or {}
+        for dist, m in ((probes.get("margin") or {}).get("distances") or {}).items():
+            pooled = ((m or {}).get("pooled") or {}).get("all") or {}
+            put(f"probes/{name}/margin_{dist}", pooled.get("margin"))
+            put(f"probes/{name}/relative_margin_{dist}", pooled.get("relative"))
+        for dist, best in (probes.get("best_tap") or {}).items():
+            put(f"probes/{name}/best_tap_ps_{dist}", (best or {}).get("ps"))
+        put(f"probes/{name}/entropy", (probes.get("entropy") or {}).get("mean"))
+    freq = rec.get("frequency") or {}
+    put("probes/frequency/clean_top1", freq.get("clean_top1"))
+    put("probes/frequency/low_slope", freq.get("low_slope"))
+    return out

@@ -10,6 +10,14 @@
 archs, crop, classes, skip, study, smoke) or a path to a sweep .py file. Trials go to
 ``<runs-dir>/<sweep>/<trial>``. A sweep of axes (``study``) dry-runs with a per-axis table of
 trials, distinct trials and estimated H200-hours (``launch.axes``).
+The config flags are the trainer's (sweeps/command.py reads them with config_flags): instead of
+``<sweep> --preset P``, ``--config=sweeps/<sweep>.py:P``; with ``--workdir=DIR`` too, the
+launcher runs the one trial a trainer command describes, so the ``command`` of a status.json
+runs as is after ``python -m launch`` (``--launcher``, ``--dry-run``, ... still apply)::
+
+    python -m launch --config=sweeps/depth.py:embedded --config.model.depth=2 \
+        --workdir=runs/depth/depth-2 --launcher=slurm
+
 Exit codes: 0 all trials done (and scored), 1 a trial (or the evaluator/report) failed, 2 bad
 input, a trial directory holding another config, or another local launcher already on the sweep
 (nothing started), 130 interrupted.
@@ -29,12 +37,13 @@ from launch.trials import (
     LaunchOptions,
     Trial,
     check_drift,
+    load_trial,
     load_trials,
     prepare,
     todo,
 )
 from sweeps.base import ConfigError
-from sweeps.command import parse_overrides
+from sweeps.command import ConfigArgs, parse_config_args
 
 LAUNCHERS = ("local", "slurm", "tpu")  # each a module launch.<name> with launch(trials, options)
 EXIT_BAD_INPUT = 2
@@ -44,11 +53,19 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m launch",
         description="Run a sweep's trials, then score and report them.",
-        epilog="Any --config.<key>=<value> applies to every trial.",
+        epilog="--config=FILE[:ARG] names the sweep as the trainer's flag does; any "
+        "--config.<key>=<value> (or --config.<key> <value>) applies to every trial.",
     )
-    p.add_argument("sweep", help="a sweep in sweeps/ or a path to a sweep .py file")
     p.add_argument(
-        "--preset", default="embedded", help="the sweep's arg: embedded | paper, e.g. paper,seeds=3"
+        "sweep", nargs="?", help="a sweep in sweeps/ or a path to a sweep .py file (or --config)"
+    )
+    p.add_argument(
+        "--preset", default=None, help="the sweep's arg: embedded | paper, e.g. paper,seeds=3"
+    )
+    p.add_argument(
+        "--workdir",
+        default=None,
+        help="run only the trial a trainer command with this --workdir is",
     )
     p.add_argument("--launcher", default="local", help="local | slurm | tpu")
     p.add_argument("--jobs", type=int, default=1, help="trials at once (local: processes)")
@@ -102,8 +119,26 @@ def runs_dir_problem(runs_dir: str, e: OSError) -> str:
     return f"--runs-dir {runs_dir!r} {why}: {e.filename}; use another --runs-dir"
 
 
+def sweep_and_preset(args: argparse.Namespace, cfg: ConfigArgs) -> tuple[str, str]:
+    """The sweep file and its arg, from ``<sweep> [--preset P]`` or ``--config=FILE[:P]``."""
+    if cfg.spec is not None and args.sweep is not None:
+        raise ConfigError(f"give the sweep once: {args.sweep!r} or --config={cfg.spec}, not both")
+    if cfg.spec is not None and args.preset is not None and cfg.arg is not None:
+        raise ConfigError(f"give the preset once: --preset {args.preset} or --config={cfg.spec}")
+    sweep = cfg.file if cfg.spec is not None else args.sweep
+    if not sweep:
+        raise ConfigError("a sweep is required: python -m launch <sweep> or --config=FILE[:ARG]")
+    return sweep, args.preset or cfg.arg or "embedded"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args, rest = parser().parse_known_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        cfg = parse_config_args(argv)
+    except ConfigError as e:
+        print(f"launch: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    args = parser().parse_args(cfg.rest)
     try:
         if args.launcher not in LAUNCHERS:
             raise ConfigError(
@@ -117,8 +152,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not sep or not key:
                 raise ConfigError(f"--launcher-opt {item!r} is not allowed; expected KEY=VALUE")
             opts[key] = value
-        extra = parse_overrides(rest)
-        trials = load_trials(args.sweep, args.preset, extra, args.runs_dir)
+        sweep, preset = sweep_and_preset(args, cfg)
+        args.sweep, args.preset = sweep, preset  # what the launchers read
+        if args.workdir:
+            trials = [load_trial(sweep, preset, cfg.overrides, args.workdir)]
+        else:
+            trials = load_trials(sweep, preset, cfg.overrides, args.runs_dir)
         if args.status:
             print(table.status_table(trials))
             return 0
@@ -130,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         module = importlib.import_module(f"launch.{args.launcher}")
         if hasattr(module, "check_args"):  # launcher flags, before anything is written
             module.check_args(args)
-        prepare(trials, args.python)
+        prepare(trials, args.python, sweep_record=not args.workdir)
     except ConfigError as e:
         print(f"launch: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from launch import results
+from launch.procs import last_line
 from launch.table import status_table
-from launch.trials import LaunchOptions, Trial, last_line, todo
+from launch.trials import LaunchOptions, Trial, todo
 
 POLL_S = 0.5
 PROGRESS_EVERY_S = 20.0

@@ -15,7 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from launch.trials import last_line
+from launch.procs import last_line
 
 EXIT_ERROR_RECORDS = 3  # python -m evaluator: some steps could not be scored (evaluator.__main__)
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import io
 import json
 import socket
-import subprocess
 import sys
 import tarfile
 from pathlib import Path
@@ -27,21 +26,12 @@ from typing import Any
 
 from sweeps.base import ConfigError
 from trainer.files import atomic_write
+from trainer.provenance import BUILD_INFO
+from trainer.provenance import git as _git
 from trainer.status import now_iso
 
 REPO = Path(__file__).resolve().parent.parent
-BUILD_INFO = "BUILD_INFO.json"
 MAX_CHANGES = 50
-
-
-def _git(repo: Path, *args: str) -> str | None:
-    try:
-        r = subprocess.run(
-            ["git", *args], cwd=repo, capture_output=True, text=True, timeout=60, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return r.stdout if r.returncode == 0 else None
 
 
 def files(repo: Path = REPO) -> list[str]:

@@ -41,7 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from launch.trials import Trial, last_line
+from launch.procs import last_line
+from launch.trials import Trial
 
 LOST = ("PREEMPTED", "TERMINATED", "STOPPED", "STOPPING", "SUSPENDED", "SUSPENDING", "FAILED", "")
 ENDED = ("done", "diverged", "failed", "preempted")

@@ -44,7 +44,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from launch.trials import DONE_STATES, last_line, pid_alive
+from launch.procs import last_line, pid_alive
+from launch.trials import DONE_STATES
 from trainer.files import atomic_write, atomic_write_json, read_json
 from trainer.status import now_iso
 

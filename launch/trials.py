@@ -28,7 +28,6 @@ import importlib.util
 import json
 import os
 import shlex
-import socket
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,10 +39,10 @@ import ml_collections
 
 from launch import axes
 from launch.axes import Axes
+from launch.procs import is_dead
 from sweeps import base, grid
 from sweeps.command import get, trainer_argv
 from trainer import files
-from trainer.procs import pid_state
 from trainer.status import now_iso
 
 SWEEPS_DIR = Path(__file__).resolve().parent.parent / "sweeps"
@@ -152,7 +151,7 @@ def sweep_path(sweep: str) -> Path:
     return SWEEPS_DIR / f"{sweep}.py"
 
 
-def load_sweep_module(path: Path) -> ModuleType:
+def load_sweep_module(path: Path, needs: Sequence[str] = ("get_config", "get_sweep")) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"_sweep_{path.stem}", path)
     if spec is None or spec.loader is None:
         raise base.ConfigError(f"sweep file {str(path)!r} cannot be imported")
@@ -165,10 +164,11 @@ def load_sweep_module(path: Path) -> ModuleType:
         ) from None
     except Exception as e:
         raise base.ConfigError(f"sweep file {str(path)!r}: {_where(e, path)}") from None
-    if not callable(getattr(module, "get_config", None)):
-        raise base.ConfigError(f"sweep file {str(path)!r} has no get_config(arg) function")
-    if not any(callable(getattr(module, fn, None)) for fn in ("get_sweep", "get_axes")):
-        raise base.ConfigError(f"sweep file {str(path)!r} has no get_sweep(arg) function")
+    for fn in needs:
+        # a sweep of axes (``study``) lists its trials with get_axes instead of get_sweep
+        alt = ("get_axes",) if fn == "get_sweep" else ()
+        if not any(callable(getattr(module, f, None)) for f in (fn, *alt)):
+            raise base.ConfigError(f"sweep file {str(path)!r} has no {fn}(arg) function")
     return module
 
 
@@ -254,6 +254,34 @@ def _named_overrides(
     return [(namer(o), o) for o in grid_overrides], None
 
 
+def load_trial(
+    sweep: str, arg: str | None, overrides: Mapping[str, Any], workdir: str | os.PathLike
+) -> Trial:
+    """The one trial a trainer command describes (``--config=<sweep>:<arg> --config.k=v ...
+    --workdir=<dir>``): the sweep file's ``get_config(arg)`` plus ``overrides``, in ``workdir``
+    (its folder the sweep directory); ``get_sweep`` is not asked, so any config file works."""
+    path = sweep_path(sweep)
+    module = load_sweep_module(path, needs=("get_config",))
+    arg = arg or "embedded"
+    config = _call(module.get_config, arg, path)
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise base.ConfigError(f"config file {str(path)!r}: get_config({arg!r}) is no ConfigDict")
+    config = ml_collections.ConfigDict(config.to_dict())
+    base.apply_overrides(config, dict(overrides))
+    base.validate(config)
+    wd = Path(workdir)
+    return Trial(
+        sweep=wd.absolute().parent.name,
+        name=wd.absolute().name,
+        overrides={k: get(config, k) for k in overrides},
+        workdir=wd,
+        config=config,
+        preset=grid.parse_arg(arg)[0],
+        sweep_file=path,
+        arg=arg,
+    )
+
+
 def _where(e: BaseException, path: Path) -> str:
     """``line N: Type: message`` of an exception raised by code in the sweep file ``path``."""
     import traceback
@@ -308,53 +336,33 @@ def check_drift(trials: Sequence[Trial]) -> None:
         )
 
 
-def prepare(trials: Sequence[Trial], python: str | None = None) -> None:
-    """Check drift for all trials, then write sweep.json and each trial's config.json,
+def prepare(trials: Sequence[Trial], python: str | None = None, sweep_record: bool = True) -> None:
+    """Check drift for all trials, then write sweep.json (unless not ``sweep_record``: one trial
+    run on its own leaves its sweep's record alone) and each trial's config.json,
     overrides.json and (if it has none) a pending status.json, all atomically."""
     if not trials:
         return
     check_drift(trials)
     t0 = trials[0]
-    sweep_dir = t0.workdir.parent
-    files.atomic_write_json(
-        sweep_dir / "sweep.json",
-        {
-            "sweep": t0.sweep,
-            "sweep_file": str(t0.sweep_file),
-            "preset": t0.preset,
-            "arg": t0.config_arg,
-            "trials": [t.name for t in trials],
-            **({"axes": t0.axes.to_json()} if t0.axes else {}),
-            "updated": now_iso(),
-        },
-    )
+    if sweep_record:
+        files.atomic_write_json(
+            t0.workdir.parent / "sweep.json",
+            {
+                "sweep": t0.sweep,
+                "sweep_file": str(t0.sweep_file),
+                "preset": t0.preset,
+                "arg": t0.config_arg,
+                "trials": [t.name for t in trials],
+                **({"axes": t0.axes.to_json()} if t0.axes else {}),
+                "updated": now_iso(),
+            },
+        )
     for t in trials:
         if not (t.workdir / "config.json").exists():
             files.atomic_write_json(t.workdir / "config.json", t.config.to_dict())
         files.atomic_write_json(t.workdir / "overrides.json", t.overrides)
         if t.status().get("state") in ("new", "unreadable"):
             t.write_status(state="pending", command=t.command_text(python), error=None)
-
-
-def pid_alive(pid: Any) -> bool:
-    """Whether ``pid`` is a live process on this host that looks like a trainer."""
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    state = pid_state(pid)
-    if state != "ours":
-        return state == "other user"
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    if cmdline.exists():  # a reused pid is some other program
-        try:
-            return b"trainer" in cmdline.read_bytes()
-        except OSError:
-            return False
-    return True
-
-
-def is_dead(status: Mapping[str, Any]) -> bool:
-    """A 'running' status whose process is gone (only decidable for this host's processes)."""
-    return status.get("host") == socket.gethostname() and not pid_alive(status.get("pid"))
 
 
 def todo(trials: Iterable[Trial]) -> list[Trial]:
@@ -369,18 +377,6 @@ def todo(trials: Iterable[Trial]) -> list[Trial]:
             continue
         out.append(t)
     return out
-
-
-def last_line(path: str | os.PathLike, limit: int = 300) -> str:
-    """The last non-empty line of a log file ('' if none): the one-line reason a process died."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
-            lines = [ln.strip() for ln in f.read().decode(errors="replace").splitlines()]
-    except OSError:
-        return ""
-    lines = [ln for ln in lines if ln]
-    return lines[-1][:limit] if lines else ""
 
 
 def _display_path(p: Path) -> str:

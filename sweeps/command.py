@@ -2,16 +2,19 @@
 --workdir=DIR``, built and parsed here for the trainer, the launchers and status.json alike.
 
 ``trainer_argv`` writes it (each override one argv element, rendered so ml-collections'
-``config_flags`` parses it back to the same value); ``parse_overrides`` reads ``--config.k=v``
-arguments the same way, typed by the schema.
+``config_flags`` parses it back to the same value). ``parse_config_args`` reads a command line
+with ``config_flags`` itself, so every tool takes what the trainer takes: ``--config=FILE[:ARG]``
+or ``--config FILE[:ARG]``, ``--config.k=v``, ``--config.k v``, ``--config.flag`` /
+``--noconfig.flag`` for booleans, a tuple as ``--config.k='(1, 2)'``; values typed by the schema.
 """
 
 from __future__ import annotations
 
-import ast
 import os
+import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sweeps import base
@@ -64,32 +67,80 @@ def command_from_config(config: Any, workdir: str | os.PathLike) -> str:
     return shlex.join(trainer_argv("sweeps/base.py", preset, diff, workdir))
 
 
-def parse_overrides(args: Iterable[str]) -> dict[str, Any]:
-    """``["--config.train.epochs=3", ...]`` -> ``{"train.epochs": 3.0}``, typed by the schema.
+_SPEC = re.compile(r"^--?config(=(?P<value>.*))?$")  # --config=FILE[:ARG] / --config FILE[:ARG]
+_OVERRIDE = re.compile(r"^--?(no)?config\.(?P<key>[^=]+)")
 
-    A string key takes the text as is; other keys parse it as a Python literal (``true``/``false``
-    for booleans). Unknown keys and wrong types raise a one-line ConfigError."""
-    config = base.get_config()
-    schema = base.flatten(config)
-    out: dict[str, Any] = {}
-    for a in args:
-        if not a.startswith("--config.") or "=" not in a:
+
+@dataclass
+class ConfigArgs:
+    """A command line read as the trainer reads it: the config file spec, the overrides (typed
+    by the schema, in command-line order) and every other argument, in order."""
+
+    spec: str | None = None  # FILE[:ARG] of --config, None when not given
+    overrides: dict[str, Any] = field(default_factory=dict)
+    rest: list[str] = field(default_factory=list)
+
+    @property
+    def file(self) -> str | None:
+        return None if self.spec is None else self.spec.split(":", 1)[0]
+
+    @property
+    def arg(self) -> str | None:
+        return None if self.spec is None or ":" not in self.spec else self.spec.split(":", 1)[1]
+
+
+def parse_config_args(argv: Sequence[str]) -> ConfigArgs:
+    """Read ``--config`` and its overrides out of ``argv`` (no program name) with ml-collections'
+    ``config_flags`` over the schema (sweeps/base.py), the trainer's own parser; the other
+    arguments are returned untouched. Unknown keys and bad values: one-line ``ConfigError``."""
+    from absl import flags
+    from ml_collections import config_flags
+
+    out, args, i = ConfigArgs(), [], 0
+    while i < len(argv):
+        m = _SPEC.match(argv[i])
+        if m is None:
+            args.append(argv[i])
+        elif m.group("value") is not None:
+            out.spec = m.group("value")
+        elif i + 1 < len(argv):
+            out.spec, i = argv[i + 1], i + 1
+        else:
             raise base.ConfigError(
-                f"argument {a!r} is not allowed; expected --config.<key>=<value>"
+                "--config needs a value: a sweep file, e.g. sweeps/depth.py:paper"
             )
-        key, _, text = a[len("--config.") :].partition("=")
-        if key not in schema:
-            raise base.ConfigError(f"unknown config key {key!r} in {a!r}; see sweeps/base.py")
-        old = schema[key]
-        value: Any = text
-        if not isinstance(old, (str, bool)):
-            try:
-                value = ast.literal_eval(text)
-            except (ValueError, SyntaxError):
-                pass
+        i += 1
+    schema = base.flatten(base.get_config())
+    for a in args:
+        m = _OVERRIDE.match(a)
+        if m and m.group("key") not in schema:
+            raise base.ConfigError(
+                f"unknown config key {m.group('key')!r} in {a!r}; see sweeps/base.py"
+            )
+    fv = flags.FlagValues()
+    prog = ["prog", *args]
+    config_flags.DEFINE_config_dict("config", base.get_config(), flag_values=fv, sys_argv=prog)
+    try:
+        out.rest = fv(prog, known_only=True)[1:]
+    except flags.Error as e:
+        raise base.ConfigError(" ".join(str(e).split())) from None
+    config = base.get_config()
+    for key, value in config_flags.get_override_values(fv["config"]).items():
         base.apply_overrides(config, {key: value})  # one-line error for a wrong type
-        out[key] = get(config, key)
+        out.overrides[key] = get(config, key)
     return out
+
+
+def parse_overrides(args: Iterable[str]) -> dict[str, Any]:
+    """``["--config.train.epochs=3", ...]`` -> ``{"train.epochs": 3.0}`` (``parse_config_args``);
+    anything but overrides raises a one-line ConfigError."""
+    parsed = parse_config_args(list(args))
+    bad = parsed.rest[:1] or ([f"--config={parsed.spec}"] if parsed.spec is not None else [])
+    if bad:
+        raise base.ConfigError(
+            f"argument {bad[0]!r} is not allowed; expected --config.<key>=<value>"
+        )
+    return parsed.overrides
 
 
 def get(config: Any, key: str) -> Any:

@@ -78,6 +78,7 @@ def test_one_pass_is_complete_and_idempotent(tmp_path: Path, proxy_dir: Path, ca
     assert main([f"--runs={runs}"]) == 0
     out = capsys.readouterr().out
     assert "depth-2 step 10: proxy PS local" in out and "depth-2 step 20:" in out
+    assert "[1/2] depth-2 step 10: " in out and "[2/2] depth-2 step 20: " in out  # k/N
     recs = _records(t.dir)
     assert sorted(recs) == [10, 20]
     for s, rec in recs.items():

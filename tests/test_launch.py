@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from launch import procs
 from launch import trials as tr
 from launch.__main__ import main as launch_main
 from launch.table import status_table
@@ -302,7 +303,7 @@ def test_interrupt_stops_children_and_rerun_carries_on(tmp_path, fake_python):
     assert "interrupted" in out
     assert hold.status()["state"] == "preempted"  # the child got SIGTERM and saved
     assert trials["source_dir-ok2"].status()["state"] == "pending"
-    assert not tr.pid_alive(hold.status()["pid"])
+    assert not procs.pid_alive(hold.status()["pid"])
     (hold.workdir / "hold").unlink()
     r = run_launcher(args)
     assert r.returncode == 0, r.stdout

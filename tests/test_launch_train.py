@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from launch import procs
 from launch import trials as tr
 
 REPO = Path(__file__).resolve().parent.parent
@@ -71,7 +72,7 @@ def test_failure_isolation_interrupt_and_resume_with_the_real_trainer(tmp_path):
     assert bad.status()["state"] == "failed" and bad.status()["error"]
     assert "FAILED" in out and bad.name in out
     assert cut.status()["state"] in ("preempted", "running")  # saved, or killed mid-step
-    assert not tr.pid_alive(cut.status().get("pid"))
+    assert not procs.pid_alive(cut.status().get("pid"))
 
     r = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 1, r.stdout + r.stderr  # the bad trial failed again

@@ -184,6 +184,13 @@ def test_cli_prints_params_and_tap_shapes():
     )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == {
+        "model": {
+            "name": "resnet",
+            "depth": 50,
+            "width": 1.0,
+            "image_size": 224,
+            "num_classes": 1000,
+        },
         "params": 25_557_032,
         "taps": {
             "stage1": [56, 56, 256],

@@ -6,9 +6,9 @@ an exclusive ``flock`` on ``<workdir>/.trainer.lock`` from its ``Records`` until
 second trainer on the same workdir is refused (``WorkdirError``, one line) before it writes
 anything; the kernel drops the lock with the process, so a kill leaves nothing stale.
 TensorBoard events
-are written by clu's ``metric_writers`` in a background thread, and only when TensorFlow is
-importable (``PSWEEPS_TENSORBOARD=0`` turns them off): importing TensorFlow takes seconds, and
-training must never depend on it.
+(``train/*``, ``eval/*`` scalars and the config as hyperparameters) are written without
+TensorFlow by ``trainer.events`` (``PSWEEPS_TENSORBOARD=0`` turns them off); so is a Weights &
+Biases run when ``wandb`` is installed and configured.
 """
 
 from __future__ import annotations
@@ -16,21 +16,18 @@ from __future__ import annotations
 import datetime
 import errno
 import importlib.metadata
-import importlib.util
 import json
 import os
 import platform
-import queue
 import re
 import socket
-import sys
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from sweeps import base
+from trainer import events
 from trainer.files import Busy, FileLock, append_jsonl, atomic_write_json, read_json
 
 STATES = ("pending", "running", "done", "failed", "diverged", "preempted")
@@ -112,44 +109,19 @@ def check_config(workdir: str | os.PathLike, config: Any) -> bool:
 def tensorboard_available() -> bool:
     if os.environ.get("PSWEEPS_TENSORBOARD", "1") == "0":
         return False
-    return all(importlib.util.find_spec(m) is not None for m in ("tensorflow", "tensorboard"))
+    return events.available()
 
 
-class _TensorBoard:
-    """clu ``SummaryWriter`` fed from a queue by a daemon thread (TensorFlow loads there)."""
-
-    def __init__(self, logdir: Path):
-        self._queue: queue.Queue = queue.Queue()
-        self._thread = threading.Thread(target=self._run, args=(logdir,), daemon=True)
-        self._thread.start()
-
-    def _run(self, logdir: Path) -> None:
-        try:
-            import tensorflow as tf
-            from clu import metric_writers
-
-            tf.config.set_visible_devices([], "GPU")  # TF must not take the accelerator
-            writer = metric_writers.SummaryWriter(str(logdir))
-        except Exception as e:  # TensorBoard is optional: report once, keep training
-            print(f"tensorboard events off: {type(e).__name__}: {e}", file=sys.stderr)
-            writer = None
-        while True:
-            item = self._queue.get()
-            if item is None:
-                break
-            if writer is not None:
-                step, scalars = item
-                writer.write_scalars(step, scalars)
-        if writer is not None:
-            writer.flush()
-            writer.close()
-
-    def write(self, step: int, scalars: Mapping[str, float]) -> None:
-        self._queue.put((int(step), dict(scalars)))
-
-    def close(self, timeout: float = 30.0) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout)
+def scalar_tags(kind: str, record: Mapping[str, Any]) -> dict[str, float]:
+    """A metrics.jsonl record as TensorBoard scalars: ``train_loss`` -> ``train/loss``,
+    ``eval_top1`` -> ``eval/top1``, ``lr`` -> ``train/lr`` (the step is the axis; an eval's
+    epoch is the train line's)."""
+    skip = ("step", "epoch") if kind == "eval" else ("step",)
+    return {
+        f"{kind}/{k.removeprefix(kind + '_')}": float(v)
+        for k, v in record.items()
+        if k not in skip and isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
 
 
 # ----------------------------------------------------------------------------- the lock
@@ -235,8 +207,7 @@ class Records:
             self._lock = claim(self.workdir)
             if tensorboard is None:
                 tensorboard = tensorboard_available()
-            if tensorboard:
-                self._tb = _TensorBoard(self.workdir / "tensorboard")
+            self._tb = events.writers(self.workdir, tensorboard)
 
     @property
     def metrics_path(self) -> Path:
@@ -245,6 +216,8 @@ class Records:
     def write_config(self, config: Any) -> None:
         if self.primary:
             atomic_write_json(self.workdir / "config.json", config.to_dict())
+            if self._tb is not None:
+                self._tb.hparams(base.flatten(config), self.workdir.name)
 
     def update(self, **fields: Any) -> None:
         """Merge ``fields`` into status.json and rewrite it atomically."""
@@ -270,12 +243,7 @@ class Records:
         line = {"kind": kind, **record, "wall_time": round(time.time() - self.start_time, 3)}
         append_jsonl(self.metrics_path, line)
         if self._tb is not None:
-            scalars = {
-                f"{kind}/{k}" if not k.startswith(kind) else k: v
-                for k, v in record.items()
-                if k not in ("step",) and isinstance(v, (int, float))
-            }
-            self._tb.write(record["step"], scalars)
+            self._tb.scalars(record["step"], scalar_tags(kind, record))
 
     def progress(self, text: str) -> None:
         if self.primary:

@@ -32,7 +32,7 @@ import ml_collections
 
 from sweeps import base
 from sweeps.command import command_from_config
-from trainer import checkpoint, distributed, pipeline, status, steps
+from trainer import checkpoint, distributed, pipeline, provenance, status, steps
 from trainer.data import load_split
 from trainer.progress import Diverged, Preemption, Progress, read_metrics
 
@@ -153,6 +153,7 @@ def train_and_evaluate(
     status.check_config(workdir, config)
     distributed.initialize(config.distributed)
     mesh = pipeline.make_mesh()
+    trace = provenance.run_trace(config)  # train.log's first lines, then status.json's fields
     data = open_data(config, mesh.size)  # every data-dependent check, before the claim below
     command = command or command_from_config(config, workdir)
     # Claims the workdir (its lock); refused while another trainer holds it.
@@ -161,7 +162,7 @@ def train_and_evaluate(
     try:
         with Preemption() as preemption, contextlib.ExitStack() as stack:
             records.write_config(config)
-            records.update(state="running", examples=data.examples)
+            records.update(state="running", examples=data.examples, **trace)
             for note in data.notes:
                 records.progress(note)
             batch = config.train.batch_size

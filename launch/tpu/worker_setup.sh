@@ -30,9 +30,9 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 .venv/bin/pip install -q --upgrade pip
 if [[ $KIND == tpu ]]; then
-  .venv/bin/pip install -q -e '.[tf]' 'jax[tpu]>=0.10,<0.13'
+  .venv/bin/pip install -q -e . 'jax[tpu]>=0.10,<0.13'  # no TensorFlow: events need none
 else
-  .venv/bin/pip install -q -e '.[tf]'
+  .venv/bin/pip install -q -e .
 fi
 
 # The trainer and evaluator write plain paths; gcsfuse gives them the bucket as a folder.

@@ -87,6 +87,7 @@ def prepare_split(data_cfg: Any, which: str, force: bool = False) -> Path:
         unit_scale=True,
         file=sys.stderr,
         dynamic_ncols=True,
+        disable=not sys.stderr.isatty(),  # a bar in a log file (train.log) is noise
     )
     with bar, SplitWriter(target, size) as writer:
         for images, labels in source.batches():
@@ -106,6 +107,11 @@ def prepare_split(data_cfg: Any, which: str, force: bool = False) -> Path:
                 "source_dir": source.source_dir,
                 "source_split": source.source_split,
             }
+        )
+    if bar.disable:
+        print(
+            f"prepared {data_cfg.name} {which} at {size}x{size}: {source.count()} images",
+            file=sys.stderr,
         )
     if force:
         replace_dir(done, final)

@@ -28,7 +28,7 @@ def _import_tfds():
     except ImportError as e:
         raise DataError(
             f"tfds:<name> datasets need TensorFlow and tensorflow-datasets ({one_line(e)}); "
-            f"install them with: pip install -e '.[tf]'"
+            f"install the tf extra: pip install -e '.[tf]'"
         ) from None
     return tf, tfds
 

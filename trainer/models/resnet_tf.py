@@ -270,7 +270,7 @@ def _tf():
         import tensorflow as tf
     except ImportError:
         raise TFCheckpointError(
-            "reading TensorFlow checkpoints needs TensorFlow: pip install -e '.[tf]'"
+            "reading TensorFlow checkpoints needs TensorFlow, the tf extra: pip install -e '.[tf]'"
         ) from None
     return tf
 
