@@ -24,6 +24,7 @@ from typing import Any
 
 from evaluator.bapps import BenchmarkError
 from evaluator.benchmarks import BENCHMARK_NAMES
+from trainer import files
 
 EXIT_ERROR_RECORDS = 3
 
@@ -84,7 +85,7 @@ def _checkpoint_target(path: str) -> tuple[Path, int]:
     from evaluator.features import CheckpointError
     from trainer import checkpoint
 
-    p = Path(path)
+    p = files.path(path)
     if (p / "config.json").is_file():
         steps = checkpoint.list_steps(checkpoint.checkpoint_dir(p))
         if not steps:

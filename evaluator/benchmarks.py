@@ -36,6 +36,7 @@ from evaluator.distances import (
 )
 from evaluator.proxy import VERSION as PROXY_VERSION
 from evaluator.proxy import load_proxy
+from trainer import files
 
 BENCHMARK_NAMES = ("proxy", "bapps")
 
@@ -43,6 +44,8 @@ BENCHMARK_NAMES = ("proxy", "bapps")
 def load_benchmark(name: str, data_dir: str | os.PathLike, split: str = "val") -> Benchmark:
     """``proxy`` (built at ``data_dir`` on first use) or ``bapps`` (read from ``data_dir``);
     ``split`` = ``val`` (scored) or ``train`` (for the ``lin`` calibration)."""
+    if data_dir and files.is_remote(data_dir) and name in BENCHMARK_NAMES:
+        return _through_cache(name, data_dir, split)
     if name == "proxy":
         return load_proxy(data_dir, split=split)
     if name == "bapps":
@@ -53,6 +56,35 @@ def load_benchmark(name: str, data_dir: str | os.PathLike, split: str = "val") -
             )
         return load_bapps(data_dir, split=split)
     raise BenchmarkError(f"benchmark {name!r} is unknown; allowed: {', '.join(BENCHMARK_NAMES)}")
+
+
+def _through_cache(name: str, data_dir: str | os.PathLike, split: str) -> Benchmark:
+    """A benchmark folder on gs://, read from its local copy (trainer/mirror.py): BAPPS's
+    ``2afc/<split>`` (and ``jnd/val``) once; the proxy while the bucket's proxy.json is the
+    cached one's, and built in the cache and uploaded when the bucket lacks this version."""
+    from evaluator.proxy import _found_version, ensure_proxy
+    from trainer import mirror
+
+    problem = files.remote_problem(data_dir)
+    if problem:
+        raise BenchmarkError(problem)
+    remote = files.path(data_dir)
+    if name == "proxy":
+        local = mirror.cache_dir(remote)
+        there = (remote / "proxy.json").exists() and _found_version(remote) == PROXY_VERSION
+        if there:
+            mirror.fetch(remote, "proxy.json", local=local)
+        else:
+            ensure_proxy(local)
+            mirror.upload(local, remote, "proxy.json")
+        bench = load_proxy(local, split=split)
+    else:
+        parts = [f"2afc/{split}"] + (["jnd/val"] if split == "val" else [])
+        parts = [p for p in parts if (remote / p).is_dir()]
+        local = mirror.fetch(remote, parts=parts, local=mirror.cache_dir(remote) / split)
+        bench = load_bapps(local, split=split)
+    bench.root = os.fspath(remote)
+    return bench
 
 
 def _block(twoafc: Mapping[str, float], jnd: Mapping[str, float]) -> dict[str, Any]:
@@ -144,7 +176,8 @@ def score_model_probes(
 
 def benchmark_header(bench: Benchmark) -> dict[str, Any]:
     """What a score block says about its benchmark; ``version`` for a versioned one (the proxy)."""
-    head = {"kind": bench.kind, "note": bench.note, "root": str(Path(bench.root).absolute())}
+    root = bench.root if files.is_remote(bench.root) else str(Path(bench.root).absolute())
+    head = {"kind": bench.kind, "note": bench.note, "root": root}
     if bench.version is not None:
         head["version"] = bench.version
     return head
