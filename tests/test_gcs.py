@@ -167,3 +167,39 @@ def test_launcher_refuses_a_gs_runs_dir_up_front():
     )
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "--runs-dir 'gs://bucket/runs'" in r.stderr and "gcsfuse" in r.stderr
+
+
+def test_records_locks_and_the_data_cache_on_gcs(gcs, tmp_path, monkeypatch):
+    from trainer import files, mirror
+
+    monkeypatch.setenv(mirror.CACHE_ENV, str(tmp_path / "cache"))
+    d = files.path(f"gs://{BUCKET}/unit")
+    assert str(d / "a.json") == f"gs://{BUCKET}/unit/a.json"
+    files.atomic_write_json(d / "a.json", {"x": 1})
+    assert files.read_json(d / "a.json") == {"x": 1} and files.read_json(d / "no.json") is None
+    for step in (1, 2):
+        files.append_jsonl(d / "m.jsonl", {"step": step})
+    assert files.read_jsonl(d / "m.jsonl") == [{"step": 1}, {"step": 2}]
+    lock = files.FileLock(d / ".lock").acquire()
+    assert (d / ".lock").read_text().startswith(f"{os.getpid()} ")
+    lock.release()
+    assert not (d / ".lock").exists()
+
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "data.bin").write_bytes(bytes(range(256)) * 100)
+    (src / "meta.json").write_text('{"checksum": "a"}')
+    mirror.upload(src, d / "tree", "meta.json")
+    assert [os.fspath(f) for f in files.walk_files(d / "tree")] == [
+        f"gs://{BUCKET}/unit/tree/meta.json",
+        f"gs://{BUCKET}/unit/tree/sub/data.bin",
+    ]
+    local = mirror.fetch(d / "tree", "meta.json")
+    assert local == mirror.cache_dir(d / "tree") and local.is_relative_to(tmp_path / "cache")
+    assert (local / "sub" / "data.bin").read_bytes() == (src / "sub" / "data.bin").read_bytes()
+    (local / "sub" / "data.bin").write_bytes(b"kept")  # a current copy is not copied again
+    assert (mirror.fetch(d / "tree", "meta.json") / "sub" / "data.bin").read_bytes() == b"kept"
+    (d / "tree" / "meta.json").write_text('{"checksum": "b"}')  # a new split: copied again
+    again = mirror.fetch(d / "tree", "meta.json")
+    assert (again / "sub" / "data.bin").read_bytes() == (src / "sub" / "data.bin").read_bytes()
+    assert (again / "meta.json").read_text() == '{"checksum": "b"}'

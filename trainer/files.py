@@ -24,8 +24,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from etils import epath
-
 
 def is_remote(p: str | os.PathLike) -> bool:
     """Whether ``p`` is an object-store URL (``gs://...``) rather than a local path."""
@@ -35,7 +33,11 @@ def is_remote(p: str | os.PathLike) -> bool:
 def path(p: str | os.PathLike) -> Path:
     """``p`` as a path object: ``etils.epath.Path`` for a URL (``Path("gs://b")`` would collapse
     the '//'), else a plain ``pathlib.Path``. Both have the pathlib methods the stages use."""
-    return epath.Path(os.fspath(p)) if is_remote(p) else Path(p)  # type: ignore[return-value]
+    if not is_remote(p):
+        return Path(p)
+    from etils import epath  # only for URLs: the launcher never needs it
+
+    return epath.Path(os.fspath(p))  # type: ignore[return-value]
 
 
 def remote_problem(p: str | os.PathLike) -> str | None:
@@ -49,7 +51,7 @@ def remote_problem(p: str | os.PathLike) -> str | None:
     if scheme != "gs" or not bucket:
         return f"{text}: only local paths and gs://<bucket>/<path> are supported"
     try:
-        if not epath.Path(f"gs://{bucket}").exists():
+        if not path(f"gs://{bucket}").exists():
             return f"{text}: the bucket gs://{bucket} does not exist (or is not visible)"
     except ImportError:
         return f"{text}: gs:// paths need gcsfs (pip install -e '.[gcs]')"
@@ -207,7 +209,7 @@ def _default(o: Any) -> Any:
         return o.tolist()
     if isinstance(o, tuple):
         return list(o)
-    if isinstance(o, (Path, epath.Path)):
+    if isinstance(o, os.PathLike):  # pathlib and etils.epath paths
         return os.fspath(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
