@@ -135,6 +135,14 @@ def test_trial_resume_evaluator_and_report_all_on_gcs(gcs, tmp_path):
         assert 0 <= block["distances"]["local"]["ps"] <= 100
         assert rec["integrity"] == "verified"
 
+    # 3b. The per-checkpoint form, ``score``, reads the trial and the proxy from the bucket.
+    target = f"--metric=checkpoint:{TRIAL}/checkpoints/20"
+    argv = ["evaluator", "score", "--benchmark=proxy", f"--data-dir={PROXY}", target, "--json"]
+    r = _run(argv, _env(gcs, tmp_path, "cache2"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = json.loads(r.stdout)
+    assert out["step"] == 20 and out["trial"] == TRIAL and out["root"] == PROXY, out
+
     # 4. The report reads the bucket and writes there.
     r = _run(["evaluator.report", RUNS], _env(gcs, tmp_path, "cache2"))
     assert r.returncode == 0, r.stdout + r.stderr
