@@ -28,11 +28,11 @@ def gcs(tmp_path_factory):
     from gcs_emulator import Emulator
 
     server = Emulator(tmp_path_factory.mktemp("gcs") / "emulator.log")
-    server.create_bucket(BUCKET)
     env = server.env()
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
+        server.create_bucket(BUCKET)
         yield env
     finally:
         server.stop()
