@@ -26,6 +26,7 @@ from typing import Any
 from evaluator.bapps import IMAGE_SIZE, BenchmarkError
 from evaluator.benchmarks import BENCHMARK_NAMES, FULL_SIZE
 from evaluator.distances import PIXEL_METRICS
+from trainer import files
 
 EXIT_ERROR_RECORDS = 3
 
@@ -98,7 +99,7 @@ def _checkpoint_target(path: str) -> tuple[Path, int]:
     from evaluator.features import CheckpointError
     from trainer import checkpoint
 
-    p = Path(path)
+    p = files.path(path)
     if (p / "config.json").is_file():
         steps = checkpoint.list_steps(checkpoint.checkpoint_dir(p))
         if not steps:

@@ -44,6 +44,7 @@ from evaluator.distances import (
 )
 from evaluator.proxy import VERSION as PROXY_VERSION
 from evaluator.proxy import load_proxy
+from trainer import files
 
 BENCHMARK_NAMES = ("proxy", "bapps", "nights", "tid2013", "kadid10k")
 DIR_BENCHMARKS = ("bapps", "nights", "tid2013", "kadid10k")  # perceptual.<name>_dir
@@ -62,6 +63,8 @@ def load_benchmark(
     """``proxy`` (built at ``data_dir`` on first use), or one read from ``data_dir``;
     ``split`` = ``val`` (the scored split: NIGHTS's test) or ``train`` (for the ``lin``
     calibration); ``size`` the resolution of NIGHTS, TID2013 and KADID-10k (None: native)."""
+    if data_dir and files.is_remote(data_dir) and name in BENCHMARK_NAMES:
+        return _through_cache(name, data_dir, size, split)
     if name == "proxy":
         return load_proxy(data_dir, split=split)
     if name not in BENCHMARK_NAMES:
@@ -87,6 +90,40 @@ def load_benchmark(
     return (
         iqa.load_tid2013(data_dir, size) if name == "tid2013" else iqa.load_kadid10k(data_dir, size)
     )
+
+
+def _through_cache(
+    name: str, data_dir: str | os.PathLike, size: int | None, split: str
+) -> Benchmark:
+    """A benchmark folder on gs://, read from its local copy (trainer/mirror.py): BAPPS's
+    ``2afc/<split>`` (and ``jnd/val``) once; the proxy while the bucket's proxy.json is the
+    cached one's, and built in the cache and uploaded when the bucket lacks this version;
+    NIGHTS, TID2013 and KADID-10k: the whole folder, once."""
+    from evaluator.proxy import _found_version, ensure_proxy
+    from trainer import mirror
+
+    problem = files.remote_problem(data_dir)
+    if problem:
+        raise BenchmarkError(problem)
+    remote = files.path(data_dir)
+    if name == "proxy":
+        local = mirror.cache_dir(remote)
+        there = (remote / "proxy.json").exists() and _found_version(remote) == PROXY_VERSION
+        if there:
+            mirror.fetch(remote, "proxy.json", local=local)
+        else:
+            ensure_proxy(local)
+            mirror.upload(local, remote, "proxy.json")
+        bench = load_proxy(local, split=split)
+    elif name != "bapps":
+        bench = load_benchmark(name, mirror.fetch(remote), size, split)
+    else:
+        parts = [f"2afc/{split}"] + (["jnd/val"] if split == "val" else [])
+        parts = [p for p in parts if (remote / p).is_dir()]
+        local = mirror.fetch(remote, parts=parts, local=mirror.cache_dir(remote) / split)
+        bench = load_bapps(local, split=split)
+    bench.root = os.fspath(remote)
+    return bench
 
 
 def _block(twoafc: Mapping[str, float], jnd: Mapping[str, float]) -> dict[str, Any]:
@@ -197,7 +234,8 @@ def score_model_probes(
 
 def benchmark_header(bench: Benchmark) -> dict[str, Any]:
     """What a score block says about its benchmark; ``version`` for a versioned one (the proxy)."""
-    head = {"kind": bench.kind, "note": bench.note, "root": str(Path(bench.root).absolute())}
+    root = bench.root if files.is_remote(bench.root) else str(Path(bench.root).absolute())
+    head = {"kind": bench.kind, "note": bench.note, "root": root}
     if bench.version is not None:
         head["version"] = bench.version
     if bench.resolution is not None:

@@ -247,7 +247,9 @@ def fit(
 
 
 def weights_path(result_dir: Path, step: int, bench: str) -> Path:
-    return Path(result_dir) / f"{step}.lin-{bench}.npz"
+    from trainer.files import path
+
+    return path(result_dir) / f"{step}.lin-{bench}.npz"
 
 
 def save(path: Path, weights: Mapping[str, np.ndarray], rank: Mapping[str, Any], meta: dict):
@@ -263,7 +265,7 @@ def save(path: Path, weights: Mapping[str, np.ndarray], rank: Mapping[str, Any],
 def load(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
     """``({tap: weights}, meta)`` of a saved fit, or None when missing or unreadable."""
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with path.open("rb") as f, np.load(f, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
             weights = {k[2:]: np.asarray(z[k]) for k in z.files if k.startswith("w:")}
     except (OSError, ValueError, KeyError, json.JSONDecodeError):

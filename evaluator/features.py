@@ -31,7 +31,6 @@ import os
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -42,6 +41,7 @@ from jax.sharding import PartitionSpec as P
 
 from evaluator.distances import FEATURE_DISTANCES, TAP_FUNCTIONS, lin_tap
 from evaluator.probes import ENTROPY, normalised_entropy
+from trainer import files
 
 SCORED_SIZE = 64
 
@@ -51,7 +51,7 @@ class CheckpointError(RuntimeError):
 
 
 def read_trial_config(trial_dir: str | os.PathLike) -> dict[str, Any]:
-    path = Path(trial_dir) / "config.json"
+    path = files.path(trial_dir) / "config.json"
     try:
         cfg = json.loads(path.read_text())
     except FileNotFoundError:
@@ -229,13 +229,13 @@ class ScoringModel:
         from trainer import checkpoint, integrity
 
         cfg = read_trial_config(trial_dir)
-        ckpt_dir = Path(ckpt_dir) if ckpt_dir else checkpoint.checkpoint_dir(trial_dir)
+        ckpt_dir = files.path(ckpt_dir) if ckpt_dir else checkpoint.checkpoint_dir(trial_dir)
         try:  # checks the step's integrity record first (integrity.Damaged, one line)
             restored = checkpoint.restore_variables(ckpt_dir, step)
         except FileNotFoundError as e:  # a step that is not there: one line, not a traceback
             raise CheckpointError(str(e)) from None
         sm = cls.from_variables(cfg, restored, batch_size=batch_size, resident=resident)
-        has_record = integrity.read_record(Path(ckpt_dir) / str(step)) is not None
+        has_record = integrity.read_record(files.path(ckpt_dir) / str(step)) is not None
         sm.integrity = integrity.VERIFIED if has_record else integrity.NO_RECORD
         return sm
 

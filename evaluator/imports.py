@@ -277,6 +277,11 @@ def run_import(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     model_cfg = _config(overrides).model.to_dict()
     if not args.runs:
         raise ImportArgError("--runs is required: the sweep directory to write the trial into")
+    if "://" in args.runs:  # the trial is staged and renamed into place: a local folder
+        raise ImportArgError(
+            f"--runs={args.runs}: import writes a local (or mounted) folder; copy the trial "
+            "to the bucket afterwards (gcloud storage cp -r)"
+        )
     plans = {}
     for step in steps:  # every variable list first: a mismatch anywhere stops before any work
         try:

@@ -42,7 +42,7 @@ from evaluator.distances import FEATURE_DISTANCES, PIXEL_METRICS
 from evaluator.imagesets import FULLY_CONVOLUTIONAL, model_for, scored_size
 from evaluator.probes import Settings
 from evaluator.proxy import default_dir as proxy_default_dir
-from trainer import checkpoint, integrity
+from trainer import checkpoint, files, integrity
 from trainer.files import Busy, FileLock, atomic_write_json, read_json
 
 TERMINAL = ("done", "failed", "diverged")
@@ -100,7 +100,7 @@ def last_activity(trial: Path) -> float:
     times = [0.0]
     for p in paths:
         try:
-            times.append(p.stat().st_mtime)
+            times.append(files.mtime(p))
         except OSError:  # gone meanwhile (retention) or never written
             pass
     return max(times)
@@ -380,7 +380,10 @@ def run_job(runs: str | os.PathLike, **options: Any) -> Counts:
     """Run the job on the sweep directory ``runs``; ``options`` are ``JobOptions`` fields. One
     job per sweep: a second is refused (``.evaluator.lock``), as it would drop the first one's
     snapshots from under its restores."""
-    runs = Path(runs)
+    problem = files.remote_problem(runs)  # a bad gs:// path: one line, before any work
+    if problem:
+        raise JobError(problem)
+    runs = files.path(runs)
     if not runs.is_dir():
         raise JobError(f"--runs={runs} is not a directory; expected runs/<sweep>")
     try:

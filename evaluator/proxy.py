@@ -84,6 +84,7 @@ import numpy as np
 from evaluator.bapps import Benchmark, BenchmarkError, load_2afc_tree
 from evaluator.proxy_distortions import SEVERITY_CATEGORIES, severity_triplet
 from evaluator.proxy_eqmse import EQMSE_CATEGORIES, eqmse_triplet, schedule
+from trainer import files
 from trainer.data.load import resolve_prepared_dir
 
 VERSION = 2
@@ -118,7 +119,7 @@ def default_dir(config=None) -> Path:
     if config is not None:
         proxy_dir = _get(config, "perceptual", "proxy_dir")
         if proxy_dir:
-            return Path(proxy_dir)
+            return files.path(proxy_dir)
     prepared = _get(config, "data", "prepared_dir") if config is not None else None
     return resolve_prepared_dir(prepared) / "proxy"
 

@@ -146,6 +146,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if args.jobs < 1:
             raise ConfigError(f"--jobs {args.jobs} is not allowed; expected an integer >= 1")
+        if "://" in args.runs_dir:  # pids, locks and logs live beside the trials
+            raise ConfigError(
+                f"--runs-dir {args.runs_dir!r}: the launchers need a local, shared or "
+                "gcsfuse-mounted folder; for gs:// run python -m trainer --workdir=gs://..., "
+                "python -m evaluator --runs=gs://... and python -m evaluator.report gs://... "
+                "directly, or mount the bucket (the TPU launcher does)"
+            )
         opts = {}
         for item in args.launcher_opt:
             key, sep, value = item.partition("=")

@@ -35,15 +35,20 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
-from trainer import integrity
+from trainer import files, integrity
 
 CHECKPOINT_DIR = "checkpoints"
 DAMAGED_DIR = "checkpoints-damaged"  # steps moved aside by restore_latest_good
 SNAPSHOTS = "_SNAPSHOTS"  # orbax's snapshot folder (orbax.checkpoint.checkpoint_utils._SNAPSHOTS)
 
 
+def _abs(d: str | os.PathLike) -> Path:
+    """``d`` as an absolute local path, or as an ``epath`` path for a ``gs://`` URL."""
+    return files.path(d) if files.is_remote(d) else Path(d).absolute()
+
+
 def checkpoint_dir(workdir: str | os.PathLike) -> Path:
-    return Path(workdir).absolute() / CHECKPOINT_DIR
+    return _abs(workdir) / CHECKPOINT_DIR
 
 
 def save_steps(step: int, ckpt_cfg: Any, total_steps: int) -> bool:
@@ -74,7 +79,7 @@ class Checkpointer:
         )
         self.wait_each_save = not bool(ckpt_cfg.async_save)
         self.directory = checkpoint_dir(workdir)
-        self.damaged_dir = Path(workdir).absolute() / DAMAGED_DIR
+        self.damaged_dir = _abs(workdir) / DAMAGED_DIR
         self._saving: int | None = None  # the step of the save in flight (one at a time)
         self.manager = ocp.CheckpointManager(
             self.directory, item_handlers=ocp.StandardCheckpointHandler(), options=options
@@ -138,7 +143,7 @@ class Checkpointer:
             to = self.damaged_dir / f"{step}-{n}"
         if jax.process_index() == 0:
             self.damaged_dir.mkdir(parents=True, exist_ok=True)
-            os.rename(self.directory / str(step), to)
+            _move(self.directory / str(step), to)
         _sync(f"psweeps-moved-aside-{step}")
         self.manager.reload()
         return to
@@ -173,6 +178,16 @@ class Checkpointer:
 
     def close(self) -> None:
         self.manager.close()
+
+
+def _move(src: Path, dst: Path) -> None:
+    """Rename a directory; on gs:// (no directories to rename) copy each object, then delete."""
+    if not files.is_remote(src):
+        os.rename(src, dst)
+        return
+    for f in files.walk_files(src):
+        f.copy(dst / os.fspath(f)[len(os.fspath(src)) + 1 :])
+    src.rmtree()
 
 
 def _sync(name: str) -> None:
@@ -212,7 +227,7 @@ def read_error(e: BaseException) -> str:
 
 def _reader(ckpt_dir: str | os.PathLike) -> ocp.CheckpointManager:
     return ocp.CheckpointManager(
-        Path(ckpt_dir).absolute(),
+        _abs(ckpt_dir),
         item_handlers=ocp.StandardCheckpointHandler(),
         options=ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0),
     )
@@ -220,7 +235,7 @@ def _reader(ckpt_dir: str | os.PathLike) -> ocp.CheckpointManager:
 
 def list_steps(ckpt_dir: str | os.PathLike) -> list[int]:
     """Finalised checkpoint steps in ``ckpt_dir``, ascending ([] when there is none)."""
-    if not Path(ckpt_dir).is_dir():
+    if not files.path(ckpt_dir).is_dir():
         return []
     with _reader(ckpt_dir) as m:
         return sorted(int(s) for s in m.all_steps())
@@ -236,7 +251,7 @@ def restore_variables(ckpt_dir: str | os.PathLike, step: int) -> dict[str, Any]:
             f"checkpoint step {step} not found in {ckpt_dir}; finalised steps: {steps or 'none'}"
         )
     try:
-        integrity.verify(Path(ckpt_dir) / str(step))
+        integrity.verify(files.path(ckpt_dir) / str(step))
     except integrity.Damaged as e:
         raise integrity.Damaged(f"checkpoint {step} is damaged: {e}") from None
     with _reader(ckpt_dir) as m, _quiet_unraisable():
@@ -261,7 +276,7 @@ def save_variables(ckpt_dir: str | os.PathLike, step: int, variables: dict[str, 
     }
     options = ocp.CheckpointManagerOptions(enable_async_checkpointing=False, create=True)
     with ocp.CheckpointManager(
-        Path(ckpt_dir).absolute(), item_handlers=ocp.StandardCheckpointHandler(), options=options
+        _abs(ckpt_dir), item_handlers=ocp.StandardCheckpointHandler(), options=options
     ) as m:
         m.save(int(step), args=ocp.args.StandardSave(item), force=True)
 
@@ -281,9 +296,13 @@ def snapshot(ckpt_dir: Path, step: int) -> Path | None:
     deleting the step meanwhile cannot pull files from under a restore; returns the snapshot
     root (restore from it as a checkpoint directory), None when the step vanished. orbax's own
     snapshot helper is private and deep-copies; links cost nothing and committed orbax files
-    are never rewritten in place."""
+    are never rewritten in place. On gs:// (no links; a copy would double the traffic) the step
+    is read where it is: one deleted mid-restore fails, and the caller skips a vanished step."""
     from etils import epath
     from orbax.checkpoint import checkpoint_utils
+
+    if files.is_remote(ckpt_dir):
+        return files.path(ckpt_dir) if (files.path(ckpt_dir) / str(step)).is_dir() else None
 
     src = Path(ckpt_dir) / str(step)
     dst = Path(checkpoint_utils.get_snapshot_dir_from_step_dir(epath.Path(src)))
@@ -308,13 +327,15 @@ def snapshot(ckpt_dir: Path, step: int) -> Path | None:
 
 
 def release_snapshot(ckpt_dir: Path, step: int) -> None:
+    if files.is_remote(ckpt_dir):
+        return  # snapshot() made none there
     shutil.rmtree(Path(ckpt_dir) / SNAPSHOTS / str(step), ignore_errors=True)
 
 
 def drop_snapshots(ckpt_dir: Path) -> None:
     """Snapshots left by a killed reader (one evaluator per sweep owns _SNAPSHOTS)."""
-    snaps = Path(ckpt_dir) / SNAPSHOTS
-    if snaps.is_dir():
+    snaps = files.path(ckpt_dir) / SNAPSHOTS
+    if not files.is_remote(snaps) and snaps.is_dir():
         for d in snaps.iterdir():
             if d.name.isdigit():
                 shutil.rmtree(d, ignore_errors=True)

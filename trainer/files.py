@@ -4,11 +4,18 @@ evaluator, launcher).
 Every file another stage reads is written to a temporary name in the same directory, flushed,
 fsynced and renamed over the target, so a process killed at any instant leaves either the old
 file or the new one, never a torn one. (The standard library has the pieces but no single call.)
+
+Paths may be local or object-store URLs (``gs://bucket/...``, through ``etils.epath``): ``path``
+turns what a user gave into the right object, and every helper here takes either. On GCS an
+object write is atomic already (an upload becomes visible whole, when it completes), so there
+the write goes straight to the object; a JSON-lines append rewrites the object (objects cannot
+be appended to); ``FileLock`` cannot lock an object and only records its holder (see the class).
 """
 
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import os
 import socket
@@ -18,8 +25,71 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def is_remote(p: str | os.PathLike) -> bool:
+    """Whether ``p`` is an object-store URL (``gs://...``) rather than a local path."""
+    return "://" in os.fspath(p)
+
+
+def path(p: str | os.PathLike) -> Path:
+    """``p`` as a path object: ``etils.epath.Path`` for a URL (``Path("gs://b")`` would collapse
+    the '//'), else a plain ``pathlib.Path``. Both have the pathlib methods the stages use."""
+    if not is_remote(p):
+        return Path(p)
+    from etils import epath  # only for URLs: the launcher never needs it
+
+    return epath.Path(os.fspath(p))  # type: ignore[return-value]
+
+
+def remote_problem(p: str | os.PathLike) -> str | None:
+    """For a URL, one line saying why its bucket cannot be used (missing, no access, no client
+    library, the store unreachable), else None; local paths: None. Checked before any work."""
+    if not is_remote(p):
+        return None
+    text = os.fspath(p)
+    scheme, rest = text.split("://", 1)
+    bucket = rest.split("/", 1)[0]
+    if scheme != "gs" or not bucket:
+        return f"{text}: only local paths and gs://<bucket>/<path> are supported"
+    try:
+        if not path(f"gs://{bucket}").exists():
+            return f"{text}: the bucket gs://{bucket} does not exist (or is not visible)"
+    except ImportError:
+        return f"{text}: gs:// paths need gcsfs (pip install -e '.[gcs]')"
+    except Exception as e:  # credentials, permissions, the network: the client's first line
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        return f"{text}: cannot reach the bucket gs://{bucket} ({first[:200]})"
+    return None
+
+
+def size(p: Path) -> int:
+    """The size in bytes of the file ``p`` (epath's stat calls it ``length``)."""
+    st = p.stat()
+    return int(getattr(st, "st_size", getattr(st, "length", 0)) or 0)
+
+
+def mtime(p: Path) -> float:
+    """The modification time (epoch seconds) of ``p``."""
+    st = p.stat()
+    return float(getattr(st, "st_mtime", getattr(st, "mtime", 0.0)) or 0.0)
+
+
+def walk_files(root: Path) -> list[Path]:
+    """Every file under ``root``, sorted (epath's own walk drops the ``gs://`` of the paths)."""
+    if not is_remote(root):
+        return sorted(Path(r) / n for r, _, names in os.walk(root) for n in names)
+    out: list[Path] = []
+    for child in root.iterdir():
+        out.extend(walk_files(child) if child.is_dir() else [child])
+    return sorted(out, key=str)
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
     """Call ``write(f)`` on a temporary file beside ``path``, then rename it over ``path``."""
+    if is_remote(path):
+        buf = io.BytesIO()
+        write(buf)
+        _path(path).write_bytes(buf.getvalue())
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -49,7 +119,7 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 def read_json(path: str | os.PathLike, default: Any = None) -> Any:
     """The JSON at ``path``, or ``default`` when the file does not exist."""
     try:
-        return json.loads(Path(path).read_text())
+        return json.loads(_path(path).read_text())
     except FileNotFoundError:
         return default
 
@@ -57,6 +127,10 @@ def read_json(path: str | os.PathLike, default: Any = None) -> Any:
 def append_jsonl(path: str | os.PathLike, record: dict) -> None:
     """Append one JSON line (a single write of a whole line, so readers never see half a record)."""
     line = json.dumps(record, sort_keys=True, default=_default) + "\n"
+    if is_remote(path):  # an object cannot be appended to: rewrite it whole
+        p = _path(path)
+        p.write_text((p.read_text() if p.exists() else "") + line)
+        return
     with open(path, "a") as f:
         f.write(line)
         f.flush()
@@ -66,7 +140,7 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """Every complete record of a JSON-lines file (a torn last line from a kill is skipped)."""
     out = []
     try:
-        text = Path(path).read_text()
+        text = _path(path).read_text()
     except FileNotFoundError:
         return out
     for line in text.splitlines():
@@ -88,13 +162,22 @@ class Busy(Exception):
 class FileLock:
     """An exclusive, non-blocking ``flock`` on ``path`` (created), with the holder's "pid host"
     written inside for the refusal message. The kernel drops it when the process dies, so a
-    kill leaves nothing stale. OSErrors (a directory that cannot be written) propagate."""
+    kill leaves nothing stale. OSErrors (a directory that cannot be written) propagate.
+
+    On an object store (``gs://``) there is no lock: ``acquire`` writes the holder's "pid host"
+    object (which also proves the folder can be written) and ``release`` deletes it, but a
+    second process is not refused. One trainer per workdir and one evaluator per sweep are then
+    the launcher's and the user's care (docs/file-contracts.md)."""
 
     def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
+        self.path = _path(path)
         self._f: IO[str] | None = None
+        self._remote = is_remote(path)
 
     def acquire(self) -> FileLock:
+        if self._remote:
+            self.path.write_text(f"{os.getpid()} {socket.gethostname()}")
+            return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
         f = open(self.path, "a+")
         try:
@@ -112,6 +195,9 @@ class FileLock:
         return self
 
     def release(self) -> None:
+        if self._remote:
+            self.path.unlink(missing_ok=True)
+            return
         if self._f is not None:
             fcntl.flock(self._f, fcntl.LOCK_UN)
             self._f.close()
@@ -123,6 +209,9 @@ def _default(o: Any) -> Any:
         return o.tolist()
     if isinstance(o, tuple):
         return list(o)
-    if isinstance(o, Path):
-        return str(o)
+    if isinstance(o, os.PathLike):  # pathlib and etils.epath paths
+        return os.fspath(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+_path = path  # for the functions above whose argument is called ``path``

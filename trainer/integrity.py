@@ -32,6 +32,7 @@ import os
 import uuid
 from pathlib import Path
 
+from trainer import files
 from trainer.files import atomic_write_json
 
 RECORD = "integrity.json"
@@ -48,28 +49,23 @@ class Damaged(Exception):
 
 
 def _digest(path: Path) -> str:
-    with open(path, "rb") as f:
+    with path.open("rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+def _rel(p: Path, step_dir: Path) -> str:
+    return os.fspath(p)[len(os.fspath(step_dir)) :].lstrip("/")
+
+
 def _files(step_dir: Path) -> list[Path]:
-    out = []
-    for root, _, names in os.walk(step_dir):
-        for name in names:
-            p = Path(root) / name
-            rel = p.relative_to(step_dir)
-            if len(rel.parts) == 1 and name in _NOT_RECORDED:
-                continue
-            out.append(p)
-    return sorted(out)
+    return [p for p in files.walk_files(step_dir) if _rel(p, step_dir) not in _NOT_RECORDED]
 
 
 def write_record(step_dir: str | os.PathLike, step: int) -> None:
     """Write ``<step_dir>/integrity.json`` (atomically) for the files there now."""
-    step_dir = Path(step_dir)
-    files = {
-        str(p.relative_to(step_dir)): {"size": p.stat().st_size, "sha256": _digest(p)}
-        for p in _files(step_dir)
+    step_dir = files.path(step_dir)
+    recorded = {
+        _rel(p, step_dir): {"size": files.size(p), "sha256": _digest(p)} for p in _files(step_dir)
     }
     record = {
         "format": FORMAT,
@@ -77,14 +73,14 @@ def write_record(step_dir: str | os.PathLike, step: int) -> None:
         "method": METHOD,
         "saved": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "save_id": uuid.uuid4().hex,  # tells two saves of one step apart (fingerprint)
-        "files": files,
+        "files": recorded,
     }
     atomic_write_json(step_dir / RECORD, record)
 
 
 def read_record(step_dir: str | os.PathLike) -> dict | None:
     """The step's record; None when it has none; ``Damaged`` when it is unreadable."""
-    path = Path(step_dir) / RECORD
+    path = files.path(step_dir) / RECORD
     try:
         record = json.loads(path.read_text())
     except FileNotFoundError:
@@ -99,7 +95,7 @@ def read_record(step_dir: str | os.PathLike) -> dict | None:
 def _problem(step_dir: Path, rel: str, want: dict) -> str | None:
     p = step_dir / rel
     try:
-        size = p.stat().st_size
+        size = files.size(p)
     except FileNotFoundError:
         return f"{rel} is missing"
     if size != want.get("size"):
@@ -113,7 +109,7 @@ def _problem(step_dir: Path, rel: str, want: dict) -> str | None:
 def verify(step_dir: str | os.PathLike) -> str:
     """``VERIFIED`` or ``NO_RECORD``; raises ``Damaged`` naming the first bad file (and how many
     more there are) when a recorded file is missing, of another size or another content."""
-    step_dir = Path(step_dir)
+    step_dir = files.path(step_dir)
     if not step_dir.is_dir():
         raise Damaged(f"{step_dir} is missing")
     record = read_record(step_dir)
@@ -134,7 +130,7 @@ def fingerprint(step_dir: str | os.PathLike) -> str:
     """Which save of a step this directory holds: the record's digest, or (without a record)
     the directory's inode and modification time. A step moved aside and saved again gets a new
     fingerprint, so the evaluator retries an error record made for the old one."""
-    step_dir = Path(step_dir)
+    step_dir = files.path(step_dir)
     try:
         return "sha256:" + _digest(step_dir / RECORD)[:16]
     except OSError:
@@ -142,4 +138,6 @@ def fingerprint(step_dir: str | os.PathLike) -> str:
             st = step_dir.stat()
         except OSError:
             return "absent"
+        if files.is_remote(step_dir):  # no inodes in an object store
+            return f"mtime:{files.mtime(step_dir / '_CHECKPOINT_METADATA')}"
         return f"inode:{st.st_ino}:{st.st_mtime_ns}"

@@ -29,6 +29,7 @@ from typing import Any
 from sweeps import base
 from trainer import events
 from trainer.files import Busy, FileLock, append_jsonl, atomic_write_json, read_json
+from trainer.files import path as as_path
 
 STATES = ("pending", "running", "done", "failed", "diverged", "preempted")
 LOCK_FILE = ".trainer.lock"
@@ -86,7 +87,7 @@ def error_line(e: BaseException) -> str:
 def check_config(workdir: str | os.PathLike, config: Any) -> bool:
     """Refuse (``ConfigError``, one line) a workdir whose config.json holds a different config.
     Returns whether config.json already exists."""
-    path = Path(workdir) / "config.json"
+    path = as_path(workdir) / "config.json"
     if not path.exists():
         return False
     try:
@@ -140,13 +141,13 @@ def claim(workdir: Path) -> FileLock:
     """Take ``<workdir>/.trainer.lock``; ``WorkdirError`` (one line) when another trainer holds
     it or the workdir cannot be written."""
     try:
-        return FileLock(Path(workdir) / LOCK_FILE).acquire()
+        return FileLock(as_path(workdir) / LOCK_FILE).acquire()
     except Busy as e:
         raise WorkdirError(
             f"another trainer (pid {e.owner}) is running in {workdir}; wait for it or stop it first"
         ) from None
     except OSError as e:
-        raise WorkdirError(workdir_problem(Path(workdir), e)) from None
+        raise WorkdirError(workdir_problem(as_path(workdir), e)) from None
 
 
 # ----------------------------------------------------------------------------- records
@@ -188,7 +189,7 @@ class Records:
         total_steps: int = 0,
         tensorboard: bool | None = None,
     ):
-        self.workdir = Path(workdir)
+        self.workdir = as_path(workdir)
         self.primary = primary
         self.start_time = time.time()
         self.status = new_status(command, total_steps=int(total_steps))
@@ -264,4 +265,4 @@ class Records:
 
 
 def read_status(workdir: str | os.PathLike) -> dict[str, Any] | None:
-    return read_json(Path(workdir) / "status.json")
+    return read_json(as_path(workdir) / "status.json")

@@ -32,7 +32,7 @@ import ml_collections
 
 from sweeps import base
 from sweeps.command import command_from_config
-from trainer import checkpoint, distributed, pipeline, provenance, status, steps
+from trainer import checkpoint, distributed, files, pipeline, provenance, status, steps
 from trainer.data import load_split
 from trainer.progress import Diverged, Preemption, Progress, read_metrics
 
@@ -149,7 +149,10 @@ def train_and_evaluate(
     other errors mark the run ``failed`` in status.json and propagate."""
     # ------------------------------------------------------------------ set-up
     base.validate(config)
-    workdir = Path(workdir).absolute()
+    problem = files.remote_problem(workdir)  # a bad gs:// workdir: one line, before any work
+    if problem:
+        raise status.WorkdirError(problem)
+    workdir = files.path(workdir) if files.is_remote(workdir) else Path(workdir).absolute()
     status.check_config(workdir, config)
     distributed.initialize(config.distributed)
     mesh = pipeline.make_mesh()

@@ -24,6 +24,7 @@ from evaluator.report import analyse, collect, hypotheses, render
 from evaluator.report import benchmarks as bench_view
 from evaluator.report.collect import ReportError
 from evaluator.report.plots import write_plots
+from trainer import files
 from trainer.files import atomic_write_text
 
 __all__ = ["ReportError", "main", "write_report"]
@@ -41,7 +42,7 @@ def write_report(
     With ``combine_all``, ``sweep_dir`` is the runs directory and every sweep under it is
     combined. Raises ``ReportError`` (one line) for input it cannot use.
     """
-    sweep_dir = Path(sweep_dir)
+    sweep_dir = files.path(sweep_dir)
     sweeps = collect.load_sweeps(sweep_dir, combine_all)
     order = {t.key: i for i, t in enumerate(analyse.trial_order(sweeps))}
     rows = sorted(collect.build_rows(sweeps), key=lambda r: (order[r["trial"]], r["step"]))
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Write results.csv, report.md and plots for a sweep (runs/<sweep>), "
         "or for every sweep under runs/ with --all.",
     )
-    p.add_argument("path", type=Path, help="runs/<sweep>, or the runs directory with --all")
+    p.add_argument("path", type=files.path, help="runs/<sweep>, or the runs directory with --all")
     p.add_argument("--all", action="store_true", help="combine every sweep under PATH")
     p.add_argument(
         "--benchmark",
@@ -94,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
+    problem = files.remote_problem(args.path)  # a bad gs:// path: one line, before any work
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         path = write_report(
             args.path, args.all, args.benchmark, args.distance, plots=not args.no_plots

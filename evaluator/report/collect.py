@@ -28,6 +28,7 @@ from evaluator.report.columns import (
 )
 from evaluator.report.stats import natural_key
 from sweeps.base import flatten
+from trainer import files
 from trainer.files import atomic_write_text, read_json, read_jsonl
 
 # Files or folders whose presence makes a sub-directory of a sweep a trial directory.
@@ -197,7 +198,7 @@ def load_sweep(path: Path, key_prefix: str = "") -> Sweep:
 
 def load_sweeps(path: Path, combine_all: bool) -> list[Sweep]:
     """The sweep at ``path``, or with ``combine_all`` every sweep directly under ``path``."""
-    path = Path(path)
+    path = files.path(path)
     if not path.is_dir():
         raise ReportError(f"{path}: no such directory; expected runs/<sweep> (or runs with --all)")
     if not combine_all:

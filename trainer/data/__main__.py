@@ -14,7 +14,7 @@ import sys
 from sweeps.base import ConfigError, apply_overrides, get_config, validate
 from sweeps.recipes import PRESETS
 from trainer.data.errors import DataError
-from trainer.data.load import DATASETS, WHICH, load_split, prepare_split, split_dir
+from trainer.data.load import DATASETS, WHICH, load_split, prepare_split, prepared_root, split_dir
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,6 +63,11 @@ def main(argv: list[str] | None = None) -> int:
         bad = [w for w in which if w not in WHICH]
         if bad or not which:
             raise DataError(f"--splits={args.splits!r}; allowed: a comma list of train, eval")
+        if args.force and "://" in str(prepared_root(data)):  # prepared in the local cache
+            raise DataError(
+                f"--force with data.prepared_dir={prepared_root(data)}: delete the split in the "
+                "bucket instead; the next run prepares and uploads it again"
+            )
         for w in which:
             if args.force:
                 prepare_split(data, w, force=True)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from trainer import files
 from trainer.data.errors import DataError
 from trainer.data.prepared import META, Split, SplitWriter, read_split, replace_dir
 from trainer.data.resize import to_rgb_size
@@ -39,7 +40,7 @@ def prepared_root(data_cfg: Any) -> Path:
 def resolve_prepared_dir(prepared_dir: str | None) -> Path:
     """The prepared-data root for a ``data.prepared_dir`` value ('' or None = the default)."""
     d = prepared_dir or os.environ.get(ENV_PREPARED_DIR) or DEFAULT_PREPARED_DIR
-    return Path(d).expanduser()
+    return files.path(d) if files.is_remote(d) else Path(d).expanduser()
 
 
 def dataset_dirname(name: str) -> str:
@@ -167,6 +168,33 @@ def _only_classes(split: Split, classes: np.ndarray) -> Split:
     )
 
 
+def _through_cache(data_cfg: Any, which: str) -> Any:
+    """For a ``gs://`` prepared_dir: ``data_cfg`` with prepared_dir set to the bucket's local
+    copy (a memory-mapped split must be local; trainer/mirror.py), the split fetched into it,
+    or, when the bucket lacks it, prepared there and uploaded."""
+    import ml_collections
+
+    from trainer import mirror
+
+    root = prepared_root(data_cfg)
+    problem = files.remote_problem(root)
+    if problem:
+        raise DataError(f"data.prepared_dir: {problem}")
+    local_cfg = ml_collections.ConfigDict(data_cfg.to_dict())
+    local_cfg.prepared_dir = str(mirror.cache_dir(root))
+    remote, local = split_dir(data_cfg, which), split_dir(local_cfg, which)
+    try:
+        if (remote / META).exists():
+            mirror.fetch(remote, META, local=local)
+        else:
+            if not (local / META).exists():
+                prepare_split(local_cfg, which)
+            mirror.upload(local, remote, META)
+    except OSError as e:
+        raise DataError(f"cannot copy {remote} <-> {local}: {e.strerror or e}") from None
+    return local_cfg
+
+
 def load_split(data_cfg: Any, which: str, *, check_num_classes: bool = True) -> Split:
     """The prepared split ``which`` ("train" | "eval") of ``data_cfg.name``.
 
@@ -179,6 +207,8 @@ def load_split(data_cfg: Any, which: str, *, check_num_classes: bool = True) -> 
     if which not in WHICH:
         raise DataError(f"split {which!r} is unknown; allowed: {', '.join(WHICH)}")
     check_name(data_cfg.name)
+    if files.is_remote(prepared_root(data_cfg)):
+        data_cfg = _through_cache(data_cfg, which)
     path = split_dir(data_cfg, which)
     root = prepared_root(data_cfg)
     if root.exists() and not root.is_dir():
