@@ -8,6 +8,7 @@ from typing import Any
 
 # draw sets matplotlib's Agg backend before pyplot loads: import pyplot through it
 from evaluator.report.draw import PS_LABEL, _colors, _save, _wrap, plt
+from evaluator.report.stats import format_p
 
 MAX_POINT_LEGEND = 16  # more trials than this: colour follows the report order, no legend
 
@@ -15,7 +16,7 @@ MAX_POINT_LEGEND = 16  # more trials than this: colour follows the report order,
 def _corr_text(c: Any) -> str:
     if c is None or c.rho is None:
         return f"Spearman: {(c.note if c else '') or 'n/a'} (n = {c.n if c else 0})"
-    p = f"{c.p:.2g}" if c.p > 0 else "< 1e-300"
+    p = format_p(c.p, 2)
     return f"Spearman ρ = {c.rho:+.2f}, p = {p}, n = {c.n}"
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from evaluator.report.analyse import Analysis
-from evaluator.report.stats import Correlation, spearman
+from evaluator.report.stats import Correlation, format_p, spearman
 
 
 @dataclass
@@ -154,7 +154,7 @@ def _f(v: Any, digits: int = 2) -> str:
 def _corr(c: Correlation | None) -> list[str]:
     if c is None or c.rho is None:
         return ["–", (c.note if c else "") or "–"]
-    return [f"{c.rho:+.3f}", f"{c.p:.3g}" if c.p > 0 else "< 1e-300"]
+    return [f"{c.rho:+.3f}", format_p(c.p)]
 
 
 def _table(head: list[str], body: list[list[str]]) -> list[str]:
