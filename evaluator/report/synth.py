@@ -146,10 +146,12 @@ def write_trial(
     status_error: str | None = None,
     probes: bool = True,
     lin_gain: float | None = None,
+    probe_steps: set[int] | None = None,
 ) -> Path:
     """One trial directory. ``points``: ``(step, epoch, top1 fraction, ps or None)``; each
     gets an eval line, and a perceptual file when ps is not None (with probe blocks unless
-    ``probes`` is false, and a ``lin`` distance of PS ps + ``lin_gain`` when given)."""
+    ``probes`` is false, or only at ``probe_steps`` when given, and a ``lin`` distance of PS
+    ps + ``lin_gain`` when given)."""
     d = Path(sweep_dir) / name
     d.mkdir(parents=True, exist_ok=True)
     cfg = config_from(preset, overrides).to_dict()
@@ -194,7 +196,7 @@ def write_trial(
                     ps,
                     bench,
                     model,
-                    probes=probes,
+                    probes=probes and (probe_steps is None or step in probe_steps),
                     lin=None if lin_gain is None else ps + lin_gain,
                 ),  # fmt: skip
             )
@@ -264,7 +266,33 @@ def demo_sweep(sweep_dir: Path, bench: str = "proxy") -> Path:
     return sweep_dir
 
 
+def main(argv: list[str] | None = None) -> int:
+    """``python -m evaluator.report.synth DIR`` (the demo weight-decay sweep) or ``--study DIR``
+    (evaluator.report.synth_study); 2 on bad arguments."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m evaluator.report.synth")
+    p.add_argument("path", type=Path, help="a new sweep directory, e.g. runs/demo")
+    p.add_argument("--study", action="store_true", help="a study-shaped sweep (722 trials)")
+    p.add_argument("--seeds", type=int, default=3, help="--study: seeds per grid point")
+    p.add_argument("--checkpoints", type=int, default=112, help="--study: per trial")
+    p.add_argument("--probes", choices=("final", "all", "none"), default="final",
+                   help="--study: which checkpoints carry probe blocks")  # fmt: skip
+    args = p.parse_args(argv)
+    if args.seeds < 1 or args.checkpoints < 1:
+        print("error: --seeds and --checkpoints must be >= 1", file=sys.stderr)
+        return 2
+    if args.path.exists() and any(args.path.iterdir()):
+        print(f"error: {args.path} is not empty; give a new directory", file=sys.stderr)
+        return 2
+    if args.study:
+        from evaluator.report.synth_study import study_sweep
+
+        print(study_sweep(args.path, args.seeds, args.checkpoints, args.probes))
+    else:
+        print(demo_sweep(args.path))
+    return 0
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m evaluator.report.synth runs/<new sweep dir>")
-    print(demo_sweep(Path(sys.argv[1])))
+    sys.exit(main())
