@@ -7,8 +7,10 @@ It reads only files (docs/file-contracts.md), so it runs at any time: mid-sweep,
 on another machine. One module per step: ``collect`` (files -> rows, results.csv), ``axes``
 (what goes on each sweep's x-axis), ``stats`` (Spearman, Pareto, seeds), ``analyse`` (what the
 report says), ``render`` (report.md), ``plots`` (which PNGs) and ``draw`` (matplotlib);
-``hypotheses`` (+ ``draw_hypotheses``) the study's probes section;
-``synth`` writes synthetic sweeps for tests and previews.
+``hypotheses`` (+ ``draw_hypotheses``) the study's probes section; ``table1`` the paper's
+Table 1 from the runs; ``study`` one report per axis of a sweep with ``axes`` (the study
+sweep: ``runs/<sweep>/axes/<axis>/report.md``); ``draw_scale`` the figures for hundreds of
+trials; ``synth`` (+ ``synth_study``) writes synthetic sweeps for tests and previews.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from evaluator.benchmarks import BENCHMARK_NAMES
 from evaluator.distances import ALL_DISTANCES
-from evaluator.report import analyse, collect, hypotheses, render
+from evaluator.report import analyse, collect, hypotheses, render, study, table1
 from evaluator.report.collect import ReportError
 from evaluator.report.plots import write_plots
 from trainer.files import atomic_write_text
@@ -49,6 +51,9 @@ def write_report(
         swept += [k for k in sw.swept if k not in swept]
     collect.write_csv(sweep_dir / "results.csv", rows, collect.csv_columns(rows, swept))
     made, failed = write_plots(a, sweep_dir) if plots else ([], [])
+    lead = study.render_axes(study.write_axis_reports(a, rows, sweep_dir, plots))
+    t1 = table1.table1(a)
+    lead = (table1.render(t1, a) if t1 else []) + lead
     hyp = hypotheses.analyse(a)
     hyp_plots, hyp_failed = hypotheses.write_plots(hyp, a, sweep_dir) if plots else ({}, [])
     if combine_all:
@@ -57,7 +62,7 @@ def write_report(
         title = f"Report: sweep {sweeps[0].name}"
     path = sweep_dir / "report.md"
     section = hypotheses.render(hyp, hyp_plots)
-    atomic_write_text(path, render.render(a, title, made, failed + hyp_failed, section))
+    atomic_write_text(path, render.render(a, title, made, failed + hyp_failed, section, lead))
     return path
 
 

@@ -87,6 +87,11 @@ class Sweep:
     swept: list[str]  # dotted keys swept, seed included when it is
     swept_from: str  # where ``swept`` came from, for the report text
     trials: list[TrialResults]
+    # sweep.json's "axes" (the study sweep): axis name -> {"key": dotted key or None,
+    # "trials": [names]}; a trial may sit on several axes (the default recipe on all)
+    axes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    primary: str | None = None  # the x key when a caller fixes it (one axis of the study)
+    axis: str | None = None  # the axis's name, for one axis of a sweep (``axis_sweep``)
 
 
 def _read_json_safe(path: Path, what: str) -> tuple[Any, str | None]:
@@ -192,7 +197,38 @@ def load_sweep(path: Path, key_prefix: str = "") -> Sweep:
         swept, source = [str(a) for a in axis], FROM_SWEEP_JSON
     else:
         swept, source = _derive_swept(trials)
-    return Sweep(name, path, meta.get("preset"), swept, source, trials)
+    return Sweep(name, path, meta.get("preset"), swept, source, trials, _axes(path, meta))
+
+
+def _axes(path: Path, meta: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """sweep.json's ``axes``, checked: ``{name: {"key": str or null, "trials": [str]}}``."""
+    axes = meta.get("axes") or {}
+    bad = f'{path}/sweep.json: \'axes\' must map axis names to {{"key", "trials": [names]}}'
+    if not isinstance(axes, dict):
+        raise ReportError(bad)
+    out = {}
+    for name, ax in axes.items():
+        if (
+            not isinstance(ax, dict)
+            or not isinstance(ax.get("trials"), list)
+            or not all(isinstance(t, str) for t in ax["trials"])
+            or not isinstance(ax.get("key"), (str, type(None)))
+        ):
+            raise ReportError(f"{bad}; axis {name!r} is not")
+        out[str(name)] = {"key": ax.get("key"), "trials": list(dict.fromkeys(ax["trials"]))}
+    return out
+
+
+def axis_sweep(sw: Sweep, name: str) -> Sweep:
+    """One axis of a study sweep as a sweep of its own: its trials, the keys that differ
+    between them, and its key as the x-axis."""
+    ax = sw.axes[name]
+    names = set(ax["trials"])
+    trials = [t for t in sw.trials if t.name in names]
+    swept, source = _derive_swept(trials)
+    if ax["key"] and ax["key"] not in swept:
+        swept = [ax["key"], *swept]
+    return Sweep(sw.name, sw.path, sw.preset, swept, source, trials, {}, ax["key"], name)
 
 
 def load_sweeps(path: Path, combine_all: bool) -> list[Sweep]:

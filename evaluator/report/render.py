@@ -259,11 +259,14 @@ def render(
     plots: list[tuple[str, str]],
     failed: list[str] | None = None,
     hypotheses: list[str] | None = None,
+    lead: list[str] | None = None,
 ) -> str:
     """report.md's text; ``plots`` are ``(file name, caption)``, ``failed`` the plots not drawn,
-    ``hypotheses`` the Hypotheses section's lines (``hypotheses.render``)."""
+    ``hypotheses`` the Hypotheses section's lines (``hypotheses.render``), ``lead`` sections
+    before the trial table (Table 1, the axes of a study sweep)."""
     out: list[str] = [f"# {title}", "", _bench_line(a), ""]
     out += _summary(a)
+    out += lead or []
     out += ["", "## Trials (final checkpoints)", ""]
     out += [
         "Latest scored checkpoint of each trial, sorted by the swept values; ★ = on the Pareto "
