@@ -13,7 +13,7 @@ from typing import Any
 
 # draw sets matplotlib's Agg backend before pyplot loads: import pyplot through it
 from evaluator.report.draw import PS_LABEL, _fmt_value, _save, _wrap, plt
-from evaluator.report.stats import sort_key
+from evaluator.report.stats import LOG_SPAN, sort_key
 
 MAX_VALUE_LEGEND = 10  # more swept values than this: a colour bar instead of a legend
 FACET_W, FACET_H = 3.4, 2.7  # inches per panel
@@ -73,12 +73,15 @@ def facet_lines(
     xticks: list[str] | None = None,
 ) -> None:
     """One column per facet (architecture), one row per panel (``("ps", label)``,
-    ``("top1", label)``), one line per swept value: mean over seeds, band = std.
+    ``("top1", label)``), one line per swept value: mean over seeds, band = std; x on a log
+    scale when it spans LOG_SPAN x (epochs from a fraction of one to 90).
 
     ``facets``: ``[{"label", "lines": [{"value", "seeds", "ps": [(x, mean, std)], ...}]}]``.
     """
     fig, axes = _grid(len(facets), len(panels))
     values = [ln["value"] for f in facets for ln in f["lines"]]
+    xs = [p[0] for f in facets for ln in f["lines"] for p in ln.get(panels[0][0], [])]
+    log_x = not xticks and bool(xs) and min(xs) > 0 and max(xs) / min(xs) >= LOG_SPAN
     colours = value_colours(values)
     for j, f in enumerate(facets):
         for i, (y, ylabel) in enumerate(panels):
@@ -89,6 +92,8 @@ def facet_lines(
                     _band(ax, pts, colours[repr(ln["value"])], "" if len(pts) > 20 else "o")
             ax.grid(alpha=0.3)
             ax.tick_params(labelsize=7)
+            if log_x:  # training from a fraction of an epoch to 90 or 300: early steps matter
+                ax.set_xscale("log")
             if xticks:
                 ax.set_xticks(range(len(xticks)), xticks, rotation=45, fontsize=7)
             if i == 0:

@@ -23,6 +23,8 @@ FIXED_PLOTS = ("top1_vs_ps", "ps_vs_epoch", "per_tap")
 MANY_TRIALS = 24  # more trials than this: faceted figures (draw_scale), not one line per trial
 BEST_NAMED = 3  # past MAX_LABELS points, top1_vs_ps names the frontier and this many best PS
 PS_LABEL_SHORT = "PS (% 2AFC)"
+KINDS = ("top1_vs_ps", "axis", "ps_vs_epoch", "per_tap")
+AXIS_KINDS = ("axis", "ps_vs_epoch")  # one axis of a study sweep: its layout, its training
 
 
 def _file_name(text: str) -> str:
@@ -120,10 +122,12 @@ def _many(a: Analysis) -> bool:
     return len(a.trials) > MANY_TRIALS
 
 
-def write_plots(a: Analysis, out_dir: Path) -> tuple[list[tuple[str, str]], list[str]]:
-    """Write every plot the data allows; return ``[(file name, caption)]`` and the failures.
-    A sweep with ``axes`` (the study) gets its axis and training plots in its per-axis
-    reports (``study.py``), not here."""
+def write_plots(
+    a: Analysis, out_dir: Path, kinds: tuple[str, ...] = KINDS
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """Write the plots of ``kinds`` the data allows; return ``[(file name, caption)]`` and the
+    failures. A sweep with ``axes`` (the study) gets its axis and training plots in its
+    per-axis reports (``study.py``), not here."""
     from evaluator.report import draw, draw_scale  # matplotlib only when plotting
 
     done: list[tuple[str, str]] = []
@@ -144,9 +148,10 @@ def write_plots(a: Analysis, out_dir: Path) -> tuple[list[tuple[str, str]], list
         tag = f"embedded proxy, not BAPPS; {a.dist} distance"
     top1_label = _top1_label(a)
     per_axis = any(sw.axes for sw in a.sweeps)
-    if a.analysed:  # the plots against top-1 need points with both numbers
+    if a.analysed and "top1_vs_ps" in kinds:  # the plots against top-1 need both numbers
         caption, fn, args = _top1_vs_ps(a, draw, draw_scale, tag, top1_label)
         draw_one("top1_vs_ps.png", caption, fn, *args)
+    if a.analysed and "axis" in kinds:
         stems = axis_plot_names(a)
         for sw in a.sweeps:
             series, label = axis_series(a, sw)
@@ -155,12 +160,15 @@ def write_plots(a: Analysis, out_dir: Path) -> tuple[list[tuple[str, str]], list
             scale = x_scale([g["x"] for s in series for g in s["agg"]])
             caption = f"Perceptual Score and top-1 vs {label} (sweep {sw.name}, {tag})"
             fn = draw_scale.study_axis if len(series) > 1 else draw.axis_plot
+            series.sort(key=lambda s: natural_key(s["label"]))
             draw_one(f"{stems[sw.name]}.png", caption, fn, label, series, scale, caption,
                      top1_label)  # fmt: skip
     if per_axis:
         return done, failed
     caption = f"Perceptual Score and top-1 during training ({tag})"
-    if _many(a):
+    if "ps_vs_epoch" not in kinds:
+        pass
+    elif _many(a):
         facets, value_label = epoch_facets(a)
         panels = [("ps", PS_LABEL_SHORT), ("top1", "top-1 (%)")]
         if facets:
@@ -170,7 +178,7 @@ def write_plots(a: Analysis, out_dir: Path) -> tuple[list[tuple[str, str]], list
         series = _epoch_series(a)
         if series:
             draw_one("ps_vs_epoch.png", caption, draw.ps_vs_epoch, series, caption, top1_label)
-    if a.taps and a.analysed:
+    if a.taps and a.analysed and "per_tap" in kinds:
         caption = f"Perceptual Score of each tap alone, final checkpoints ({tag})"
         if _many(a):
             facets, value_label = tap_facets(a)

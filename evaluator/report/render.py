@@ -72,6 +72,11 @@ def _show_seed(a: Analysis) -> bool:
 
 
 def _sweep_line(a: Analysis, sw: Any) -> str:
+    if sw.axes:
+        return (
+            f"{len(sw.axes)} axes ({', '.join(sw.axes)}; each in its own report, *Axes*); "
+            f"{len(sw.trials)} trials."
+        )
     p = a.plans[sw.name]
     if p.categorical:
         x = f"one point per model ({len(p.groups)} models)"

@@ -1,7 +1,7 @@
 """One report per axis of a sweep whose ``sweep.json`` carries ``axes`` (the ``study`` sweep):
-``runs/<sweep>/axes/<axis>/report.md`` with its own figures (the study's layout for the axis:
-a row of panels, one per architecture; PS along training, one curve per swept value; top-1 vs
-PS; each tap alone), and the lines of the combined report's *Axes* section that link them.
+``runs/<sweep>/axes/<axis>/report.md`` with its own figures (``<axis>.png``, the study's
+layout: a row of panels, one per architecture, PS and top-1 against the swept value; and
+``ps_vs_epoch.png``: PS along training, one curve per swept value), and the lines of the combined report's *Axes* section that link them.
 
 Each axis is reported as a sweep of its own (``collect.axis_sweep``) with the combined
 report's benchmark and distance, so every axis reads the same numbers.
@@ -17,7 +17,7 @@ from typing import Any
 from evaluator.report import render
 from evaluator.report.analyse import Analysis, analyse
 from evaluator.report.collect import axis_sweep
-from evaluator.report.plots import axis_plot_names, write_plots
+from evaluator.report.plots import AXIS_KINDS, axis_plot_names, write_plots
 from trainer.files import atomic_write_text
 
 AXES_DIR = "axes"
@@ -44,7 +44,7 @@ def write_axis_reports(
             sa = analyse([sub], mine, a.bench, a.dist) if a.dist else analyse([sub], mine)
             where = out_dir / AXES_DIR / (prefix + axis_dir_name(name))
             where.mkdir(parents=True, exist_ok=True)
-            made, failed = write_plots(sa, where) if plots else ([], [])
+            made, failed = write_plots(sa, where, AXIS_KINDS) if plots else ([], [])
             title = f"Report: sweep {sw.name}, axis {name}"
             text = render.render(sa, title, made, failed)
             atomic_write_text(where / "report.md", text)

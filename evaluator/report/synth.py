@@ -9,6 +9,7 @@ about any model.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from evaluator.bapps import BAPPS_2AFC_VAL
 from evaluator.distances import FEATURE_DISTANCES
 from evaluator.report.collect import MODEL_KEYS
 from sweeps.base import config_from
-from trainer.files import append_jsonl, atomic_write_json
+from trainer.files import atomic_write_json
 
 PROXY_CATEGORIES = ("blur", "noise", "jpeg", "color")  # four of the proxy's, enough for tests
 TAPS = ("stage1", "stage2", "stage3", "stage4")
@@ -170,36 +171,22 @@ def write_trial(
         },
     )
     model = {k: cfg["model"][k] for k in MODEL_KEYS}
+    lines = []
+    (d / "perceptual").mkdir(exist_ok=True)
     for step, epoch, top1, ps in points:
-        append_jsonl(
-            d / "metrics.jsonl",
-            {"kind": "train", "step": step, "epoch": epoch, "train_loss": 1.0},
-        )
-        append_jsonl(
-            d / "metrics.jsonl",
-            {
-                "kind": "eval",
-                "step": step,
-                "epoch": epoch,
-                "eval_top1": top1,
-                "eval_top5": min(1.0, top1 + 0.1),
-                "eval_loss": 1.0 - top1,
-            },
-        )
+        lines.append({"kind": "train", "step": step, "epoch": epoch, "train_loss": 1.0})
+        lines.append({"kind": "eval", "step": step, "epoch": epoch, "eval_top1": top1,
+                      "eval_top5": min(1.0, top1 + 0.1), "eval_loss": 1.0 - top1})  # fmt: skip
         if ps is not None:
-            atomic_write_json(
-                d / "perceptual" / f"{step}.json",
-                perceptual_record(
-                    step,
-                    epoch,
-                    name,
-                    ps,
-                    bench,
-                    model,
-                    probes=probes and (probe_steps is None or step in probe_steps),
-                    lin=None if lin_gain is None else ps + lin_gain,
-                ),  # fmt: skip
-            )
+            rec = perceptual_record(
+                step, epoch, name, ps, bench, model,
+                probes=probes and (probe_steps is None or step in probe_steps),
+                lin=None if lin_gain is None else ps + lin_gain,
+            )  # fmt: skip
+            # made-up data, thousands of files: a plain write (no fsync) keeps --study fast
+            (d / "perceptual" / f"{step}.json").write_text(json.dumps(rec))
+    with open(d / "metrics.jsonl", "a") as f:  # appended, as the trainer does
+        f.writelines(json.dumps(x) + "\n" for x in lines)
     for step, msg in (errors or {}).items():
         atomic_write_json(
             d / "perceptual" / f"{step}.json",
