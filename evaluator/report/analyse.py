@@ -16,6 +16,7 @@ from evaluator.report.collect import (
     Sweep,
     TrialResults,
     benchmarks_present,
+    column_names,
     distances_present,
     taps_present,
 )
@@ -295,12 +296,13 @@ def analyse(
 ) -> Analysis:
     """What the report says. Trials that did not learn (``did_not_learn``) keep their row in the
     trial table and a line in Missing; their rows are left out of every statistic and ranking."""
-    benches = benchmarks_present(rows)
+    names = column_names(rows)
+    benches = benchmarks_present(names)
     bench = _choose(benches, benchmark, "benchmark")
     if bench is None:
         configured = _configured_benchmarks(sweeps)
         bench = configured[0] if configured else None
-    dists = distances_present(rows, bench) if bench else []
+    dists = distances_present(names, bench) if bench else []
     dist = _choose(dists, distance, "distance")
     plans = {sw.name: plan(sw) for sw in sweeps}
     trials = trial_order(sweeps, plans)
@@ -309,7 +311,7 @@ def analyse(
     learned = [r for r in rows if r["trial"] not in untrained] if untrained else rows
     a = Analysis(sweeps, learned, bench, dist, benches, dists, [], trials, plans, finals, [], "")
     a.untrained = untrained
-    a.taps = taps_present(rows, bench, dist) if bench and dist else []
+    a.taps = taps_present(names, bench, dist) if bench and dist else []
     a.missing = [
         f"`{k}`: did not learn: {why}; left out of the correlations, the frontier and the rankings"
         for k, why in untrained.items()

@@ -28,7 +28,7 @@ from evaluator.report.columns import (
 )
 from evaluator.report.stats import natural_key
 from sweeps.base import flatten
-from trainer.files import atomic_write_text, read_json, read_jsonl
+from trainer.files import atomic_write, read_json, read_jsonl
 
 # Files or folders whose presence makes a sub-directory of a sweep a trial directory.
 TRIAL_MARKERS = ("status.json", "config.json", "overrides.json", "metrics.jsonl", "perceptual")
@@ -57,7 +57,8 @@ class TrialResults:
     config: dict[str, Any] = field(default_factory=dict)  # flattened config.json
     status: dict[str, Any] = field(default_factory=dict)
     evals: dict[int, dict] = field(default_factory=dict)  # step -> last eval line of that step
-    scored: dict[int, dict] = field(default_factory=dict)  # step -> perceptual json with scores
+    scored: dict[int, dict] = field(default_factory=dict)  # step -> its row (scored_row)
+    dynamic: dict[str, dict] = field(default_factory=dict)  # benchmark -> dynamic_range block
     errors: dict[int, str] = field(default_factory=dict)  # step -> scoring error
     checkpoints: list[int] = field(default_factory=list)  # step directories on disk
     exists: bool = True  # False: listed in sweep.json, no directory yet
@@ -145,7 +146,7 @@ def _load_trial(sweep: str, path: Path, key: str, listed_overrides: dict | None)
         elif not rec.get("benchmarks"):
             t.errors[step] = f"perceptual {f.name} has no benchmarks"
         else:
-            t.scored[step] = rec
+            t.scored[step] = scored_row(t, step, rec)
     ckpt = path / "checkpoints"
     if ckpt.is_dir():
         # Orbax renames a step's temporary directory to the bare step number when it is final.
@@ -262,6 +263,8 @@ def load_sweeps(path: Path, combine_all: bool) -> list[Sweep]:
 
 def nearest_eval(trial: TrialResults, step: int) -> dict | None:
     """The eval at ``step``, else the nearest one (the earlier on a tie), else status's last."""
+    if step in trial.evals:
+        return trial.evals[step]
     if trial.evals:
         best = min(trial.evals, key=lambda s: (abs(s - step), s))
         return trial.evals[best]
@@ -276,37 +279,45 @@ def nearest_eval(trial: TrialResults, step: int) -> dict | None:
     return None
 
 
+def scored_row(trial: TrialResults, step: int, rec: dict[str, Any]) -> dict[str, Any]:
+    """The row of one scored step, from its perceptual record (then dropped: at the study's
+    scale the records would hold gigabytes); ``trial_rows`` adds the swept values."""
+    ev = nearest_eval(trial, step)
+    model = rec.get("model") if isinstance(rec.get("model"), dict) else {}
+    row: dict[str, Any] = {"sweep": trial.sweep, "trial": trial.key, "state": trial.state}
+    for m in MODEL_KEYS:
+        row[f"model_{m}"] = trial.config.get(f"model.{m}", model.get(m))
+    row["seed"] = trial.value("seed")
+    epoch = num(rec.get("epoch"))
+    if epoch is None and ev is not None and ev.get("step") == step:
+        epoch = num(ev.get("epoch"))
+    row["epoch"] = epoch
+    row["step"] = step
+    top1 = num(ev.get("eval_top1")) if ev else None
+    top5 = num(ev.get("eval_top5")) if ev else None
+    row["top1"] = None if top1 is None else 100.0 * top1
+    row["top5"] = None if top5 is None else 100.0 * top5
+    row["top1_step"] = ev.get("step") if ev else None
+    for bench, b in (rec.get("benchmarks") or {}).items():
+        if isinstance(b, dict):
+            row.update(score_columns(clean(bench), b))
+            row.update(probe_columns(clean(bench), b))
+            if isinstance(b.get("dynamic_range"), dict):
+                trial.dynamic.setdefault(clean(bench), b["dynamic_range"])
+    row.update(frequency_columns(rec.get("frequency")))
+    return row
+
+
 def trial_rows(trial: TrialResults, swept: list[str]) -> list[dict[str, Any]]:
-    """One row per scored step of ``trial``."""
+    """One row per scored step of ``trial`` (the rows ``scored`` holds, with the swept
+    values and ``final`` set)."""
     rows = []
     last = max(trial.scored) if trial.scored else None
     for step in sorted(trial.scored):
-        rec = trial.scored[step]
-        ev = nearest_eval(trial, step)
-        model = rec.get("model") if isinstance(rec.get("model"), dict) else {}
-        row: dict[str, Any] = {"sweep": trial.sweep, "trial": trial.key, "state": trial.state}
+        row = trial.scored[step]
         for k in swept:
             row[k] = trial.value(k)
-        for m in MODEL_KEYS:
-            v = trial.config.get(f"model.{m}", model.get(m))
-            row[f"model_{m}"] = v
-        row["seed"] = trial.value("seed")
-        epoch = num(rec.get("epoch"))
-        if epoch is None and ev is not None and ev.get("step") == step:
-            epoch = num(ev.get("epoch"))
-        row["epoch"] = epoch
-        row["step"] = step
         row["final"] = step == last
-        top1 = num(ev.get("eval_top1")) if ev else None
-        top5 = num(ev.get("eval_top5")) if ev else None
-        row["top1"] = None if top1 is None else 100.0 * top1
-        row["top5"] = None if top5 is None else 100.0 * top5
-        row["top1_step"] = ev.get("step") if ev else None
-        for bench, b in (rec.get("benchmarks") or {}).items():
-            if isinstance(b, dict):
-                row.update(score_columns(clean(bench), b))
-                row.update(probe_columns(clean(bench), b))
-        row.update(frequency_columns(rec.get("frequency")))
         rows.append(row)
     return rows
 
@@ -344,38 +355,60 @@ def csv_columns(rows: list[dict[str, Any]], swept: list[str]) -> list[str]:
 def _csv_value(v: Any) -> Any:
     if v is None:
         return ""
+    if type(v) is float:
+        return round(v, 6)  # drops float noise such as 100 * 0.546 = 54.599999999999994
     if isinstance(v, (list, tuple, dict)):
         return json.dumps(v)
-    if isinstance(v, float):
-        return round(v, 6)  # drops float noise such as 100 * 0.546 = 54.599999999999994
     return v
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(columns)
-    for r in rows:
-        w.writerow([_csv_value(r.get(c)) for c in columns])
-    atomic_write_text(path, buf.getvalue())
+    """results.csv, streamed into its temporary file (tens of MB at the study's scale). Each
+    row converts only the cells it has (a non-final row lacks the probe columns)."""
+    blank = dict.fromkeys(columns, "")
+    # score columns are rounded floats or None already (columns.score): written as they are
+    fix = [c for c in columns if not c.startswith(_SCORE_PREFIX_ORDER)]
+
+    def write(f: Any) -> None:
+        text = io.TextIOWrapper(f, encoding="utf-8", newline="")
+        w = csv.writer(text, lineterminator="\n")
+        w.writerow(columns)
+        for r in rows:
+            out = blank.copy()
+            out.update(r)
+            for k in fix:
+                v = out[k]
+                if v is None or type(v) not in (str, int):
+                    out[k] = _csv_value(v)
+            w.writerow(out.values())
+        text.flush()
+        text.detach()
+
+    atomic_write(path, write)
 
 
-def benchmarks_present(rows: list[dict[str, Any]]) -> list[str]:
-    found = {k.split("_")[1] for r in rows for k in r if k.startswith("ps_")}
+def column_names(rows: list[dict[str, Any]] | set[str]) -> set[str]:
+    """Every column any row has (a set given is returned as is: compute it once per report)."""
+    return rows if isinstance(rows, set) else set().union(*rows)
+
+
+def benchmarks_present(rows: list[dict[str, Any]] | set[str]) -> list[str]:
+    found = {k.split("_")[1] for k in column_names(rows) if k.startswith("ps_")}
     return [b for b in BENCHMARK_ORDER if b in found] + sorted(found - set(BENCHMARK_ORDER))
 
 
-def distances_present(rows: list[dict[str, Any]], bench: str) -> list[str]:
+def distances_present(rows: list[dict[str, Any]] | set[str], bench: str) -> list[str]:
     prefix = f"ps_{bench}_"
-    found = {k[len(prefix) :] for r in rows for k in r if k.startswith(prefix)} - set(PIXEL_METRICS)
+    found = {k[len(prefix) :] for k in column_names(rows) if k.startswith(prefix)}
+    found -= set(PIXEL_METRICS)
     return [d for d in FEATURE_DISTANCES if d in found] + sorted(found - set(FEATURE_DISTANCES))
 
 
 EARLY_TAPS = ("input", "stem", "embed", "embedding", "patch_embed")  # before numbered taps
 
 
-def taps_present(rows: list[dict[str, Any]], bench: str, dist: str) -> list[str]:
+def taps_present(rows: list[dict[str, Any]] | set[str], bench: str, dist: str) -> list[str]:
     """Tap names in network order: stem-like taps, then numbered ones (stage2 before stage10)."""
     prefix = f"tap_{bench}_{dist}_"
-    found = {k[len(prefix) :] for r in rows for k in r if k.startswith(prefix)}
+    found = {k[len(prefix) :] for k in column_names(rows) if k.startswith(prefix)}
     return sorted(found, key=lambda t: (t not in EARLY_TAPS, natural_key(t)))

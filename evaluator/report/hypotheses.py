@@ -91,10 +91,9 @@ def _curve(a: Analysis, row: dict[str, Any]) -> dict[str, Any] | None:
 
 def _dynamic(a: Analysis) -> dict[str, Any] | None:
     for t in a.trials:
-        for rec in t.scored.values():
-            dyn = ((rec.get("benchmarks") or {}).get(a.bench) or {}).get("dynamic_range")
-            if isinstance(dyn, dict) and dyn.get("sigmas"):
-                return dyn
+        dyn = t.dynamic.get(a.bench)
+        if isinstance(dyn, dict) and dyn.get("sigmas"):
+            return dyn
     return None
 
 
