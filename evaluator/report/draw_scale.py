@@ -8,14 +8,17 @@ many), seeds as mean and spread, names only where they matter. ``plots.py`` pick
 from __future__ import annotations
 
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 # draw sets matplotlib's Agg backend before pyplot loads: import pyplot through it
 from evaluator.report.draw import PS_LABEL, _fmt_value, _save, _wrap, plt
-from evaluator.report.stats import LOG_SPAN, sort_key
+from evaluator.report.stats import LOG_SPAN, natural_key, sort_key
 
 MAX_VALUE_LEGEND = 10  # more swept values than this: a colour bar instead of a legend
+MAX_GROUPS = 9  # top1_vs_ps colours this many architectures (the most trials), the rest grey
+MAX_FRONTIER_NAMES = 8  # names on at most about this many frontier points
 FACET_W, FACET_H = 3.4, 2.7  # inches per panel
 
 
@@ -172,26 +175,35 @@ def scatter_many(
     """top1_vs_ps for many trials: colour by ``group`` (architecture), small points, the Pareto
     frontier as a step line, names only on the frontier and ``named`` (the best few by PS)."""
     fig, ax = plt.subplots(figsize=(9, 6))
-    groups = sorted({p["group"] for p in points}, key=sort_key)
-    palette = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")
-    for gi, g in enumerate(groups):
-        mine = [p for p in points if p["group"] == g]
-        ax.scatter([p["top1"] for p in mine], [p["ps"] for p in mine], s=12, lw=0, alpha=0.75,
-                   color=palette(gi % palette.N), label=f"{g} ({len(mine)})", zorder=3)  # fmt: skip
+    counts = Counter(p["group"] for p in points)
+    # the MAX_GROUPS largest architectures in colour, the rest grey (a legend stays readable)
+    shown = sorted((g for g, _ in counts.most_common(MAX_GROUPS)), key=natural_key)
+    tab10 = plt.get_cmap("tab10")
+    palette = [tab10(i) for i in range(10) if i != 7]  # tab10's grey is the "other" colour
+    for gi, g in enumerate([*shown, None]):
+        mine = [p for p in points if (p["group"] == g if g else p["group"] not in shown)]
+        if mine:
+            label = f"{g} ({len(mine)})" if g else f"other architectures ({len(mine)})"
+            ax.scatter([p["top1"] for p in mine], [p["ps"] for p in mine], s=12, lw=0,
+                       alpha=0.75 if g else 0.5, color=palette[gi] if g else "#b0b0b0",
+                       label=label, zorder=3 if g else 2)  # fmt: skip
     if frontier:
         fx = [points[i]["top1"] for i in frontier]
         fy = [points[i]["ps"] for i in frontier]
         ax.step(fx, fy, where="post", color="black", lw=1.0, zorder=2)
         ax.scatter(fx, fy, s=40, facecolor="none", edgecolor="black", lw=0.9, zorder=4,
                    label="Pareto frontier (max top-1 and PS)")  # fmt: skip
-    for k, i in enumerate(sorted(set(frontier) | set(named), key=lambda i: points[i]["top1"])):
+    step = max(1, math.ceil(len(frontier) / MAX_FRONTIER_NAMES))  # every k-th frontier point
+    label = set(frontier[::step]) | set(named)
+    for k, i in enumerate(sorted(label, key=lambda i: points[i]["top1"])):
         ax.annotate(points[i]["label"], (points[i]["top1"], points[i]["ps"]), fontsize=6.5,
                     xytext=(4, 4 if k % 2 else -9), textcoords="offset points")  # fmt: skip
     for (name, v), ls in zip(references.items(), ["--", ":", "-."] * 3, strict=False):
         ax.axhline(v, color="grey", ls=ls, lw=1, label=f"{name}: {v:.1f}")
     ax.set_xlabel(top1_label)
     ax.set_ylabel(PS_LABEL)
-    ax.set_title(_wrap(title + " (named: the frontier and the best PS)", 95), fontsize=10)
+    ax.set_title(_wrap(title + " (named: the best PS and points of the frontier)", 95),
+                 fontsize=10)  # fmt: skip
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
