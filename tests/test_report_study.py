@@ -110,10 +110,18 @@ def test_one_report_per_axis_with_its_figures(tmp_path):
         "crop": "data.crop",
     }
     width, crop = set(meta["axes"]["width"]["trials"]), set(meta["axes"]["crop"]["trials"])
-    assert len(width) == 35 and len(crop) == 10 and width & crop == {
-        "resnet-6_seed-0", "resnet-50_seed-0", "resnet-200_seed-0", "vit-B8_seed-0",
-        "vit-L4_seed-0",
-    }  # fmt: skip: the defaults sit on both axes
+    assert (
+        len(width) == 35
+        and len(crop) == 10
+        and width & crop
+        == {
+            "resnet-6_seed-0",
+            "resnet-50_seed-0",
+            "resnet-200_seed-0",
+            "vit-B8_seed-0",
+            "vit-L4_seed-0",
+        }
+    )  # fmt: skip: the defaults sit on both axes
     assert report.main([str(d)]) == 0
     text = (d / "report.md").read_text()
     assert "## Axes" in text and "](axes/width/report.md)" in text
