@@ -145,3 +145,13 @@ def test_bad_axes_in_sweep_json_is_one_line(tmp_path):
     with pytest.raises(ReportError, match="'axes' must map axis names.*'width' is not"):
         load_sweeps(d, False)
     assert report.main([str(d), "--no-plots"]) == 2
+
+
+def test_synth_cli_refuses_a_used_directory(tmp_path, capsys):
+    from evaluator.report.synth import main
+
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "x").write_text("")
+    assert main([str(tmp_path / "used"), "--study"]) == 2
+    assert "is not empty" in capsys.readouterr().err
+    assert main([str(tmp_path / "new"), "--study", "--seeds", "0"]) == 2

@@ -12,6 +12,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from matplotlib.ticker import FuncFormatter
+
 # draw sets matplotlib's Agg backend before pyplot loads: import pyplot through it
 from evaluator.report.draw import PS_LABEL, _fmt_value, _save, _wrap, plt
 from evaluator.report.stats import LOG_SPAN, natural_key, sort_key
@@ -145,6 +147,7 @@ def study_axis(
                 elif pos:
                     ax.set_xscale("symlog", linthresh=min(pos), linscale=0.5)
                 ax.minorticks_off()
+                ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
             if cats or len(xs) <= 8:
                 ax.set_xticks(xs, [_fmt_value(g["x"]) for g in agg], fontsize=7,
                               rotation=45 if len(xs) > 4 else 0)  # fmt: skip
