@@ -4,7 +4,7 @@
     python -m evaluator.report runs --all        # every sweep under runs/ into runs/
 
 It reads only files (docs/file-contracts.md), so it runs at any time: mid-sweep, after failures,
-on another machine. One module per step: ``collect`` (files -> rows, results.csv), ``axes``
+on another machine. One module per step: ``collect`` (files -> rows), ``results_csv``, ``axes``
 (what goes on each sweep's x-axis), ``stats`` (Spearman, Pareto, seeds), ``analyse`` (what the
 report says), ``render`` (report.md), ``plots`` (which PNGs) and ``draw`` (matplotlib);
 ``hypotheses`` (+ ``draw_hypotheses``) the study's probes section; ``table1`` the paper's

@@ -7,7 +7,9 @@ similarity better?", TMLR 2022, Table 1; arXiv 2203.04946).
 How each cell is read from the runs (the paper does not spell out its rule; ours):
 
 * an architecture's trials: ResNet by depth, ViT by variant (a ViT with fewer blocks is still
-  ViT-B/8), EfficientNet by variant; trials that did not learn are left out;
+  ViT-B/8), EfficientNet by variant, on one data set (``--all`` may mix embedded and paper
+  runs: the most common one with a default-recipe trial); trials that did not learn are left
+  out;
 * its **default recipe**: on every config key that differs between its trials, the most common
   value (each axis moves one key away from the default, so the default wins; a tie, one axis
   run alone, goes to the recipe's value, ``sweeps.recipes``); the default trials match it on
@@ -207,7 +209,15 @@ def table1(a: Analysis) -> list[Row] | None:
         if t.exists:
             by_arch.setdefault(arch_of(t), []).append(t)
     axes = _axes_by_key(a)
-    rows = [_row(a, arch, by_arch.get(arch, []), axes) for arch in FIVE]
+    rows = []
+    for arch in FIVE:  # --all may mix embedded and paper runs: one data set per row
+        trials = by_arch.get(arch, [])
+        row = _row(a, arch, [], axes)
+        for data, _ in Counter(str(t.value("data.name")) for t in trials).most_common():
+            row = _row(a, arch, [t for t in trials if str(t.value("data.name")) == data], axes)
+            if row.default.value is not None:
+                break
+        rows.append(row)
     if not any(any(c.value is not None for c in r.cells.values()) for r in rows):
         return None
     return rows
