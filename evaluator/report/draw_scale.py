@@ -99,6 +99,7 @@ def facet_lines(
             ax.tick_params(labelsize=7)
             if log_x:  # training from a fraction of an epoch to 90 or 300: early steps matter
                 ax.set_xscale("log")
+                ax.minorticks_off()  # (their labels' extents are most of tight_layout's time)
             if xticks:
                 ax.set_xticks(range(len(xticks)), xticks, rotation=45, fontsize=7)
             if i == 0:
