@@ -90,3 +90,26 @@ def test_a_trial_just_past_the_margin_counts(tmp_path):
     a = analyse(sweeps, build_rows(sweeps))
     assert not a.untrained and len(a.analysed) == 4
     assert a.best["row"]["trial"] == "effnet-b0"
+
+
+def test_many_trials_draw_faceted_figures(tmp_path):
+    """26 trials of two models: PS along training and per tap as one panel per model, one
+    curve per swept value (seeds averaged), and the scatter with few names."""
+    import matplotlib.image
+
+    d = tmp_path / "width"
+    for depth in (6, 10):
+        for w in (0.0625, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0)[: 7 if depth == 6 else 6]:
+            for seed in (0, 1):
+                ps = 65.0 + w - 0.1 * depth + 0.1 * seed
+                pts = [(100, 1.0, 0.3 + 0.05 * w, ps - 1.0), (200, 2.0, 0.4 + 0.05 * w, ps)]
+                ov = {"model.depth": depth, "model.width": w, "seed": seed}
+                write_trial(d, f"d{depth}_w{w}_s{seed}", ov, pts, probes=False)
+    atomic_write_json(d / "sweep.json", {"axis": ["model.width", "seed"]})
+    path = report.write_report(d)
+    text = path.read_text()
+    for name in ("ps_vs_epoch.png", "per_tap.png", "top1_vs_ps.png", "width.png"):
+        assert f"]({name})" in text, name
+        img = matplotlib.image.imread(d / name)
+        assert img.shape[0] > 400 and float(np.std(img[..., :3])) > 0.02, name
+    assert "could not draw" not in text

@@ -166,25 +166,28 @@ def write_plots(
     if per_axis:
         return done, failed
     caption = f"Perceptual Score and top-1 during training ({tag})"
-    if "ps_vs_epoch" not in kinds:
-        pass
-    elif _many(a):
-        facets, value_label = epoch_facets(a)
-        panels = [("ps", PS_LABEL_SHORT), ("top1", "top-1 (%)")]
-        if facets:
-            draw_one("ps_vs_epoch.png", caption, draw_scale.facet_lines, facets, panels,
-                     caption, "training epoch", value_label)  # fmt: skip
-    else:
+    if "ps_vs_epoch" in kinds and _many(a):
+
+        def faceted(path: Path) -> None:  # built inside draw_one: a failure costs one plot
+            facets, value_label = epoch_facets(a)
+            panels = [("ps", PS_LABEL_SHORT), ("top1", "top-1 (%)")]
+            draw_scale.facet_lines(path, facets, panels, caption, "training epoch", value_label)
+
+        draw_one("ps_vs_epoch.png", caption, faceted)
+    elif "ps_vs_epoch" in kinds:
         series = _epoch_series(a)
         if series:
             draw_one("ps_vs_epoch.png", caption, draw.ps_vs_epoch, series, caption, top1_label)
     if a.taps and a.analysed and "per_tap" in kinds:
         caption = f"Perceptual Score of each tap alone, final checkpoints ({tag})"
         if _many(a):
-            facets, value_label = tap_facets(a)
-            draw_one("per_tap.png", caption, draw_scale.facet_lines, facets,
-                     [("ps", PS_LABEL_SHORT)], caption, "feature tap (used alone)", value_label,
-                     a.taps)  # fmt: skip
+
+            def taps(path: Path) -> None:
+                facets, value_label = tap_facets(a)
+                draw_scale.facet_lines(path, facets, [("ps", PS_LABEL_SHORT)], caption,
+                                       "feature tap (used alone)", value_label, a.taps)  # fmt: skip
+
+            draw_one("per_tap.png", caption, taps)
         else:
             draw_one("per_tap.png", caption, draw.per_tap, a.taps, _tap_series(a), caption)
     return done, failed
