@@ -31,6 +31,11 @@ def gcs(tmp_path_factory):
     env = server.env()
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
+    # epath decides once per process whether gs:// goes through TensorFlow (functools.cache):
+    # another test may have decided it before EPATH_USE_TF=0 was set.
+    from etils.epath import gpath
+
+    gpath._is_tf_installed.cache_clear()
     try:
         server.create_bucket(BUCKET)
         yield env
@@ -41,6 +46,7 @@ def gcs(tmp_path_factory):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+        gpath._is_tf_installed.cache_clear()
 
 
 def _env(gcs, tmp_path, cache: str) -> dict[str, str]:

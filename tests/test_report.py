@@ -15,13 +15,14 @@ from trainer.files import append_jsonl, atomic_write_json
 
 
 def _sweep(tmp_path, name, points, key="model.depth", values=None, bench="proxy", seeds=None):
-    """A sweep with one done trial per (top1, ps) point, swept over ``key``."""
+    """A sweep with one done trial per (top1, ps) point, swept over ``key``; 100 classes, so
+    that the made-up top-1s from 10 % are not at chance (on 10 classes they would not count)."""
     d = tmp_path / name
     values = values or [6, 10, 14, 18, 26, 34, 50, 101][: len(points)]
     trials = []
     for i, ((top1, ps), v) in enumerate(zip(points, values, strict=True)):
         seed = seeds[i] if seeds else 0
-        ov = {key: v, "seed": seed}
+        ov = {key: v, "seed": seed, "data.num_classes": 100}
         tname = f"t{i}-{v}-s{seed}"
         write_trial(d, tname, ov, [(100, 1.0, top1 / 2, ps - 5), (200, 2.0, top1, ps)], bench=bench)
         trials.append({"name": tname, "overrides": ov})

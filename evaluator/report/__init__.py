@@ -4,12 +4,14 @@
     python -m evaluator.report runs --all        # every sweep under runs/ into runs/
 
 It reads only files (docs/file-contracts.md), so it runs at any time: mid-sweep, after failures,
-on another machine. One module per step: ``collect`` (files -> rows, results.csv), ``axes``
+on another machine. One module per step: ``collect`` (files -> rows), ``results_csv``, ``axes``
 (what goes on each sweep's x-axis), ``stats`` (Spearman, Pareto, seeds), ``analyse`` (what the
 report says), ``render`` (report.md), ``plots`` (which PNGs) and ``draw`` (matplotlib);
 ``hypotheses`` (+ ``draw_hypotheses``) the study's probes section; ``benchmarks`` the
-Benchmarks section (a column and a plot per human benchmark);
-``synth`` writes synthetic sweeps for tests and previews.
+Benchmarks section (a column and a plot per human benchmark); ``table1`` the paper's Table 1 from
+the runs; ``study`` one report per axis of a sweep with ``axes`` (the study sweep:
+``runs/<sweep>/axes/<axis>/report.md``); ``draw_scale`` the figures for hundreds of trials;
+``synth`` (+ ``synth_study``) writes synthetic sweeps for tests and previews.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 
 from evaluator.benchmarks import BENCHMARK_NAMES, MOS_BENCHMARKS
 from evaluator.distances import ALL_DISTANCES
-from evaluator.report import analyse, collect, hypotheses, render
+from evaluator.report import analyse, collect, hypotheses, render, study, table1
 from evaluator.report import benchmarks as bench_view
 from evaluator.report.collect import ReportError
 from evaluator.report.plots import write_plots
@@ -52,6 +54,9 @@ def write_report(
         swept += [k for k in sw.swept if k not in swept]
     collect.write_csv(sweep_dir / "results.csv", rows, collect.csv_columns(rows, swept))
     made, failed = write_plots(a, sweep_dir) if plots else ([], [])
+    lead = study.render_axes(study.write_axis_reports(a, rows, sweep_dir, plots))
+    t1 = table1.table1(a)
+    lead = (table1.render(t1, a) if t1 else []) + lead
     hyp = hypotheses.analyse(a)
     hyp_plots, hyp_failed = hypotheses.write_plots(hyp, a, sweep_dir) if plots else ({}, [])
     views = bench_view.analyse(a)  # one column and plot per human benchmark
@@ -63,7 +68,7 @@ def write_report(
     path = sweep_dir / "report.md"
     section = hypotheses.render(hyp, hyp_plots) + bench_view.render(views, a, bench_plots)
     failed += hyp_failed + bench_failed
-    atomic_write_text(path, render.render(a, title, made, failed, section))
+    atomic_write_text(path, render.render(a, title, made, failed, section, lead))
     return path
 
 

@@ -16,6 +16,7 @@ from evaluator.report.collect import (
     Sweep,
     TrialResults,
     benchmarks_present,
+    column_names,
     distances_present,
     taps_present,
 )
@@ -43,12 +44,16 @@ PROXY_WARNING = (
     "the numbers are not comparable to the paper's"
 )
 REFERENCE_NAMES = {"l2": "L2 (pixels)", "ssim": "SSIM"}
+# A finished trial whose final top-1 is below chance (100 / data.num_classes) plus this many
+# points "did not learn" (e.g. EfficientNet with long-run BatchNorm momentum in a short run):
+# it is flagged and kept out of the statistics, not ranked beside trained networks.
+CHANCE_MARGIN = 5.0
 
 
 @dataclass
 class Analysis:
     sweeps: list[Sweep]
-    rows: list[dict[str, Any]]
+    rows: list[dict[str, Any]]  # every scored row, but those of trials that did not learn
     bench: str | None
     dist: str | None
     benches: list[str]
@@ -69,6 +74,7 @@ class Analysis:
     notes: list[str] = field(default_factory=list)  # data clamped, checkpoints moved aside
     per_sweep: list[tuple[str, Correlation]] = field(default_factory=list)
     per_distance: list[tuple[str, Correlation]] = field(default_factory=list)  # other distances
+    untrained: dict[str, str] = field(default_factory=dict)  # trial key -> why it did not learn
 
     @property
     def ps_col(self) -> str | None:
@@ -201,41 +207,41 @@ def _references(rows: list[dict], bench: str) -> dict[str, dict[str, float | Non
     return out
 
 
-def analyse(
-    sweeps: list[Sweep],
-    rows: list[dict[str, Any]],
-    benchmark: str | None = None,
-    distance: str | None = None,
-) -> Analysis:
-    benches = benchmarks_present(rows)
-    bench = _choose(benches, benchmark, "benchmark")
-    if bench is None:
-        configured = _configured_benchmarks(sweeps)
-        bench = configured[0] if configured else None
-    dists = distances_present(rows, bench) if bench else []
-    dist = _choose(dists, distance, "distance")
-    plans = {sw.name: plan(sw) for sw in sweeps}
-    trials = trial_order(sweeps, plans)
-    finals = {r["trial"]: r for r in rows if r["final"]}
-    a = Analysis(sweeps, rows, bench, dist, benches, dists, [], trials, plans, finals, [], "")
-    a.taps = taps_present(rows, bench, dist) if bench and dist else []
-    a.missing = _missing(trials, finals)
-    a.notes = _notes(trials)
-    ps_col = a.ps_col
+def did_not_learn(t: TrialResults, row: dict[str, Any] | None) -> str | None:
+    """Why a finished trial counts as untrained (its final top-1 below chance + CHANCE_MARGIN
+    points, chance = 100 / data.num_classes), or None. Such a trial is listed, never ranked."""
+    n = t.value("data.num_classes")
+    if t.state != DONE or not row or row.get("top1") is None or not isinstance(n, int) or n < 2:
+        return None
+    chance = 100.0 / n
+    if row["top1"] >= chance + CHANCE_MARGIN:
+        return None
+    return (
+        f"final top-1 {row['top1']:.1f}% is within {CHANCE_MARGIN:g} points of chance "
+        f"({chance:.1f}%, {n} classes)"
+    )
+
+
+def _select(a: Analysis, ps_col: str | None) -> None:
+    """The final rows the statistics use: finished trials' (else every trial's) with both a
+    top-1 and a PS, trials that did not learn left out."""
     usable = [
-        finals[t.key]
-        for t in trials
-        if t.key in finals
-        and finals[t.key].get("top1") is not None
-        and finals[t.key].get(ps_col) is not None
+        a.finals[t.key]
+        for t in a.trials
+        if t.key in a.finals
+        and t.key not in a.untrained
+        and a.finals[t.key].get("top1") is not None
+        and a.finals[t.key].get(ps_col) is not None
     ]
     done = [r for r in usable if r["state"] == DONE]
+    untrained = f"; {len(a.untrained)} that did not learn left out (Missing)" if a.untrained else ""
     if done:
         a.analysed = done
         skipped = len(usable) - len(done)
         a.analysed_note = (
             f"the final checkpoint of each finished trial ({len(done)} trials"
             + (f"; {skipped} unfinished trials left out" if skipped else "")
+            + untrained
             + ")"
         )
     elif usable:
@@ -244,9 +250,11 @@ def analyse(
             f"no trial has finished: the latest scored checkpoint of each trial ({len(usable)})"
         )
     else:  # e.g. only imported trials, which have no top-1
-        a.analysed_note = "no final checkpoint has both a top-1 and a PS (0)"
-    if not ps_col:
-        return a
+        a.analysed_note = f"no final checkpoint has both a top-1 and a PS (0{untrained})"
+
+
+def _correlate(a: Analysis) -> None:
+    ps_col = a.ps_col
     pts = [(r["top1"], a.ps(r)) for r in a.analysed]
     a.correlations.append(("final checkpoints, all", spearman(*_xy(pts))))
     upper, thr = above_peak(a.analysed)
@@ -254,7 +262,7 @@ def analyse(
     a.correlations.append(
         ("final checkpoints, above the peak", spearman(*_xy([(r["top1"], a.ps(r)) for r in upper])))
     )
-    every = [r for r in rows if r.get("top1") is not None and r.get(ps_col) is not None]
+    every = [r for r in a.rows if r.get("top1") is not None and r.get(ps_col) is not None]
     a.correlations.append(
         ("all scored checkpoints, all", spearman(*_xy([(r["top1"], a.ps(r)) for r in every])))
     )
@@ -266,20 +274,55 @@ def analyse(
             spearman(*_xy([(r["top1"], a.ps(r)) for r in upper_all])),
         )
     )
-    if len(sweeps) > 1:
-        for sw in sweeps:
+    if len(a.sweeps) > 1:
+        for sw in a.sweeps:
             sub = [r for r in a.analysed if r["sweep"] == sw.name]
             a.per_sweep.append((sw.name, spearman(*_xy([(r["top1"], a.ps(r)) for r in sub]))))
-    for d in dists:
-        if d == dist:
+    for d in a.distances:
+        if d == a.dist:
             continue
-        col = f"ps_{bench}_{d}"
+        col = f"ps_{a.bench}_{d}"
         pts_d = [(r["top1"], r.get(col)) for r in a.analysed if r.get(col) is not None]
         a.per_distance.append((d, spearman(*_xy(pts_d))))
     idx = pareto_front([p[0] for p in pts], [p[1] for p in pts])
     a.frontier = [a.analysed[i] for i in idx]
-    a.best = _best(rows, [ps_col])
-    a.best_tap = _best(rows, [f"tap_{bench}_{dist}_{tap}" for tap in a.taps])
+
+
+def analyse(
+    sweeps: list[Sweep],
+    rows: list[dict[str, Any]],
+    benchmark: str | None = None,
+    distance: str | None = None,
+) -> Analysis:
+    """What the report says. Trials that did not learn (``did_not_learn``) keep their row in the
+    trial table and a line in Missing; their rows are left out of every statistic and ranking."""
+    names = column_names(rows)
+    benches = benchmarks_present(names)
+    bench = _choose(benches, benchmark, "benchmark")
+    if bench is None:
+        configured = _configured_benchmarks(sweeps)
+        bench = configured[0] if configured else None
+    dists = distances_present(names, bench) if bench else []
+    dist = _choose(dists, distance, "distance")
+    plans = {sw.name: plan(sw) for sw in sweeps}
+    trials = trial_order(sweeps, plans)
+    finals = {r["trial"]: r for r in rows if r["final"]}
+    untrained = {t.key: why for t in trials if (why := did_not_learn(t, finals.get(t.key)))}
+    learned = [r for r in rows if r["trial"] not in untrained] if untrained else rows
+    a = Analysis(sweeps, learned, bench, dist, benches, dists, [], trials, plans, finals, [], "")
+    a.untrained = untrained
+    a.taps = taps_present(names, bench, dist) if bench and dist else []
+    a.missing = [
+        f"`{k}`: did not learn: {why}; left out of the correlations, the frontier and the rankings"
+        for k, why in untrained.items()
+    ] + _missing(trials, finals)
+    a.notes = _notes(trials)
+    _select(a, a.ps_col)
+    if not a.ps_col:
+        return a
+    _correlate(a)
+    a.best = _best(a.rows, [a.ps_col])
+    a.best_tap = _best(a.rows, [f"tap_{bench}_{dist}_{tap}" for tap in a.taps])
     a.references = _references(rows, bench)
     return a
 

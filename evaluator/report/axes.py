@@ -70,6 +70,8 @@ def _varying(trials: list[TrialResults], keys: list[str]) -> list[str]:
 
 
 def primary_key(sw: Sweep) -> str | None:
+    if sw.primary:
+        return sw.primary
     keys = [k for k in sw.swept if k != "seed"]
     if sw.swept_from == FROM_SWEEP_JSON and len(keys) == 1:
         return keys[0]
@@ -83,12 +85,15 @@ def primary_key(sw: Sweep) -> str | None:
     return keys[0] if len(keys) == 1 else None
 
 
-def model_label(t: TrialResults, varying: list[str]) -> str:
+def model_label(t: TrialResults, varying: list[str], primary: str | None = None) -> str:
     """``resnet-50``, ``vit-B/8`` (``vit-Ti/4 depth 4`` when ViT depths differ),
-    ``efficientnet-b0``; the width multiplier added when it varies."""
+    ``efficientnet-b0``; the width multiplier added when it varies; ``resnet`` when the depth
+    is the x-axis (the depth sweep: one line through every ResNet)."""
     name = t.value("model.name") or "model"
     variant = t.value("model.variant")
-    if name == "resnet" or not variant:
+    if name == "resnet" and primary == "model.depth":
+        label = name
+    elif name == "resnet" or not variant:
         label = f"{name}-{t.value('model.depth')}"
     else:
         label = f"{name}-{variant}"
@@ -103,6 +108,14 @@ def model_label(t: TrialResults, varying: list[str]) -> str:
     return label
 
 
+def row_arch(row: dict[str, Any]) -> str:
+    """A results row's architecture: ``resnet-50``, ``vit-B/8``, ``efficientnet-b0``."""
+    name = row.get("model_name") or "model"
+    if name == "resnet" or not row.get("model_variant"):
+        return f"{name}-{row.get('model_depth')}"
+    return f"{name}-{row['model_variant']}"
+
+
 def plan(sw: Sweep) -> AxisPlan:
     trials = [t for t in sw.trials if t.exists]
     swept = [k for k in sw.swept if k != "seed"]
@@ -111,7 +124,7 @@ def plan(sw: Sweep) -> AxisPlan:
     ident_varying = _varying(trials, ident)
     groups: dict[str, Group] = {}
     for t in trials:
-        label = model_label(t, ident_varying) if ident_varying else ""
+        label = model_label(t, ident_varying, primary) if ident_varying else ""
         groups.setdefault(label, Group(label, None)).trials.append(t)
     for g in groups.values():
         inside = _varying(g.trials, [k for k in swept if k not in ident])

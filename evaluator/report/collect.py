@@ -9,8 +9,6 @@ restores a checkpoint or starts an accelerator.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,24 +17,25 @@ from typing import Any
 from evaluator.benchmarks import BENCHMARK_NAMES
 from evaluator.distances import FEATURE_DISTANCES, PIXEL_METRICS
 from evaluator.report.columns import (
-    PROBE_PREFIXES,
     clean,
     frequency_columns,
     num,
     probe_columns,
     score_columns,
 )
+
+# results.csv lives in results_csv; its writer is re-exported here, where callers look for it
+from evaluator.report.results_csv import MODEL_KEYS, csv_columns, write_csv  # noqa: F401
 from evaluator.report.stats import natural_key
 from sweeps.base import flatten
 from trainer import files
-from trainer.files import atomic_write_text, read_json, read_jsonl
+from trainer.files import read_json, read_jsonl
 
 # Files or folders whose presence makes a sub-directory of a sweep a trial directory.
 TRIAL_MARKERS = ("status.json", "config.json", "overrides.json", "metrics.jsonl", "perceptual")
 # The report's default benchmark is the first one present: the study's own (BAPPS) when scored.
 PREFERRED_BENCHMARK = "bapps"
 BENCHMARK_ORDER = (PREFERRED_BENCHMARK, *(b for b in BENCHMARK_NAMES if b != PREFERRED_BENCHMARK))
-MODEL_KEYS = ("name", "depth", "width", "variant")
 DONE = "done"
 FROM_SWEEP_JSON = "from sweep.json's axis"
 
@@ -58,7 +57,8 @@ class TrialResults:
     config: dict[str, Any] = field(default_factory=dict)  # flattened config.json
     status: dict[str, Any] = field(default_factory=dict)
     evals: dict[int, dict] = field(default_factory=dict)  # step -> last eval line of that step
-    scored: dict[int, dict] = field(default_factory=dict)  # step -> perceptual json with scores
+    scored: dict[int, dict] = field(default_factory=dict)  # step -> its row (scored_row)
+    dynamic: dict[str, dict] = field(default_factory=dict)  # benchmark -> dynamic_range block
     errors: dict[int, str] = field(default_factory=dict)  # step -> scoring error
     checkpoints: list[int] = field(default_factory=list)  # step directories on disk
     exists: bool = True  # False: listed in sweep.json, no directory yet
@@ -88,6 +88,11 @@ class Sweep:
     swept: list[str]  # dotted keys swept, seed included when it is
     swept_from: str  # where ``swept`` came from, for the report text
     trials: list[TrialResults]
+    # sweep.json's "axes" (the study sweep): axis name -> {"key": dotted key or None,
+    # "trials": [names]}; a trial may sit on several axes (the default recipe on all)
+    axes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    primary: str | None = None  # the x key when a caller fixes it (one axis of the study)
+    axis: str | None = None  # the axis's name, for one axis of a sweep (``axis_sweep``)
 
 
 def _read_json_safe(path: Path, what: str) -> tuple[Any, str | None]:
@@ -141,7 +146,7 @@ def _load_trial(sweep: str, path: Path, key: str, listed_overrides: dict | None)
         elif not rec.get("benchmarks"):
             t.errors[step] = f"perceptual {f.name} has no benchmarks"
         else:
-            t.scored[step] = rec
+            t.scored[step] = scored_row(t, step, rec)
     ckpt = path / "checkpoints"
     if ckpt.is_dir():
         # Orbax renames a step's temporary directory to the bare step number when it is final.
@@ -193,7 +198,38 @@ def load_sweep(path: Path, key_prefix: str = "") -> Sweep:
         swept, source = [str(a) for a in axis], FROM_SWEEP_JSON
     else:
         swept, source = _derive_swept(trials)
-    return Sweep(name, path, meta.get("preset"), swept, source, trials)
+    return Sweep(name, path, meta.get("preset"), swept, source, trials, _axes(path, meta))
+
+
+def _axes(path: Path, meta: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """sweep.json's ``axes``, checked: ``{name: {"key": str or null, "trials": [str]}}``."""
+    axes = meta.get("axes") or {}
+    bad = f'{path}/sweep.json: \'axes\' must map axis names to {{"key", "trials": [names]}}'
+    if not isinstance(axes, dict):
+        raise ReportError(bad)
+    out = {}
+    for name, ax in axes.items():
+        if (
+            not isinstance(ax, dict)
+            or not isinstance(ax.get("trials"), list)
+            or not all(isinstance(t, str) for t in ax["trials"])
+            or not isinstance(ax.get("key"), (str, type(None)))
+        ):
+            raise ReportError(f"{bad}; axis {name!r} is not")
+        out[str(name)] = {"key": ax.get("key"), "trials": list(dict.fromkeys(ax["trials"]))}
+    return out
+
+
+def axis_sweep(sw: Sweep, name: str) -> Sweep:
+    """One axis of a study sweep as a sweep of its own: its trials, the keys that differ
+    between them, and its key as the x-axis."""
+    ax = sw.axes[name]
+    names = set(ax["trials"])
+    trials = [t for t in sw.trials if t.name in names]
+    swept, source = _derive_swept(trials)
+    if ax["key"] and ax["key"] not in swept:
+        swept = [ax["key"], *swept]
+    return Sweep(sw.name, sw.path, sw.preset, swept, source, trials, {}, ax["key"], name)
 
 
 def load_sweeps(path: Path, combine_all: bool) -> list[Sweep]:
@@ -227,6 +263,8 @@ def load_sweeps(path: Path, combine_all: bool) -> list[Sweep]:
 
 def nearest_eval(trial: TrialResults, step: int) -> dict | None:
     """The eval at ``step``, else the nearest one (the earlier on a tie), else status's last."""
+    if step in trial.evals:
+        return trial.evals[step]
     if trial.evals:
         best = min(trial.evals, key=lambda s: (abs(s - step), s))
         return trial.evals[best]
@@ -241,37 +279,45 @@ def nearest_eval(trial: TrialResults, step: int) -> dict | None:
     return None
 
 
+def scored_row(trial: TrialResults, step: int, rec: dict[str, Any]) -> dict[str, Any]:
+    """The row of one scored step, from its perceptual record (then dropped: at the study's
+    scale the records would hold gigabytes); ``trial_rows`` adds the swept values."""
+    ev = nearest_eval(trial, step)
+    model = rec.get("model") if isinstance(rec.get("model"), dict) else {}
+    row: dict[str, Any] = {"sweep": trial.sweep, "trial": trial.key, "state": trial.state}
+    for m in MODEL_KEYS:
+        row[f"model_{m}"] = trial.config.get(f"model.{m}", model.get(m))
+    row["seed"] = trial.value("seed")
+    epoch = num(rec.get("epoch"))
+    if epoch is None and ev is not None and ev.get("step") == step:
+        epoch = num(ev.get("epoch"))
+    row["epoch"] = epoch
+    row["step"] = step
+    top1 = num(ev.get("eval_top1")) if ev else None
+    top5 = num(ev.get("eval_top5")) if ev else None
+    row["top1"] = None if top1 is None else 100.0 * top1
+    row["top5"] = None if top5 is None else 100.0 * top5
+    row["top1_step"] = ev.get("step") if ev else None
+    for bench, b in (rec.get("benchmarks") or {}).items():
+        if isinstance(b, dict):
+            row.update(score_columns(clean(bench), b))
+            row.update(probe_columns(clean(bench), b))
+            if isinstance(b.get("dynamic_range"), dict):
+                trial.dynamic.setdefault(clean(bench), b["dynamic_range"])
+    row.update(frequency_columns(rec.get("frequency")))
+    return row
+
+
 def trial_rows(trial: TrialResults, swept: list[str]) -> list[dict[str, Any]]:
-    """One row per scored step of ``trial``."""
+    """One row per scored step of ``trial`` (the rows ``scored`` holds, with the swept
+    values and ``final`` set)."""
     rows = []
     last = max(trial.scored) if trial.scored else None
     for step in sorted(trial.scored):
-        rec = trial.scored[step]
-        ev = nearest_eval(trial, step)
-        model = rec.get("model") if isinstance(rec.get("model"), dict) else {}
-        row: dict[str, Any] = {"sweep": trial.sweep, "trial": trial.key, "state": trial.state}
+        row = trial.scored[step]
         for k in swept:
             row[k] = trial.value(k)
-        for m in MODEL_KEYS:
-            v = trial.config.get(f"model.{m}", model.get(m))
-            row[f"model_{m}"] = v
-        row["seed"] = trial.value("seed")
-        epoch = num(rec.get("epoch"))
-        if epoch is None and ev is not None and ev.get("step") == step:
-            epoch = num(ev.get("epoch"))
-        row["epoch"] = epoch
-        row["step"] = step
         row["final"] = step == last
-        top1 = num(ev.get("eval_top1")) if ev else None
-        top5 = num(ev.get("eval_top5")) if ev else None
-        row["top1"] = None if top1 is None else 100.0 * top1
-        row["top5"] = None if top5 is None else 100.0 * top5
-        row["top1_step"] = ev.get("step") if ev else None
-        for bench, b in (rec.get("benchmarks") or {}).items():
-            if isinstance(b, dict):
-                row.update(score_columns(clean(bench), b))
-                row.update(probe_columns(clean(bench), b))
-        row.update(frequency_columns(rec.get("frequency")))
         rows.append(row)
     return rows
 
@@ -284,63 +330,28 @@ def build_rows(sweeps: list[Sweep]) -> list[dict[str, Any]]:
     return rows
 
 
-_SCORE_PREFIX_ORDER = ("ps_", "srocc_", "krocc_", "plcc_", "jnd_", "2afc_", "tap_")
+def column_names(rows: list[dict[str, Any]] | set[str]) -> set[str]:
+    """Every column any row has (a set given is returned as is: compute it once per report)."""
+    return rows if isinstance(rows, set) else set().union(*rows)
 
 
-def csv_columns(rows: list[dict[str, Any]], swept: list[str]) -> list[str]:
-    """Identity columns first, then the score columns grouped by kind in natural order."""
-    head = ["sweep", "trial", "state", *[k for k in swept if k != "seed"]]
-    head += [f"model_{m}" for m in MODEL_KEYS]
-    head += ["seed", "epoch", "step", "final", "top1", "top5", "top1_step"]
-    seen = {k for r in rows for k in r} - set(head)
-    rest = []
-    refs = tuple(f"_{r}" for r in PIXEL_METRICS)
-
-    def order(k: str) -> tuple:  # distances before the pixel references, then natural order
-        bench_dist = "_".join(k.split("_")[:3])
-        return (bench_dist.endswith(refs), natural_key(k))
-
-    for prefix in (*_SCORE_PREFIX_ORDER, *PROBE_PREFIXES):
-        rest += sorted((k for k in seen if k.startswith(prefix) and k not in rest), key=order)
-    rest += sorted(seen - set(rest), key=natural_key)
-    return head + rest
-
-
-def _csv_value(v: Any) -> Any:
-    if v is None:
-        return ""
-    if isinstance(v, (list, tuple, dict)):
-        return json.dumps(v)
-    if isinstance(v, float):
-        return round(v, 6)  # drops float noise such as 100 * 0.546 = 54.599999999999994
-    return v
-
-
-def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(columns)
-    for r in rows:
-        w.writerow([_csv_value(r.get(c)) for c in columns])
-    atomic_write_text(path, buf.getvalue())
-
-
-def benchmarks_present(rows: list[dict[str, Any]]) -> list[str]:
-    found = {k.split("_")[1] for r in rows for k in r if k.startswith("ps_")}
+def benchmarks_present(rows: list[dict[str, Any]] | set[str]) -> list[str]:
+    found = {k.split("_")[1] for k in column_names(rows) if k.startswith("ps_")}
     return [b for b in BENCHMARK_ORDER if b in found] + sorted(found - set(BENCHMARK_ORDER))
 
 
-def distances_present(rows: list[dict[str, Any]], bench: str) -> list[str]:
+def distances_present(rows: list[dict[str, Any]] | set[str], bench: str) -> list[str]:
     prefix = f"ps_{bench}_"
-    found = {k[len(prefix) :] for r in rows for k in r if k.startswith(prefix)} - set(PIXEL_METRICS)
+    found = {k[len(prefix) :] for k in column_names(rows) if k.startswith(prefix)}
+    found -= set(PIXEL_METRICS)
     return [d for d in FEATURE_DISTANCES if d in found] + sorted(found - set(FEATURE_DISTANCES))
 
 
 EARLY_TAPS = ("input", "stem", "embed", "embedding", "patch_embed")  # before numbered taps
 
 
-def taps_present(rows: list[dict[str, Any]], bench: str, dist: str) -> list[str]:
+def taps_present(rows: list[dict[str, Any]] | set[str], bench: str, dist: str) -> list[str]:
     """Tap names in network order: stem-like taps, then numbered ones (stage2 before stage10)."""
     prefix = f"tap_{bench}_{dist}_"
-    found = {k[len(prefix) :] for r in rows for k in r if k.startswith(prefix)}
+    found = {k[len(prefix) :] for k in column_names(rows) if k.startswith(prefix)}
     return sorted(found, key=lambda t: (t not in EARLY_TAPS, natural_key(t)))

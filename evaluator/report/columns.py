@@ -4,8 +4,10 @@ frequency probe (``evaluator.frequency``); names in docs/file-contracts.md."""
 
 from __future__ import annotations
 
+import functools
 import math
 import re
+import sys
 from typing import Any
 
 PROBE_PREFIXES = (
@@ -19,15 +21,39 @@ PROBE_PREFIXES = (
 )
 
 
+@functools.lru_cache(maxsize=4096)  # the same few names, once per scored checkpoint
 def clean(name: str) -> str:
     """A column-safe version of a category or tap name."""
     return re.sub(r"[^A-Za-z0-9]+", "_", str(name)).strip("_") or "x"
 
 
 def num(v: Any) -> float | None:
+    if type(v) is float:  # the common case, first
+        return v if math.isfinite(v) else None
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         return None
     return float(v)
+
+
+@functools.lru_cache(maxsize=65536)
+def column(*parts: str) -> str:
+    """``column("ps", "bapps_local")`` -> ``ps_bapps_local``, one shared string per name: a
+    study's 80,000 rows hold each name once, not once per row."""
+    return sys.intern("_".join(parts))
+
+
+@functools.lru_cache(maxsize=4096)
+def _names(kind: str, tag: str, keys: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(column(kind, tag, clean(k)) for k in keys)
+
+
+def score(v: Any) -> float | None:
+    """A score (a percentage) as the rows keep it: rounded to 1e-6, as results.csv writes it
+    (100 * 0.546 = 54.599999999999994 -> 54.6)."""
+    if type(v) is float:  # nearly every value: the short way
+        return round(v, 6) if math.isfinite(v) else None
+    v = num(v)
+    return None if v is None else round(v, 6)
 
 
 MOS_SCORES = ("srocc", "krocc", "plcc")  # TID2013, KADID-10k blocks (evaluator.mos)
@@ -41,12 +67,12 @@ def resolution_text(r: Any) -> str | None:
 
 
 def _mos_columns(tag: str, s: dict) -> dict[str, float | None]:
-    out = {f"{k}_{tag}": num(s.get(k)) for k in MOS_SCORES}
+    out = {column(k, tag): score(s.get(k)) for k in MOS_SCORES}
     for kind in ("srocc", "krocc"):
-        for t, v in (s.get(f"{kind}_types") or {}).items():
-            out[f"{kind}_{tag}_{clean(t)}"] = num(v)
-    for tap, v in (s.get("taps") or {}).items():
-        out[f"tap_{tag}_{clean(tap)}"] = num(v)
+        values = s.get(f"{kind}_types") or {}
+        out.update(zip(_names(kind, tag, tuple(values)), map(score, values.values()), strict=True))
+    values = s.get("taps") or {}
+    out.update(zip(_names("tap", tag, tuple(values)), map(score, values.values()), strict=True))
     return out
 
 
@@ -58,18 +84,17 @@ def score_columns(bench: str, b: dict) -> dict[str, Any]:
     for dist, s in groups:
         if not isinstance(s, dict):
             continue
-        tag = f"{bench}_{clean(dist)}"
+        tag = column(bench, clean(dist))
         if "srocc" in s:  # a MOS block: correlations, not 2AFC
             out.update(_mos_columns(tag, s))
             continue
-        out[f"ps_{tag}"] = num(s.get("ps"))
-        out[f"jnd_{tag}"] = num(s.get("jnd"))
-        for cat, v in (s.get("2afc") or {}).items():
-            out[f"2afc_{tag}_{clean(cat)}"] = num(v)
-        for cat, v in (s.get("jnd_categories") or {}).items():
-            out[f"jnd_{tag}_{clean(cat)}"] = num(v)
-        for tap, v in (s.get("taps") or {}).items():
-            out[f"tap_{tag}_{clean(tap)}"] = num(v)
+        out[column("ps", tag)] = score(s.get("ps"))
+        out[column("jnd", tag)] = score(s.get("jnd"))
+        for kind, block in (("2afc", "2afc"), ("jnd", "jnd_categories"), ("tap", "taps")):
+            values = s.get(block) or {}
+            out.update(
+                zip(_names(kind, tag, tuple(values)), map(score, values.values()), strict=True)
+            )
     return out
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from evaluator.report.analyse import Analysis
-from evaluator.report.stats import Correlation, spearman
+from evaluator.report.stats import Correlation, format_p, spearman
 
 
 @dataclass
@@ -91,10 +91,9 @@ def _curve(a: Analysis, row: dict[str, Any]) -> dict[str, Any] | None:
 
 def _dynamic(a: Analysis) -> dict[str, Any] | None:
     for t in a.trials:
-        for rec in t.scored.values():
-            dyn = ((rec.get("benchmarks") or {}).get(a.bench) or {}).get("dynamic_range")
-            if isinstance(dyn, dict) and dyn.get("sigmas"):
-                return dyn
+        dyn = t.dynamic.get(a.bench)
+        if isinstance(dyn, dict) and dyn.get("sigmas"):
+            return dyn
     return None
 
 
@@ -154,7 +153,7 @@ def _f(v: Any, digits: int = 2) -> str:
 def _corr(c: Correlation | None) -> list[str]:
     if c is None or c.rho is None:
         return ["–", (c.note if c else "") or "–"]
-    return [f"{c.rho:+.3f}", f"{c.p:.3g}" if c.p > 0 else "< 1e-300"]
+    return [f"{c.rho:+.3f}", format_p(c.p)]
 
 
 def _table(head: list[str], body: list[list[str]]) -> list[str]:

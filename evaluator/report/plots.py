@@ -15,10 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from evaluator.report.analyse import REFERENCE_NAMES, Analysis
+from evaluator.report.axes import row_arch
 from evaluator.report.collect import Sweep, TrialResults
-from evaluator.report.stats import aggregate_over_seeds, x_scale
+from evaluator.report.stats import aggregate_over_seeds, natural_key, x_scale
 
 FIXED_PLOTS = ("top1_vs_ps", "ps_vs_epoch", "per_tap")
+MANY_TRIALS = 24  # more trials than this: faceted figures (draw_scale), not one line per trial
+BEST_NAMED = 3  # past MAX_LABELS points, top1_vs_ps names the frontier and this many best PS
+PS_LABEL_SHORT = "PS (% 2AFC)"
+KINDS = ("top1_vs_ps", "axis", "ps_vs_epoch", "per_tap")
+AXIS_KINDS = ("axis", "ps_vs_epoch")  # one axis of a study sweep: its layout, its training
 
 
 def _file_name(text: str) -> str:
@@ -31,7 +37,7 @@ def axis_plot_names(a: Analysis) -> dict[str, str]:
     stems = {}
     for sw in a.sweeps:
         keys = a.plans[sw.name].keys
-        stems[sw.name] = _file_name(keys[0].rsplit(".", 1)[-1] if keys else sw.name)
+        stems[sw.name] = _file_name(keys[0].rsplit(".", 1)[-1] if keys else sw.axis or sw.name)
     counts = Counter(stems.values())
     for name, stem in stems.items():
         if counts[stem] > 1 or stem in FIXED_PLOTS:
@@ -91,9 +97,38 @@ def axis_series(a: Analysis, sw: Sweep) -> tuple[list[dict[str, Any]], str]:
     return series, " / ".join(p.keys)
 
 
-def write_plots(a: Analysis, out_dir: Path) -> tuple[list[tuple[str, str]], list[str]]:
-    """Write every plot the data allows; return ``[(file name, caption)]`` and the failures."""
-    from evaluator.report import draw  # matplotlib only when plotting
+def _top1_vs_ps(a: Analysis, draw: Any, draw_scale: Any, tag: str, top1_label: str) -> tuple:
+    """(function, args) of the top-1 vs PS scatter: every name on a small sweep; past
+    MAX_LABELS points colour by architecture, names on the frontier and the best few."""
+    pts = [{"label": r["trial"], "top1": r["top1"], "ps": a.ps(r)} for r in a.analysed]
+    front_keys = {r["trial"] for r in a.frontier}
+    frontier = [i for i, r in enumerate(a.analysed) if r["trial"] in front_keys]
+    frontier.sort(key=lambda i: (pts[i]["top1"], -pts[i]["ps"]))
+    refs = {
+        f"{REFERENCE_NAMES.get(k, k)}, same benchmark": v["ps"]
+        for k, v in a.references.items()
+        if v.get("ps") is not None
+    }
+    caption = f"Top-1 vs Perceptual Score, final checkpoints ({tag})"
+    if len(pts) <= draw.MAX_LABELS:
+        return caption, draw.top1_vs_ps, (pts, frontier, refs, caption, top1_label)
+    for p, r in zip(pts, a.analysed, strict=True):
+        p["group"] = row_arch(r)
+    named = sorted(range(len(pts)), key=lambda i: -pts[i]["ps"])[:BEST_NAMED]
+    return caption, draw_scale.scatter_many, (pts, frontier, named, refs, caption, top1_label)
+
+
+def _many(a: Analysis) -> bool:
+    return len(a.trials) > MANY_TRIALS
+
+
+def write_plots(
+    a: Analysis, out_dir: Path, kinds: tuple[str, ...] = KINDS
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """Write the plots of ``kinds`` the data allows; return ``[(file name, caption)]`` and the
+    failures. A sweep with ``axes`` (the study) gets its axis and training plots in its
+    per-axis reports (``study.py``), not here."""
+    from evaluator.report import draw, draw_scale  # matplotlib only when plotting
 
     done: list[tuple[str, str]] = []
     failed: list[str] = []
@@ -112,47 +147,141 @@ def write_plots(a: Analysis, out_dir: Path) -> tuple[list[tuple[str, str]], list
     if a.bench == "proxy":
         tag = f"embedded proxy, not BAPPS; {a.dist} distance"
     top1_label = _top1_label(a)
-    if a.analysed:  # the plots against top-1 need points with both numbers
-        pts = [{"label": r["trial"], "top1": r["top1"], "ps": a.ps(r)} for r in a.analysed]
-        front_keys = {r["trial"] for r in a.frontier}
-        frontier = [i for i, r in enumerate(a.analysed) if r["trial"] in front_keys]
-        frontier.sort(key=lambda i: (pts[i]["top1"], -pts[i]["ps"]))
-        refs = {
-            f"{REFERENCE_NAMES.get(k, k)}, same benchmark": v["ps"]
-            for k, v in a.references.items()
-            if v.get("ps") is not None
-        }
-        caption = f"Top-1 vs Perceptual Score, final checkpoints ({tag})"
-        args = (pts, frontier, refs, caption, top1_label)
-        draw_one("top1_vs_ps.png", caption, draw.top1_vs_ps, *args)
-
+    per_axis = any(sw.axes for sw in a.sweeps)
+    if a.analysed and "top1_vs_ps" in kinds:  # the plots against top-1 need both numbers
+        caption, fn, args = _top1_vs_ps(a, draw, draw_scale, tag, top1_label)
+        draw_one("top1_vs_ps.png", caption, fn, *args)
+    if a.analysed and "axis" in kinds:
         stems = axis_plot_names(a)
         for sw in a.sweeps:
             series, label = axis_series(a, sw)
-            if not series:
+            if not series or sw.axes:
                 continue
             scale = x_scale([g["x"] for s in series for g in s["agg"]])
             caption = f"Perceptual Score and top-1 vs {label} (sweep {sw.name}, {tag})"
-            name = f"{stems[sw.name]}.png"
-            draw_one(name, caption, draw.axis_plot, label, series, scale, caption, top1_label)
+            fn = draw_scale.study_axis if len(series) > 1 else draw.axis_plot
+            series.sort(key=lambda s: natural_key(s["label"]))
+            draw_one(f"{stems[sw.name]}.png", caption, fn, label, series, scale, caption,
+                     top1_label)  # fmt: skip
+    if per_axis:
+        return done, failed
+    caption = f"Perceptual Score and top-1 during training ({tag})"
+    if "ps_vs_epoch" in kinds and _many(a):
 
-    series = _epoch_series(a)
-    if series:
-        caption = f"Perceptual Score and top-1 during training ({tag})"
-        draw_one("ps_vs_epoch.png", caption, draw.ps_vs_epoch, series, caption, top1_label)
+        def faceted(path: Path) -> None:  # built inside draw_one: a failure costs one plot
+            facets, value_label = epoch_facets(a)
+            panels = [("ps", PS_LABEL_SHORT), ("top1", "top-1 (%)")]
+            draw_scale.facet_lines(path, facets, panels, caption, "training epoch", value_label)
 
-    if a.taps and a.analysed:
+        draw_one("ps_vs_epoch.png", caption, faceted)
+    elif "ps_vs_epoch" in kinds:
+        series = _epoch_series(a)
+        if series:
+            draw_one("ps_vs_epoch.png", caption, draw.ps_vs_epoch, series, caption, top1_label)
+    if a.taps and a.analysed and "per_tap" in kinds:
         caption = f"Perceptual Score of each tap alone, final checkpoints ({tag})"
-        draw_one("per_tap.png", caption, draw.per_tap, a.taps, _tap_series(a), caption)
+        if _many(a):
+
+            def taps(path: Path) -> None:
+                facets, value_label = tap_facets(a)
+                draw_scale.facet_lines(path, facets, [("ps", PS_LABEL_SHORT)], caption,
+                                       "feature tap (used alone)", value_label, a.taps)  # fmt: skip
+
+            draw_one("per_tap.png", caption, taps)
+        else:
+            draw_one("per_tap.png", caption, draw.per_tap, a.taps, _tap_series(a), caption)
     return done, failed
+
+
+def _lines(a: Analysis) -> tuple[list[tuple[str, list[tuple[Any, list[TrialResults]]]]], str]:
+    """Facets (one per model group, sorted) and, inside each, the trials of each swept value:
+    ``[(facet label, [(value, [trials])])]`` and the values' label."""
+    facets = []
+    keys: list[str] = []
+    for sw in a.sweeps:
+        prefix = f"{sw.name}: " if len(a.sweeps) > 1 else ""
+        for g in sorted(a.plans[sw.name].groups, key=lambda g: natural_key(g.label)):
+            lines: dict[str, tuple[Any, list[TrialResults]]] = {}
+            for t in g.trials:
+                v = t.value(g.key) if g.key else (g.label or sw.name)
+                lines.setdefault(repr(v), (v, []))[1].append(t)
+            facets.append((prefix + (g.label or sw.name), list(lines.values())))
+            keys += [g.key] if g.key and g.key not in keys else []
+    return facets, " / ".join(k.rsplit(".", 1)[-1] for k in keys) or "model"
+
+
+def _mean_std(by_x: dict[float, list[float]]) -> list[tuple[float, float, float]]:
+    out = []
+    for x, ys in by_x.items():
+        m = sum(ys) / len(ys)
+        sd = (sum((y - m) ** 2 for y in ys) / (len(ys) - 1)) ** 0.5 if len(ys) > 1 else 0.0
+        out.append((x, m, sd))
+    return out
+
+
+def epoch_facets(a: Analysis) -> tuple[list[dict[str, Any]], str]:
+    """ps_vs_epoch at scale: per facet, one line per swept value, PS and top-1 along training
+    averaged over the value's seeds at each epoch."""
+    rows = _rows_by_trial(a)
+    facets, label = _lines(a)
+    out = []
+    for flabel, lines in facets:
+        f = {"label": flabel, "lines": []}
+        for value, trials in lines:
+            ps: dict[float, list[float]] = {}
+            top1: dict[float, list[float]] = {}
+            for t in trials:
+                for r in rows.get(t.key, []):
+                    if r.get("epoch") is not None and a.ps(r) is not None:
+                        ps.setdefault(round(r["epoch"], 3), []).append(a.ps(r))
+                for e in t.evals.values():
+                    if e.get("eval_top1") is not None and e.get("epoch") is not None:
+                        top1.setdefault(round(e["epoch"], 3), []).append(100.0 * e["eval_top1"])
+            if ps:
+                f["lines"].append({"value": value, "seeds": len(trials), "ps": _mean_std(ps),
+                                   "top1": _mean_std(top1)})  # fmt: skip
+        if f["lines"]:
+            out.append(f)
+    return out, label
+
+
+def tap_facets(a: Analysis) -> tuple[list[dict[str, Any]], str]:
+    """per_tap at scale: per facet, one line per swept value, each tap's PS (final
+    checkpoints) averaged over the value's seeds."""
+    finals = {r["trial"]: r for r in a.analysed}
+    facets, label = _lines(a)
+    out = []
+    for flabel, lines in facets:
+        f = {"label": flabel, "lines": []}
+        for value, trials in lines:
+            by_tap: dict[float, list[float]] = {}
+            for t in trials:
+                r = finals.get(t.key)
+                for i, tap in enumerate(a.taps):
+                    v = r.get(f"tap_{a.bench}_{a.dist}_{tap}") if r else None
+                    if v is not None:
+                        by_tap.setdefault(float(i), []).append(v)
+            if by_tap:
+                f["lines"].append({"value": value, "seeds": len(trials), "ps": _mean_std(by_tap)})
+        if f["lines"]:
+            out.append(f)
+    return out, label
+
+
+def _rows_by_trial(a: Analysis) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in a.rows:
+        out.setdefault(r["trial"], []).append(r)
+    return out
 
 
 def _epoch_series(a: Analysis) -> list[dict[str, Any]]:
     """ps_vs_epoch's lines: every scored step of each trial with a PS, and its eval top-1s (PS
     alone is enough: an imported trial, evaluator.imports, has no top-1)."""
     series = []
+    rows = _rows_by_trial(a)
     for t in a.trials:
-        ps = [(r.get("epoch"), a.ps(r)) for r in a.rows if r["trial"] == t.key]
+        ps = [(r.get("epoch"), a.ps(r)) for r in rows.get(t.key, [])]
         if not any(p[1] is not None for p in ps):
             continue
         top1 = [

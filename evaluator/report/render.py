@@ -7,13 +7,14 @@ from collections import Counter
 from typing import Any
 
 from evaluator.report.analyse import (
+    CHANCE_MARGIN,
     PROXY_WARNING,
     PUBLISHED_BAPPS,
     PUBLISHED_SOURCE,
     REFERENCE_NAMES,
     Analysis,
 )
-from evaluator.report.stats import EXACT_MAX_N, Correlation, sort_key
+from evaluator.report.stats import EXACT_MAX_N, Correlation, format_p, sort_key
 
 
 def _f(v: Any, digits: int = 1) -> str:
@@ -71,6 +72,11 @@ def _show_seed(a: Analysis) -> bool:
 
 
 def _sweep_line(a: Analysis, sw: Any) -> str:
+    if sw.axes:
+        return (
+            f"{len(sw.axes)} axes ({', '.join(sw.axes)}; each in its own report, *Axes*); "
+            f"{len(sw.trials)} trials."
+        )
     p = a.plans[sw.name]
     if p.categorical:
         x = f"one point per model ({len(p.groups)} models)"
@@ -104,7 +110,8 @@ def _trial_table(a: Analysis) -> list[str]:
         line += [model.get(t.key, "–")] if model else []
         line += [_val(t.value(k)) for k in keys]
         line += [_val(t.value("seed"))] if _show_seed(a) else []
-        line += [t.state, _f(r.get("epoch"), 2), _f(r.get("step")), _f(r.get("top1"))]
+        state = t.state + (" (did not learn)" if t.key in a.untrained else "")
+        line += [state, _f(r.get("epoch"), 2), _f(r.get("step")), _f(r.get("top1"))]
         line += [_f(r.get(f"ps_{a.bench}_{d}")) for d in a.distances]
         line += [_f(r.get(f"jnd_{a.bench}_{d}")) for d in jnd]
         line += ["★" if t.key in frontier else ""]
@@ -115,7 +122,7 @@ def _trial_table(a: Analysis) -> list[str]:
 def _corr_cell(c: Correlation) -> list[str]:
     if c.rho is None:
         return [str(c.n), "–", "–", c.note]
-    return [str(c.n), f"{c.rho:+.3f}", f"{c.p:.3g}" if c.p > 0 else "< 1e-300", ""]
+    return [str(c.n), f"{c.rho:+.3f}", format_p(c.p), ""]
 
 
 def _where(a: Analysis, best: dict[str, Any], tap: str) -> str:
@@ -227,7 +234,8 @@ def _missing_section(a: Analysis) -> list[str]:
     out = ["", "## Missing", ""]
     if a.missing:
         out += [
-            "Trials or checkpoints not (yet) in the numbers above: failed, diverged, pending, "
+            "Trials or checkpoints not (yet) in the numbers above: trials that did not learn "
+            f"(final top-1 under chance + {CHANCE_MARGIN:g} points), failed, diverged, pending, "
             "running or preempted trials, checkpoints not scored, scoring errors.",
             "",
         ]
@@ -256,11 +264,14 @@ def render(
     plots: list[tuple[str, str]],
     failed: list[str] | None = None,
     hypotheses: list[str] | None = None,
+    lead: list[str] | None = None,
 ) -> str:
     """report.md's text; ``plots`` are ``(file name, caption)``, ``failed`` the plots not drawn,
-    ``hypotheses`` the Hypotheses section's lines (``hypotheses.render``)."""
+    ``hypotheses`` the Hypotheses section's lines (``hypotheses.render``), ``lead`` sections
+    before the trial table (Table 1, the axes of a study sweep)."""
     out: list[str] = [f"# {title}", "", _bench_line(a), ""]
     out += _summary(a)
+    out += lead or []
     out += ["", "## Trials (final checkpoints)", ""]
     out += [
         "Latest scored checkpoint of each trial, sorted by the swept values; ★ = on the Pareto "

@@ -13,7 +13,7 @@ import numpy as np
 from scipy import stats
 
 MIN_POINTS = 3  # fewer points give no meaningful rank correlation
-EXACT_MAX_N = 8  # up to this many points the p-value is exact (n! pairings), else scipy's
+EXACT_MAX_N = 8  # up to this many points the p-value is exact (n! <= 40320 pairings), else scipy's
 LOG_SPAN = 20.0  # positive grid values spanning at least this ratio are plotted on a log axis
 
 
@@ -33,12 +33,20 @@ def spearman(x: list[float], y: list[float]) -> Correlation:
     if len(set(x)) < 2 or len(set(y)) < 2:
         return Correlation(None, None, n, "undefined: one of the two is constant")
     res = stats.spearmanr(x, y)
-    p = float(res.pvalue)
+    rho, p = float(res.statistic), float(res.pvalue)
     if n <= EXACT_MAX_N:
         p = _exact_p(x, y)
-    elif p == 0.0:  # rho = +-1: without ties, 2 of the n! pairings reach it
-        p = 2.0 / math.factorial(n)
-    return Correlation(float(res.statistic), p, n)
+    elif p == 0.0 and abs(abs(rho) - 1.0) < 1e-12 and len(set(x)) == len(set(y)) == n:
+        # rho = +-1 without ties: exactly 2 of the n! pairings reach it. In logs, so n! never
+        # overflows; past n ~ 170 this underflows to 0.0 like scipy's own p (format_p).
+        p = math.exp(math.log(2.0) - math.lgamma(n + 1))
+    return Correlation(rho, p, n)
+
+
+def format_p(p: float, digits: int = 3) -> str:
+    """A p-value as the report prints it: ``digits`` significant digits, or ``< 1e-300`` for a
+    p that underflowed to 0.0 (thousands of points with a clear trend)."""
+    return f"{p:.{digits}g}" if p > 0 else "< 1e-300"
 
 
 def _exact_p(x: list[float], y: list[float]) -> float:

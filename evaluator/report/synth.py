@@ -9,6 +9,7 @@ about any model.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from evaluator.bapps import BAPPS_2AFC_VAL
 from evaluator.distances import FEATURE_DISTANCES
 from evaluator.report.collect import MODEL_KEYS
 from sweeps.base import config_from
-from trainer.files import append_jsonl, atomic_write_json
+from trainer.files import atomic_write_json
 
 PROXY_CATEGORIES = ("blur", "noise", "jpeg", "color")  # four of the proxy's, enough for tests
 TAPS = ("stage1", "stage2", "stage3", "stage4")
@@ -146,10 +147,12 @@ def write_trial(
     status_error: str | None = None,
     probes: bool = True,
     lin_gain: float | None = None,
+    probe_steps: set[int] | None = None,
 ) -> Path:
     """One trial directory. ``points``: ``(step, epoch, top1 fraction, ps or None)``; each
     gets an eval line, and a perceptual file when ps is not None (with probe blocks unless
-    ``probes`` is false, and a ``lin`` distance of PS ps + ``lin_gain`` when given)."""
+    ``probes`` is false, or only at ``probe_steps`` when given, and a ``lin`` distance of PS
+    ps + ``lin_gain`` when given)."""
     d = Path(sweep_dir) / name
     d.mkdir(parents=True, exist_ok=True)
     cfg = config_from(preset, overrides).to_dict()
@@ -168,36 +171,22 @@ def write_trial(
         },
     )
     model = {k: cfg["model"][k] for k in MODEL_KEYS}
+    lines = []
+    (d / "perceptual").mkdir(exist_ok=True)
     for step, epoch, top1, ps in points:
-        append_jsonl(
-            d / "metrics.jsonl",
-            {"kind": "train", "step": step, "epoch": epoch, "train_loss": 1.0},
-        )
-        append_jsonl(
-            d / "metrics.jsonl",
-            {
-                "kind": "eval",
-                "step": step,
-                "epoch": epoch,
-                "eval_top1": top1,
-                "eval_top5": min(1.0, top1 + 0.1),
-                "eval_loss": 1.0 - top1,
-            },
-        )
+        lines.append({"kind": "train", "step": step, "epoch": epoch, "train_loss": 1.0})
+        lines.append({"kind": "eval", "step": step, "epoch": epoch, "eval_top1": top1,
+                      "eval_top5": min(1.0, top1 + 0.1), "eval_loss": 1.0 - top1})  # fmt: skip
         if ps is not None:
-            atomic_write_json(
-                d / "perceptual" / f"{step}.json",
-                perceptual_record(
-                    step,
-                    epoch,
-                    name,
-                    ps,
-                    bench,
-                    model,
-                    probes=probes,
-                    lin=None if lin_gain is None else ps + lin_gain,
-                ),  # fmt: skip
-            )
+            rec = perceptual_record(
+                step, epoch, name, ps, bench, model,
+                probes=probes and (probe_steps is None or step in probe_steps),
+                lin=None if lin_gain is None else ps + lin_gain,
+            )  # fmt: skip
+            # made-up data, thousands of files: a plain write (no fsync) keeps --study fast
+            (d / "perceptual" / f"{step}.json").write_text(json.dumps(rec))
+    with open(d / "metrics.jsonl", "a") as f:  # appended, as the trainer does
+        f.writelines(json.dumps(x) + "\n" for x in lines)
     for step, msg in (errors or {}).items():
         atomic_write_json(
             d / "perceptual" / f"{step}.json",
@@ -264,7 +253,33 @@ def demo_sweep(sweep_dir: Path, bench: str = "proxy") -> Path:
     return sweep_dir
 
 
+def main(argv: list[str] | None = None) -> int:
+    """``python -m evaluator.report.synth DIR`` (the demo weight-decay sweep) or ``--study DIR``
+    (evaluator.report.synth_study); 2 on bad arguments."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m evaluator.report.synth")
+    p.add_argument("path", type=Path, help="a new sweep directory, e.g. runs/demo")
+    p.add_argument("--study", action="store_true", help="a study-shaped sweep (722 trials)")
+    p.add_argument("--seeds", type=int, default=3, help="--study: seeds per grid point")
+    p.add_argument("--checkpoints", type=int, default=112, help="--study: per trial")
+    p.add_argument("--probes", choices=("final", "all", "none"), default="final",
+                   help="--study: which checkpoints carry probe blocks")  # fmt: skip
+    args = p.parse_args(argv)
+    if args.seeds < 1 or args.checkpoints < 1:
+        print("error: --seeds and --checkpoints must be >= 1", file=sys.stderr)
+        return 2
+    if args.path.exists() and any(args.path.iterdir()):
+        print(f"error: {args.path} is not empty; give a new directory", file=sys.stderr)
+        return 2
+    if args.study:
+        from evaluator.report.synth_study import study_sweep
+
+        print(study_sweep(args.path, args.seeds, args.checkpoints, args.probes))
+    else:
+        print(demo_sweep(args.path))
+    return 0
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m evaluator.report.synth runs/<new sweep dir>")
-    print(demo_sweep(Path(sys.argv[1])))
+    sys.exit(main())
