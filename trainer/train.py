@@ -32,7 +32,7 @@ import ml_collections
 
 from sweeps import base
 from sweeps.command import command_from_config
-from trainer import checkpoint, distributed, pipeline, status, steps
+from trainer import checkpoint, compile_cache, distributed, pipeline, status, steps
 from trainer.data import load_split
 from trainer.progress import Diverged, Preemption, Progress, read_metrics
 
@@ -151,6 +151,7 @@ def train_and_evaluate(
     base.validate(config)
     workdir = Path(workdir).absolute()
     status.check_config(workdir, config)
+    cache = compile_cache.enable(workdir)  # before anything compiles; shared by the sweep
     distributed.initialize(config.distributed)
     mesh = pipeline.make_mesh()
     data = open_data(config, mesh.size)  # every data-dependent check, before the claim below
@@ -164,6 +165,7 @@ def train_and_evaluate(
             records.update(state="running", examples=data.examples)
             for note in data.notes:
                 records.progress(note)
+            records.progress(f"compilation cache: {cache or 'off'}")
             batch = config.train.batch_size
             train_input = pipeline.TrainInput(data.train, config.data, batch, config.seed, mesh)
             stack.enter_context(train_input)
