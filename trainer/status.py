@@ -116,7 +116,8 @@ def tensorboard_available() -> bool:
 
 
 class _TensorBoard:
-    """clu ``SummaryWriter`` fed from a queue by a daemon thread (TensorFlow loads there)."""
+    """clu ``SummaryWriter`` fed from a queue by a daemon thread (TensorFlow loads there, at the
+    first record, so its import does not compete with the trainer's start and first step)."""
 
     def __init__(self, logdir: Path):
         self._queue: queue.Queue = queue.Queue()
@@ -124,6 +125,9 @@ class _TensorBoard:
         self._thread.start()
 
     def _run(self, logdir: Path) -> None:
+        first = self._queue.get()
+        if first is None:  # closed before any record: nothing to write, TensorFlow never loaded
+            return
         try:
             import tensorflow as tf
             from clu import metric_writers
@@ -134,7 +138,7 @@ class _TensorBoard:
             print(f"tensorboard events off: {type(e).__name__}: {e}", file=sys.stderr)
             writer = None
         while True:
-            item = self._queue.get()
+            item, first = (first, None) if first is not None else (self._queue.get(), None)
             if item is None:
                 break
             if writer is not None:
