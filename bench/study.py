@@ -30,8 +30,9 @@ STUDY_MODELS = (
 )
 
 
-def model_cost(name: str, size: int) -> dict[str, Any]:
-    """Parameters and forward FLOPs per image of ``name`` at ``size`` (nothing compiled)."""
+def model_cost(name: str, size: int, width: float = 1.0) -> dict[str, Any]:
+    """Parameters and forward FLOPs per image of ``name`` at ``size`` and ``width`` (nothing
+    compiled)."""
     import math
 
     import jax
@@ -41,6 +42,7 @@ def model_cost(name: str, size: int) -> dict[str, Any]:
     from trainer.models import build_model
 
     overrides = {**cli.model_overrides(name), "data.image_size": size, "data.num_classes": 1000}
+    overrides["model.width"] = width
     config = config_from("paper", overrides)
     model = build_model(config.model, 1000)
     x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
@@ -109,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"bench.study: {e}", file=sys.stderr)
         return 2
-    costs = {m: model_cost(m, args.size) for m in dict.fromkeys(models + measure + list(rates))}
+    named = dict.fromkeys(models + measure + list(rates))
+    costs = {m: model_cost(m, args.size, args.width) for m in named}
     bench_dir = Path(args.bench_dir).resolve()
     base = {"args": vars(args), "bench_dir": str(bench_dir)}
     if measure:
@@ -122,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
             "images_per_sec"
         ]
     rows = scaled_table(costs, rates, models)
-    doc = {"size": args.size, "batch": args.batch, "dtype": args.dtype, "rows": rows}
+    doc = {"size": args.size, "width": args.width, "batch": args.batch, "dtype": args.dtype}
+    doc["rows"] = rows
     out = Path(args.out) if args.out else cli.default_out().with_suffix(".study.json")
     atomic_write_json(out, doc)
     print(markdown(rows))

@@ -15,8 +15,9 @@ rule (``auto_trials``) and the environment of a packed process (``memory_env``).
 
 ``auto``: 1 on a CPU (no accelerator visible). On a GPU the smallest over the sweep's models of
 
-* a size rule, by parameter count (``AUTO_BY_PARAMS``): up to 2M parameters (ResNet-2..10 at
-  width 1, the study's small nets) 4 per device, up to 12M (ResNet-18) 2, larger 1;
+* a size rule, by parameter count (``AUTO_BY_PARAMS``): up to 3M parameters (ResNet-2..6 at
+  width 1: 0.07-2.3M, the study's small nets) 4 per device, up to 12M (ResNet-10..18,
+  EfficientNet-B0..B2) 2, larger 1;
 * a memory rule: ``floor(0.9 * device memory / need)`` with ``need = RUNTIME_BYTES +
   BYTES_PER_PARAM * parameters`` (the runtime and activations at batch 1024, 64x64, bf16,
   rounded up from the H200 bench's device peaks: ResNet-50 3.9 GB, ResNet-6 0.9 GB).
@@ -39,7 +40,7 @@ from sweeps.base import ConfigError
 AUTO = "auto"
 MAX_TRIALS_PER_DEVICE = 8
 MEMORY_TOTAL_FRACTION = 0.9  # of one device, split between its K processes
-AUTO_BY_PARAMS = ((2_000_000, 4), (12_000_000, 2))  # (most parameters, K); larger: 1
+AUTO_BY_PARAMS = ((3_000_000, 4), (12_000_000, 2))  # (most parameters, K); larger: 1
 RUNTIME_BYTES = 2 * 2**30
 BYTES_PER_PARAM = 160
 ALLOWED = f"an integer 1..{MAX_TRIALS_PER_DEVICE} or {AUTO}"
