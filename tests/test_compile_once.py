@@ -104,6 +104,7 @@ def test_cache_directory_is_the_sweeps(tmp_path, monkeypatch):
     monkeypatch.delenv(compile_cache.ENV, raising=False)
     trial = tmp_path / "runs" / "wd" / "wd-5e-05"
     assert compile_cache.where(trial) == tmp_path / "runs" / "wd" / ".jax-cache"
+    assert compile_cache.where("gs://bucket/runs/wd/t").name == "psweeps-jax-cache"  # local
     monkeypatch.setenv(compile_cache.ENV, "off")
     assert compile_cache.where(trial) is None
     monkeypatch.setenv(compile_cache.ENV, str(tmp_path / "shared"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -120,6 +121,59 @@ def test_slurm_packs_k_trials_per_task(tmp_path):
     args.trials_per_device = 2
     with pytest.raises(slurm.SlurmError, match="--nodes 1 --ntasks-per-node 1"):
         slurm.options_from_args(args)
+
+
+def test_packed_slurm_task_runs_its_trials_at_once_and_stops_them_together(tmp_path, monkeypatch):
+    """PackedTrials (tests/slurm/fake_python.py as the trainers): both run at once with their
+    memory share; a time limit (checkpoint) stops both cleanly and resubmits the pair; the
+    resubmitted task skips a trial already done and finishes the other."""
+    import threading
+
+    import submitit
+
+    fake = REPO / "tests" / "slurm" / "fake_python.py"
+    monkeypatch.setenv("FAKE_STEPS", "400")
+    monkeypatch.setenv("FAKE_STEP_S", "0.05")
+    env = packing.memory_env(2)
+    members = []
+    for name in ("a", "b"):
+        argv = [sys.executable, str(fake), "-m", "trainer", f"--workdir={tmp_path / name}"]
+        members.append(
+            slurm.TrialJob(argv, str(tmp_path), str(tmp_path / name / "status.json"), name, env=env)
+        )
+    task = slurm.PackedTrials(members)
+    result: dict = {}
+    th = threading.Thread(target=lambda: result.setdefault("codes", _call(task, result)))
+    th.start()
+    status = lambda n: json.loads((tmp_path / n / "status.json").read_text())  # noqa: E731
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if min(status(n)["step"] for n in "ab") >= 3:  # both running at once
+                break
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.05)
+    delayed = task.checkpoint()
+    th.join(60)
+    assert isinstance(delayed, submitit.helpers.DelayedSubmission)
+    again = delayed.function
+    assert isinstance(again, slurm.PackedTrials) and [m.name for m in again.members] == ["a", "b"]
+    assert all(m.env == env for m in again.members)
+    assert {status(n)["state"] for n in "ab"} == {"preempted"}
+    assert "packed trials ended: a preempted" in str(result.get("error"))  # no Slurm to requeue
+    # The requeued task: "a" already finished elsewhere is skipped, "b" resumes and finishes.
+    (tmp_path / "a" / "status.json").write_text(json.dumps({"state": "done"}))
+    monkeypatch.setenv("FAKE_STEPS", "6")
+    assert again() == [0, 0]
+    assert status("b")["state"] == "done" and status("a") == {"state": "done"}
+
+
+def _call(task, result):
+    try:
+        return task()
+    except BaseException as e:  # noqa: BLE001 (the thread reports whatever ended it)
+        result["error"] = e
 
 
 @pytest.mark.slow

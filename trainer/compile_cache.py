@@ -6,7 +6,9 @@ per trial.
 * ``$JAX_COMPILATION_CACHE_DIR`` when the user set it (JAX reads it itself);
 * else ``$PSWEEPS_JAX_CACHE``: a directory, or ``0`` / ``off`` for no cache;
 * else ``<workdir>/../.jax-cache``: for a trial of a sweep, ``<runs>/<sweep>/.jax-cache``, the
-  directory every trial of the sweep shares (a hand-run trainer uses its workdir's parent).
+  directory every trial of the sweep shares (a hand-run trainer uses its workdir's parent); a
+  workdir on a remote filesystem (``gs://...``) uses ``<tmp>/psweeps-jax-cache`` on this host
+  instead (a lock on object storage is no lock).
 
 Trials of one architecture that differ only in the traced hyperparameters (trainer/optim.py
 ``hyperparams``) lower to the same program, so the second one loads the first one's executables
@@ -24,6 +26,7 @@ of the program, the compile options, the backend and the jax version.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import jax
@@ -43,6 +46,8 @@ def where(workdir: str | os.PathLike) -> Path | None:
         return None
     if value:
         return Path(value)
+    if "://" in str(workdir):
+        return Path(tempfile.gettempdir()) / "psweeps-jax-cache"
     return Path(workdir).absolute().parent / DIRNAME
 
 
