@@ -126,7 +126,9 @@ def restore_or_init(run: steps.Run, ckpt: checkpoint.Checkpointer, seed: int, re
     """The newest checkpoint that passes its integrity check (damaged ones are moved aside and
     listed in status.json's ``damaged_checkpoints``), or a fresh state from ``seed``."""
     key = jax.random.PRNGKey(seed)
-    latest, state, moved = ckpt.restore_latest_good(run.abstract_state(key), records.progress)
+    # The state's shapes only when there is something to restore (it traces the model once).
+    like = run.abstract_state(key) if ckpt.manager.all_steps() else None
+    latest, state, moved = ckpt.restore_latest_good(like, records.progress)
     if moved:
         when = status.now_iso()
         earlier = list(records.status.get("damaged_checkpoints") or [])
