@@ -24,7 +24,7 @@ from bench.cli import model_overrides
 from trainer.files import atomic_write_json, read_json
 
 SWEEP = "first_step"
-SWEEP_FILE = '''"""Two trials of one architecture that differ in weight decay (bench/first_step.py)."""
+SWEEP_FILE = '''"""Two trials of one architecture, differing in weight decay (bench/first_step.py)."""
 from sweeps import base
 
 def get_config(arg=None):

@@ -1,6 +1,7 @@
 """The training parts of the bench: ``bare`` (the trainer's jitted train step on a batch already
 on the device), ``e2e`` (the trainer's real loop, ``train_and_evaluate``, in steady state, then
-the bare step again beside it, in rounds alternating with the plain Flax loop of bench/plain.py) and ``memory`` (the real loop on a split N and 2N images large,
+the bare step again beside it, in rounds alternating with the plain Flax loop of
+bench/plain.py) and ``memory`` (the real loop on a split N and 2N images large,
 each in its own process, and ``memory_one``, one of them). The step, the model and the state come
 from ``trainer.steps.build_run``, as in the train loop.
 """

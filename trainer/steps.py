@@ -9,8 +9,9 @@ the gradient all-reduce and BatchNorm sees the global batch.
 The train step's randomness (augmentation, dropout) is ``fold_in(state["rng"], state["step"])``,
 so the step of a restored state continues exactly as the uninterrupted run would.
 
-The peak learning rate, momentum and weight decay are inputs of the jitted step (``optim.hyperparams``), not constants in it: trials that differ only in them run one
-compiled program, which the persistent compilation cache hands from trial to trial.
+The peak learning rate, momentum and weight decay are inputs of the jitted step
+(``optim.hyperparams``), not constants in it: trials that differ only in them run one compiled
+program, which the persistent compilation cache hands from trial to trial.
 """
 
 from __future__ import annotations
