@@ -58,7 +58,7 @@ bench: $(STAMP)
 
 # The pure-Python wheels bench/gpu_check.sh installs on a GPU machine without PyPI access (the
 # versions this virtualenv holds); bench/wheels/ is git-ignored, so name it when copying over.
-GPU_WHEELS := ml-collections
+GPU_WHEELS := ml-collections filelock
 gpu-wheels: $(STAMP)
 	$(PY) -m pip download -q --no-deps --only-binary=:all: -d bench/wheels \
 	  $(foreach w,$(GPU_WHEELS),$(w)==$$($(PY) -c 'import importlib.metadata as m; print(m.version("$(w)"))'))

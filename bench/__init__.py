@@ -8,7 +8,9 @@ Four sections, one table, one JSON file (``bench-results/<UTC time>.json`` or ``
 2. ``end_to_end``: images/s of the trainer's real loop (prepared memory-mapped split,
    permutation batching, on-device augmentation, metrics, eval, checkpoints at the configured
    rate) in steady state, from its own ``metrics.jsonl`` (compile and warm-up excluded), and the
-   ratio to (1).
+   ratio to (1); then, in the loop's process, (1) again in rounds alternating with the ``plain``
+   reference (``plain.py``: a minimal Flax loop, data resident on the device), so the table
+   gives trainer/bare, trainer/plain and bare/plain.
 3. ``evaluator``: images/s of the evaluator's tap extraction + distances against a bare jitted
    forward pass of the same model, and the ratio.
 4. ``memory``: peak host memory (``VmHWM``, and the anonymous part) of each part, and of the
@@ -23,6 +25,9 @@ come from ``trainer.steps.build_run``, the function the train loop starts from.
 Modules: ``cli`` (arguments, config, running the parts), ``parts`` (one part in this process),
 ``training`` (the train step and the trainer's loop), ``scoring`` (forward pass and evaluator),
 ``data`` (synthetic split, the ``prepare`` part), ``measure`` (clocks and memory), ``results``
-(the JSON and the table), ``probe`` (a GPU diagnostic of the evaluator, not part of
-``make bench``); ``gpu_check.sh`` runs the bench and the probe on a GPU machine.
+(the JSON and the table), ``plain`` (the plain Flax loop), ``probe`` (a GPU diagnostic of the
+evaluator, not part of ``make bench``), ``packing`` (aggregate images/s of K trials sharing one
+device), ``first_step`` (time to the first step of a sweep's 1st and 2nd trial), ``study``
+(images/s per study model, measured or scaled by FLOPs); ``gpu_check.sh`` runs them on a GPU
+machine.
 """

@@ -10,7 +10,7 @@ from typing import Any
 
 from bench.data import IMAGENET_TRAIN
 
-TARGETS = {"end_to_end": 0.9, "evaluator": 0.85}
+TARGETS = {"end_to_end": 0.9, "evaluator": 0.85, "plain": 1.0}
 SCHEMA = "perceptual-sweeps/bench/1"
 COLUMNS = (
     "part",
@@ -90,8 +90,26 @@ def _end_to_end(prep: dict[str, Any], e2e: dict, bare: dict | None) -> dict[str,
         ("bare_same_process_steps", "bare_same_process_cpu_seconds"),
     )
     rate = e2e.get("images_per_sec")
+    plain = e2e.get("plain_same_process_images_per_sec")
+    cpu_plain = _cpu_ratio(
+        prep,
+        e2e,
+        "cpu_seconds",
+        ("window_steps", "cpu_seconds"),
+        ("plain_same_process_steps", "plain_same_process_cpu_seconds"),
+    )
+    plain_verdict = _verdict_fields(
+        _ratio(rate, plain), cpu_plain, TARGETS["plain"], _busy(prep, e2e)
+    )
     return {
         **e2e,
+        # trainer/plain and bare/plain: the plain Flax loop (bench/plain.py) beside them.
+        "ratio_to_plain": _ratio(rate, plain),
+        "cpu_time_ratio_to_plain": cpu_plain,
+        "bare_ratio_to_plain": _ratio(e2e.get("bare_same_process_images_per_sec"), plain),
+        "plain_target": TARGETS["plain"],
+        "plain_meets_target": plain_verdict["meets_target"],
+        "plain_verdict_basis": plain_verdict["verdict_basis"],
         # One ImageNet-64 epoch (train split, its eval included pro rata) at this rate.
         "imagenet_epoch_s": round(IMAGENET_TRAIN / rate, 2) if rate else None,
         "ratio_to_bare": r,
@@ -207,11 +225,27 @@ def _rows(doc: dict[str, Any]) -> list[tuple[str, ...]]:
     if e2e and e2e.get("bare_same_process_images_per_sec"):
         same = {"images_per_sec": e2e["bare_same_process_images_per_sec"]}
         rows.append(_row("1 bare train step", same, note="again, right after 2 in 2's process"))
+    if e2e and e2e.get("plain_same_process_images_per_sec"):
+        same = {"images_per_sec": e2e["plain_same_process_images_per_sec"]}
+        note = "minimal Flax loop (bench/plain.py), rounds alternating with 1 in 2's process"
+        if e2e.get("bare_ratio_to_plain"):
+            note += f"; bare/plain {e2e['bare_ratio_to_plain']:.2f}x"
+        rows.append(_row("1p plain Flax loop", same, note=note))
     if e2e:
         note = f"steps {e2e['window'][0]}-{e2e['window'][1]}, {e2e.get('input_mode', '?')} input"
         if e2e.get("cpu_time_ratio_to_bare"):
             note += f"; CPU-time ratio {e2e['cpu_time_ratio_to_bare']:.2f}x"
         rows.append(_row("2 end-to-end trainer", e2e, e2e["ratio_to_bare"], _verdict(e2e), note))
+    if e2e and e2e.get("ratio_to_plain"):
+        note = "row 2 over row 1p"
+        if e2e.get("cpu_time_ratio_to_plain"):
+            note += f"; CPU-time ratio {e2e['cpu_time_ratio_to_plain']:.2f}x"
+        plain = {
+            "target": e2e["plain_target"],
+            "meets_target": e2e["plain_meets_target"],
+            "verdict_basis": e2e["plain_verdict_basis"],
+        }
+        rows.append(_row("2 trainer/plain", {}, e2e["ratio_to_plain"], _verdict(plain), note))
     if ev and ev["forward"]:
         note = "jitted model.apply, logits, own process"
         rows.append(_row("3a bare forward", ev["forward"], note=note))

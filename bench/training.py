@@ -1,6 +1,7 @@
 """The training parts of the bench: ``bare`` (the trainer's jitted train step on a batch already
 on the device), ``e2e`` (the trainer's real loop, ``train_and_evaluate``, in steady state, then
-the bare step again beside it) and ``memory`` (the real loop on a split N and 2N images large,
+the bare step again beside it, in rounds alternating with the plain Flax loop of
+bench/plain.py) and ``memory`` (the real loop on a split N and 2N images large,
 each in its own process, and ``memory_one``, one of them). The step, the model and the state come
 from ``trainer.steps.build_run``, as in the train loop.
 """
@@ -21,7 +22,7 @@ from typing import Any
 import ml_collections
 
 from bench.cli import spec_config
-from bench.measure import LogCpuClock, process_peaks, time_rounds
+from bench.measure import LogCpuClock, process_peaks, time_interleaved, time_rounds
 
 MEMORY_FLAT_LIMIT = 1.15  # peak RSS with a 2x split may grow by at most this factor
 MEMORY_LOG_EVERY, MEMORY_LOG_INTERVALS = 10, 4  # the memory runs: 40 steps, logged every 10
@@ -202,17 +203,28 @@ def end_to_end(spec: dict[str, Any]) -> dict[str, Any]:
     rate, wall = run_loop(config, workdir, steps)
     # The loop's own peaks, before anything else runs in this process.
     peaks = process_peaks()
-    # Then the bare step again, here and now: the ratio compares the two under the same
-    # conditions (on a shared machine the load drifts between processes minutes apart).
-    run_steps, batch = bare_runner(config)
-    t = time_rounds(run_steps, int(args["steps"]), int(args["rounds"]))
+    # Then the bare step and the plain loop, here and now, in alternating rounds: the ratios
+    # compare all three under the same conditions (on a shared machine the load drifts
+    # between processes minutes apart).
+    from bench.plain import WHAT as PLAIN_WHAT
+    from bench.plain import plain_runner
+
+    run_bare, batch = bare_runner(config)
+    run_plain, _ = plain_runner(config)
+    timed = time_interleaved(
+        {"bare": run_bare, "plain": run_plain}, int(args["steps"]), int(args["rounds"])
+    )
+    same = {}
+    for name, t in timed.items():
+        same[f"{name}_same_process_images_per_sec"] = round(batch * t["steps"] / t["seconds"], 1)
+        same[f"{name}_same_process_cpu_seconds"] = t["cpu_seconds"]
+        same[f"{name}_same_process_steps"] = t["steps"]
+        same[f"{name}_same_process_round_seconds"] = t["round_seconds"]
     return {
         **rate,
         **peaks,
-        "bare_same_process_images_per_sec": round(batch * t["steps"] / t["seconds"], 1),
-        "bare_same_process_cpu_seconds": t["cpu_seconds"],
-        "bare_same_process_steps": t["steps"],
-        "bare_same_process_round_seconds": t["round_seconds"],
+        **same,
+        "plain_what": PLAIN_WHAT,
         "steps": steps,
         "loop_wall_seconds": round(wall, 2),
         "log_every_steps": log_every,

@@ -43,7 +43,7 @@ from evaluator.imagesets import FULLY_CONVOLUTIONAL, model_for, scored_size
 from evaluator.probes import Settings
 from evaluator.proxy import default_dir as proxy_default_dir
 from trainer import checkpoint, files, integrity
-from trainer.files import Busy, FileLock, atomic_write_json, read_json
+from trainer.files import Busy, FileLock, atomic_write_json
 
 TERMINAL = ("done", "failed", "diverged")
 
@@ -78,32 +78,6 @@ class JobOptions:
     retry_errors: bool = False  # score steps whose result is an error record again
     stale_after: float = 3600.0  # --watch: a running trial unchanged this long ended; 0: never
     log: Callable[[str], None] = field(default=lambda s: print(s, flush=True))
-
-
-def find_trials(runs: Path) -> list[Path]:
-    return sorted(p.parent for p in runs.glob("*/config.json"))
-
-
-def _trial_state(trial: Path) -> str | None:
-    st = read_json(trial / "status.json", default=None)
-    return st.get("state") if isinstance(st, dict) else None
-
-
-def last_activity(trial: Path) -> float:
-    """The newest modification time (epoch seconds) among what a live trainer keeps writing:
-    status.json, metrics.jsonl, its log, and its checkpoint step directories (not the
-    checkpoint directory itself: this job's snapshots change that); 0.0 when none exists."""
-    paths = [trial / name for name in ("status.json", "metrics.jsonl", "train.log")]
-    ckpts = trial / "checkpoints"
-    if ckpts.is_dir():
-        paths += [p for p in ckpts.iterdir() if p.name != checkpoint.SNAPSHOTS]
-    times = [0.0]
-    for p in paths:
-        try:
-            times.append(files.mtime(p))
-        except OSError:  # gone meanwhile (retention) or never written
-            pass
-    return max(times)
 
 
 # ----------------------------------------------------------------------------- the job
@@ -283,7 +257,7 @@ class Evaluator:
         """``"<trial> step <n>"`` for every checkpoint step whose result is an error record."""
         return [
             f"{trial.name} step {s}"
-            for trial in find_trials(self.opts.runs)
+            for trial in records.find_trials(self.opts.runs)
             for s in checkpoint.list_steps(checkpoint.checkpoint_dir(trial))
             if (rec := records.read_result(trial, s)) is not None and rec.get("error")
         ]
@@ -291,7 +265,7 @@ class Evaluator:
     def one_pass(self, counts: Counts) -> None:
         """Score everything pending now, counting into ``counts``; each line starts ``[k/N]``
         (this job's k-th step of the N it has met so far)."""
-        work = [(t, s) for t in find_trials(self.opts.runs) for s in self.pending(t)]
+        work = [(t, s) for t in records.find_trials(self.opts.runs) for s in self.pending(t)]
         total = self._done + len(work)
         for trial, step in work:
             self._done += 1
@@ -329,7 +303,7 @@ class Evaluator:
         stale = self.opts.stale_after
         if state != "running" or stale <= 0:
             return False
-        idle = time.time() - last_activity(trial)
+        idle = time.time() - records.last_activity(trial)
         if idle <= stale:
             return False
         if trial not in self._stale:
@@ -347,7 +321,7 @@ class Evaluator:
         # Every trial's benchmarks load (and are checked) before any scoring starts.
         from evaluator.features import read_trial_config
 
-        trials = find_trials(runs)
+        trials = records.find_trials(runs)
         for trial in trials:
             checkpoint.drop_snapshots(checkpoint.checkpoint_dir(trial))
             cfg = read_trial_config(trial)
@@ -358,7 +332,7 @@ class Evaluator:
                     self.benchmark(key, "train")
         counts = Counts()
         while True:
-            states = {t: _trial_state(t) for t in find_trials(runs)}
+            states = {t: records.trial_state(t) for t in records.find_trials(runs)}
             self.one_pass(counts)
             if not self.opts.watch:
                 break

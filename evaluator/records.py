@@ -10,8 +10,8 @@ from typing import Any
 
 from evaluator import benchmarks as bm
 from evaluator.probes import Settings
-from trainer import checkpoint, integrity
-from trainer.files import read_jsonl
+from trainer import checkpoint, files, integrity
+from trainer.files import read_json, read_jsonl
 
 PERCEPTUAL_DIR = "perceptual"
 
@@ -133,3 +133,32 @@ def scalars(rec: dict[str, Any]) -> dict[str, float]:
     put("probes/frequency/clean_top1", freq.get("clean_top1"))
     put("probes/frequency/low_slope", freq.get("low_slope"))
     return out
+
+
+# ----------------------------------------------------------------------------- trial directories
+
+
+def find_trials(runs: Path) -> list[Path]:
+    return sorted(p.parent for p in runs.glob("*/config.json"))
+
+
+def trial_state(trial: Path) -> str | None:
+    st = read_json(trial / "status.json", default=None)
+    return st.get("state") if isinstance(st, dict) else None
+
+
+def last_activity(trial: Path) -> float:
+    """The newest modification time (epoch seconds) among what a live trainer keeps writing:
+    status.json, metrics.jsonl, its log, and its checkpoint step directories (not the
+    checkpoint directory itself: this job's snapshots change that); 0.0 when none exists."""
+    paths = [trial / name for name in ("status.json", "metrics.jsonl", "train.log")]
+    ckpts = trial / "checkpoints"
+    if ckpts.is_dir():
+        paths += [p for p in ckpts.iterdir() if p.name != checkpoint.SNAPSHOTS]
+    times = [0.0]
+    for p in paths:
+        try:
+            times.append(files.mtime(p))
+        except OSError:  # gone meanwhile (retention) or never written
+            pass
+    return max(times)

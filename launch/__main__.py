@@ -32,7 +32,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 
-from launch import axes, table
+from launch import axes, packing, table
 from launch.trials import (
     LaunchOptions,
     Trial,
@@ -69,6 +69,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--launcher", default="local", help="local | slurm | tpu")
     p.add_argument("--jobs", type=int, default=1, help="trials at once (local: processes)")
+    p.add_argument("--trials-per-device", default="1", metavar="K", help=packing.HELP)
     p.add_argument("--runs-dir", default="runs", help="trials go to <runs-dir>/<sweep>/<trial>")
     p.add_argument("--dry-run", action="store_true", help="list trials and commands; write nothing")
     p.add_argument("--status", action="store_true", help="print the status table and exit")
@@ -94,6 +95,17 @@ def _launcher_module(name: str):
         return importlib.import_module(f"launch.{name}")
     except ImportError:
         return None
+
+
+def _device_bytes(args: argparse.Namespace) -> int | None:
+    """The accelerator memory ``--trials-per-device auto`` decides with (launch/packing.py):
+    this machine's GPU for the local launcher; for Slurm tasks without GPUs None (CPU), else
+    this machine's GPU where it has one, else 0 (unknown: the size rule alone)."""
+    if args.launcher == "slurm":
+        if not getattr(args, "slurm_gpus", 0):
+            return None
+        return packing.gpu_memory_bytes() or 0
+    return packing.gpu_memory_bytes()
 
 
 def dry_run(trials: Sequence[Trial], python: str) -> None:
@@ -153,6 +165,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "python -m evaluator --runs=gs://... and python -m evaluator.report gs://... "
                 "directly, or mount the bucket (the TPU launcher does)"
             )
+        per_device = packing.parse(args.trials_per_device)
+        if per_device != 1 and args.launcher == "tpu":
+            raise ConfigError(
+                f"--trials-per-device {args.trials_per_device} is not allowed with --launcher "
+                "tpu (one process per TPU chip); allowed with local or slurm"
+            )
         opts = {}
         for item in args.launcher_opt:
             key, sep, value = item.partition("=")
@@ -168,6 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.status:
             print(table.status_table(trials))
             return 0
+        # Resolved once (auto: from the trials' models); the launchers read the int.
+        configs = [t.config for t in trials]
+        args.trials_per_device = packing.resolve(per_device, configs, _device_bytes(args))
         if args.dry_run:
             dry_run(trials, args.python)
             if args.launcher != "local":  # the sbatch scripts / gcloud commands
@@ -189,7 +210,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"launch: error: {runs_dir_problem(args.runs_dir, e)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     options = LaunchOptions(
-        jobs=args.jobs, python=args.python, no_eval=args.no_eval, launcher_opts=opts
+        jobs=args.jobs,
+        trials_per_device=args.trials_per_device,
+        python=args.python,
+        no_eval=args.no_eval,
+        launcher_opts=opts,
     )
     if args.launcher != "local":
         return module.launch(trials, options, args)

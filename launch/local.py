@@ -7,6 +7,12 @@
 * With GPUs (``CUDA_VISIBLE_DEVICES`` or ``nvidia-smi -L``) and ``jobs > 1`` each trial gets one
   GPU and at most one trial runs per GPU (with one job, a trial sees every GPU). On CPUs with several jobs, each trial is pinned to its share of the
   cores and its XLA/OpenMP thread counts are set to match (unless already set).
+* ``--trials-per-device K`` (``options.trials_per_device``, launch/packing.py): K trials share
+  each of those GPUs (each with 0.9/K of its memory) or each CPU slot (its cores), so up to
+  ``jobs x K`` trials run at once; one job with K > 1 on GPUs puts K trials on one GPU.
+* Each trial's first step is printed with its end line (``first step at 12.3 s``: seconds from
+  the trainer's start, compiling included; later trials of a sweep load the compiled programs
+  from the sweep's shared cache, trainer/compile_cache.py).
 * A failing trial never stops the others: its status.json says ``failed`` with the exit code and
   the last line of its log (also when the trainer died before it could write one).
 * Ctrl-C (or SIGTERM): the running trials get SIGTERM (the trainer saves and marks itself
@@ -30,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from launch import results
+from launch import packing, results
 from launch.procs import last_line
 from launch.table import status_table
 from launch.trials import LaunchOptions, Trial, todo
@@ -90,28 +96,33 @@ class Slot:
 
     gpu: str | None = None
     cores: list[int] = field(default_factory=list)
+    share: int = 1  # trials on this slot's device at once (--trials-per-device)
 
     def env(self) -> dict[str, str]:
         if self.gpu is not None:
-            return {"CUDA_VISIBLE_DEVICES": self.gpu}
+            return {"CUDA_VISIBLE_DEVICES": self.gpu, **packing.memory_env(self.share)}
         return cpu_env(len(self.cores)) if self.cores else {}
 
 
-def make_slots(jobs: int) -> list[Slot]:
+def make_slots(jobs: int, per_device: int = 1) -> list[Slot]:
+    """One slot per running trial: ``per_device`` on each of ``jobs`` GPUs (or CPU core
+    shares), interleaved so trials spread over the devices first."""
     gpus = detect_gpus()
-    if gpus and jobs > 1:
+    k = max(1, per_device)
+    if gpus and (jobs > 1 or k > 1):
+        devices = gpus[: max(1, min(jobs, len(gpus)))]
         if jobs > len(gpus):
             print(
-                f"launch: {len(gpus)} GPU(s) found; running {len(gpus)} trials at once, one per GPU"
+                f"launch: {len(gpus)} GPU(s) found; running {len(gpus) * k} trials at once, "
+                f"{k} per GPU"
             )
-        return [Slot(gpu=g) for g in gpus[: max(1, min(jobs, len(gpus)))]]
+        return [Slot(gpu=g, share=k) for _ in range(k) for g in devices]
     if jobs <= 1:
-        return [Slot()]
+        return [Slot(share=k) for _ in range(k)]
     cores = cpu_cores()
     per = max(1, len(cores) // jobs)
-    return [
-        Slot(cores=[cores[(i * per + j) % len(cores)] for j in range(per)]) for i in range(jobs)
-    ]
+    shares = [[cores[(i * per + j) % len(cores)] for j in range(per)] for i in range(jobs)]
+    return [Slot(cores=c, share=k) for _ in range(k) for c in shares]
 
 
 @dataclass
@@ -157,6 +168,8 @@ class LocalRunner:
             preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if cores else None,
         )
         where = f"GPU {slot.gpu}" if slot.gpu is not None else (f"cores {cores}" if cores else "")
+        if slot.share > 1:
+            where = f"{where or 'the CPU'}, shared by {slot.share} trials"
         _say(
             trial.name,
             f"started, pid {proc.pid}{', ' + where if where else ''}; log {trial.log_path}",
@@ -190,6 +203,10 @@ class LocalRunner:
         if rc == 0 and state in ("done", "preempted", "diverged"):
             top1 = (st.get("last_eval") or {}).get("top1")
             acc = f", top-1 {100 * top1:.2f}%" if isinstance(top1, (int, float)) else ""
+            first, cpu = st.get("first_step_s"), st.get("first_step_cpu_s")
+            if isinstance(first, (int, float)):
+                acc += f", first step at {first:.1f} s"
+                acc += f" ({cpu:.1f} CPU s)" if isinstance(cpu, (int, float)) else ""
             _say(t.name, f"{state} in {took:.0f}s{acc}")
             return
         if self.stopping and rc in (-signal.SIGTERM, -signal.SIGKILL, 128 + signal.SIGTERM):
@@ -227,7 +244,11 @@ class LocalRunner:
         done = len(self.trials) - len(queue)
         print(f"launch: {len(self.trials)} trials, {done} done, {len(queue)} to run", flush=True)
         if queue:
-            slots = make_slots(self.options.jobs if len(queue) > 1 else 1)
+            many = len(queue) > 1
+            k = self.options.trials_per_device if many else 1
+            if k > 1:
+                print(f"launch: {k} trials per device (--trials-per-device)", flush=True)
+            slots = make_slots(self.options.jobs if many else 1, k)
             old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
             try:
                 self.loop(queue, slots)

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from launch import results
-from launch.slurm_jobs import Command, TrialJob
+from launch import packing, results
+from launch.slurm_jobs import Command, PackedTrials, TrialJob
 from launch.slurm_options import (
     JOB_PREFIX,
     SlurmError,
@@ -97,22 +97,28 @@ def plan(trials: Sequence[Trial], options: LaunchOptions, opts: SlurmOptions) ->
     comment = {"comment": _sweep_tag(sweep_dir)}
     jobs = []
     if left:
-        payloads: list[Command] = [
+        k = max(1, int(options.trials_per_device))
+        env = packing.memory_env(k, accelerator=opts.gpus > 0)
+        tasks = [
             TrialJob(
                 t.command(options.python),
                 cwd,
                 str(t.status_path),
                 t.name,
                 log_path=str(t.log_path),
+                env=env,
             )
             for t in left
         ]
+        payloads: list[Any] = tasks
+        if k > 1:  # K trials per array task, sharing its accelerator
+            payloads = [PackedTrials(tasks[i : i + k]) for i in range(0, len(tasks), k)]
         jobs.append(
             JobPlan(
                 "trials",
                 {**trial_parameters(opts, trials[0].sweep), **comment},
                 payloads,
-                [t.name for t in left],
+                [p.name for p in payloads],
             )
         )
     if not options.no_eval:
@@ -179,8 +185,12 @@ def render(jobs: Sequence[JobPlan], folder: Path, python: str = sys.executable) 
         out.append(sbatch_script(job, folder, python).rstrip())
         for i, (name, payload) in enumerate(zip(job.names, job.payloads, strict=True)):
             where = f"array task {i}" if len(job.payloads) > 1 else "task"
-            for argv in payload.argvs:
-                out.append(f"# {where} ({name}): {shlex.join(argv)}")
+            for member in getattr(payload, "members", [payload]):  # PackedTrials: at once
+                env = " ".join(f"{k}={v}" for k, v in member.env.items())
+                for argv in member.argvs:
+                    out.append(
+                        f"# {where} ({name}): {(env + ' ') if env else ''}{shlex.join(argv)}"
+                    )
     return "\n".join(out)
 
 
@@ -223,7 +233,8 @@ def check_args(args: argparse.Namespace) -> None:
 
 def dry_run(trials: Sequence[Trial], args: argparse.Namespace) -> int:
     opts = options_from_args(args)
-    options = LaunchOptions(python=args.python, no_eval=args.no_eval)
+    k = int(getattr(args, "trials_per_device", 1))
+    options = LaunchOptions(python=args.python, no_eval=args.no_eval, trials_per_device=k)
     jobs = plan(trials, options, opts)
     print(render(jobs, job_folder(trials, opts)))
     return 0

@@ -13,7 +13,9 @@ Each array task runs the trainer as a child process (the exact argv of ``Trial.c
   cancelled.
 
 The trainer ignores USR2 (it is set to SIG_IGN before exec), so only the wrapper acts on it.
-The evaluator's job is a plain ``Command`` with the same protocol.
+The evaluator's job is a plain ``Command`` with the same protocol. ``PackedTrials`` runs K
+``TrialJob``s at once in one task (``--trials-per-device K``: they share its accelerator, each
+with its memory share in ``env``), and follows the protocol for all of them together.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,11 +59,13 @@ class Command:
         cwd: str,
         stop_timeout_s: float = 80.0,
         log_path: str = "",
+        env: dict[str, str] | None = None,
     ):
         self.argvs = [list(a) for a in argvs]
         self.cwd = cwd
         self.stop_timeout_s = stop_timeout_s
         self.log_path = log_path  # rank 0's child output is appended here ('' = the job's log)
+        self.env = dict(env or {})  # added to the children's environment
         self._pid: int | None = None
         self._returncode: int | None = None
 
@@ -108,6 +113,7 @@ class Command:
                 stdout=out,
                 stderr=subprocess.STDOUT if out else None,
                 preexec_fn=_ignore_usr_signal,
+                env={**os.environ, **self.env} if self.env else None,
             )
         finally:
             if out:
@@ -146,7 +152,7 @@ class Command:
 
         self._terminate()
         return submitit.helpers.DelayedSubmission(
-            Command(self.argvs, self.cwd, self.stop_timeout_s, self.log_path)
+            Command(self.argvs, self.cwd, self.stop_timeout_s, self.log_path, self.env)
         )
 
 
@@ -154,19 +160,29 @@ class TrialJob(Command):
     """The submitit job of one trial: the trainer's argv, and the trial's status.json."""
 
     def __init__(
-        self, argv: Sequence[str], cwd: str, status_path: str, name: str, log_path: str = ""
+        self,
+        argv: Sequence[str],
+        cwd: str,
+        status_path: str,
+        name: str,
+        log_path: str = "",
+        env: dict[str, str] | None = None,
     ):
-        super().__init__([argv], cwd, log_path=log_path)
+        super().__init__([argv], cwd, log_path=log_path, env=env)
         self.status_path = status_path
         self.name = name
+
+    def fresh(self) -> TrialJob:
+        """The same trial as a new job (what a requeue runs)."""
+        return TrialJob(
+            self.argvs[0], self.cwd, self.status_path, self.name, self.log_path, self.env
+        )
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
         import submitit
 
         self._terminate()
-        return submitit.helpers.DelayedSubmission(
-            TrialJob(self.argvs[0], self.cwd, self.status_path, self.name, self.log_path)
-        )
+        return submitit.helpers.DelayedSubmission(self.fresh())
 
     def _state(self) -> str:
         path = Path(self.status_path)
@@ -189,6 +205,48 @@ class TrialJob(Command):
                 f"trial {self.name} ended {state} (exit {codes[-1]}); see {self.status_path}"
             )
         return codes
+
+
+class PackedTrials:
+    """K trials in one task, their trainers running at once on its accelerator
+    (``--trials-per-device K``). Trials already done (a requeued task) are not run again; on a
+    time limit every trainer is stopped (SIGTERM, clean save) and the task requeued; a
+    preempted trainer requeues the task as ``TrialJob`` does. One node, one task."""
+
+    def __init__(self, members: Sequence[TrialJob]):
+        self.members = list(members)
+
+    @property
+    def name(self) -> str:
+        return "+".join(m.name for m in self.members)
+
+    def __call__(self) -> list[int]:
+        todo = [m for m in self.members if m._state() not in ("done", "diverged")]
+        codes: dict[str, int] = {}
+        run = lambda m: codes.__setitem__(m.name, m._run(m.argvs[0]))  # noqa: E731
+        threads = [threading.Thread(target=run, args=(m,), daemon=True) for m in todo]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        states = {m.name: m._state() for m in self.members}
+        if "preempted" in states.values() and _requeue_self():
+            sys.exit(-1)
+        bad = {n: s for n, s in states.items() if s != "done"}
+        if bad:
+            said = ", ".join(f"{n} {s} (exit {codes.get(n, '-')})" for n, s in bad.items())
+            raise RuntimeError(f"packed trials ended: {said}")
+        return [codes.get(m.name, 0) for m in self.members]
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        import submitit
+
+        stops = [threading.Thread(target=m._terminate) for m in self.members]
+        for t in stops:
+            t.start()
+        for t in stops:
+            t.join()
+        return submitit.helpers.DelayedSubmission(PackedTrials([m.fresh() for m in self.members]))
 
 
 def _own_rank() -> int:

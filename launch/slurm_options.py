@@ -169,6 +169,12 @@ def options_from_args(args: argparse.Namespace) -> SlurmOptions:
         raise SlurmError(
             f"--slurm-mem={args.slurm_mem!r} is not allowed; expected e.g. 64G, 512M, 0"
         )
+    k = int(getattr(args, "trials_per_device", 1) or 1)
+    if k > 1 and (args.nodes > 1 or args.ntasks_per_node > 1):
+        raise SlurmError(
+            f"--trials-per-device {k} packs trials into one single-task job; allowed with "
+            "--nodes 1 --ntasks-per-node 1"
+        )
     eval_gpus = args.slurm_eval_gpus if args.slurm_eval_gpus >= 0 else min(1, args.slurm_gpus)
     eval_cpus = args.slurm_eval_cpus if args.slurm_eval_cpus >= 1 else args.slurm_cpus
     return SlurmOptions(

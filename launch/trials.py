@@ -60,6 +60,7 @@ class LaunchOptions:
     """What every launcher gets besides the trials (all set by ``python -m launch``)."""
 
     jobs: int = 1  # trials at once
+    trials_per_device: int = 1  # trials sharing one accelerator (launch/packing.py), resolved
     python: str = sys.executable
     no_eval: bool = False  # skip the evaluator and the report after training
     launcher_opts: dict[str, str] = field(default_factory=dict)  # --launcher-opt KEY=VALUE

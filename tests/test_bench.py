@@ -238,6 +238,15 @@ def test_bench_end_to_end_writes_four_sections(tmp_path):
         e2e["images_per_sec"] / e2e["bare_same_process_images_per_sec"], abs=1e-4
     )
     assert e2e["imagenet_epoch_s"] == pytest.approx(1281167 / e2e["images_per_sec"], rel=1e-3)
+    # and the plain Flax loop (bench/plain.py), timed in alternating rounds with the bare step
+    plain = e2e["plain_same_process_images_per_sec"]
+    assert plain > 0 and e2e["ratio_to_plain"] == pytest.approx(
+        e2e["images_per_sec"] / plain, abs=1e-4
+    )
+    assert e2e["bare_ratio_to_plain"] == pytest.approx(
+        e2e["bare_same_process_images_per_sec"] / plain, abs=1e-4
+    )
+    assert e2e["cpu_time_ratio_to_plain"] > 0
     lo, hi = e2e["window"]
     assert lo == 2 and hi == e2e["steps"] and hi - lo >= 3  # a checkpoint (every 3) inside
     assert ev["forward"]["images_per_sec"] > 0 and ev["evaluator"]["images_per_sec"] > 0
@@ -262,6 +271,8 @@ def test_bench_end_to_end_writes_four_sections(tmp_path):
     # the table names every section
     for word in (
         "bare train step",
+        "plain Flax loop",
+        "trainer/plain",
         "end-to-end",
         "bare forward",
         "evaluator",

@@ -297,7 +297,7 @@ def test_watch_stops_waiting_for_a_running_trial_whose_files_went_stale(
     assert not ev._ended(t.dir, "pending") and not ev._ended(t.dir, "preempted")  # may start later
     never = job.Evaluator(job.JobOptions(runs=runs, stale_after=0, log=lambda s: None))
     assert not never._ended(t.dir, "running")
-    assert job.last_activity(t.dir) == pytest.approx(two_hours_ago, abs=1)
+    assert records.last_activity(t.dir) == pytest.approx(two_hours_ago, abs=1)
     # the job's own snapshot (checkpoints/_SNAPSHOTS) does not count as the trainer's activity
     proc = _job(runs, "--watch", "--poll-seconds=0.05")
     try:
@@ -305,7 +305,7 @@ def test_watch_stops_waiting_for_a_running_trial_whose_files_went_stale(
     finally:
         proc.kill()
     assert proc.returncode == 0, out
-    assert job.last_activity(t.dir) == pytest.approx(two_hours_ago, abs=1)
+    assert records.last_activity(t.dir) == pytest.approx(two_hours_ago, abs=1)
     assert "depth-2: says running but nothing changed for 120 min" in out
     assert "1 step(s) scored" in out
     t.status("running")  # fresh again: a live trial is waited for

@@ -19,6 +19,16 @@
 * Optional global-norm gradient clipping before everything else.
 * Parameter EMA: ``decay``, or with ``train.ema_warmup`` tf.train.ExponentialMovingAverage's
   ``num_updates`` rule ``min(decay, (1 + n) / (10 + n))`` after n steps.
+
+Traced hyperparameters (``hyperparams``): the peak learning rate, the momentum and the weight
+decay reach the train step as float32 inputs rather than constants, so the trials of a sweep over
+them compile to one program and share it through the persistent compilation cache
+(trainer/compile_cache.py). Which parts exist (momentum, decoupled decay, the L2 term) still
+follows the config's values, so the optimiser state has the same structure as before; each value
+is computed on the host exactly as the constant was (float64, then rounded to float32), so a run
+gives the same bits either way. Label smoothing stays a constant: traced, it gave the same
+values only up to float rounding (XLA simplifies the loss with constant targets differently;
+docs/performance.md), and results must not change with this.
 """
 
 from __future__ import annotations
@@ -28,7 +38,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+
+HPARAMS = ("peak_lr", "momentum", "weight_decay")
 
 
 def peak_lr(train_cfg: Any) -> float:
@@ -36,9 +49,22 @@ def peak_lr(train_cfg: Any) -> float:
     return float(train_cfg.base_lr) * int(train_cfg.batch_size) / 256.0
 
 
-def make_schedule(train_cfg: Any, steps_per_epoch: int, total_steps: int) -> optax.Schedule:
-    """Warmup then cosine / step / constant, as a function of the optimiser step (0-based)."""
-    peak = peak_lr(train_cfg)
+def hyperparams(train_cfg: Any) -> dict[str, np.float32]:
+    """The train step's traced inputs (``HPARAMS``), each the float32 the constant it replaces
+    rounded to: the peak LR, the momentum, the weight decay."""
+    return {
+        "peak_lr": np.float32(peak_lr(train_cfg)),
+        "momentum": np.float32(train_cfg.momentum),
+        "weight_decay": np.float32(train_cfg.weight_decay),
+    }
+
+
+def make_schedule(
+    train_cfg: Any, steps_per_epoch: int, total_steps: int, peak: Any = None
+) -> optax.Schedule:
+    """Warmup then cosine / step / constant, as a function of the optimiser step (0-based);
+    ``peak`` (e.g. a traced ``hyperparams`` value) replaces ``peak_lr(train_cfg)``."""
+    peak = peak_lr(train_cfg) if peak is None else peak
     total_steps = max(int(total_steps), 1)
     warmup = min(int(round(float(train_cfg.warmup_epochs) * steps_per_epoch)), total_steps)
     rest = max(total_steps - warmup, 1)
@@ -102,22 +128,25 @@ def l2_penalty(params: Any, weight_decay: float, on: str = "kernels") -> jax.Arr
     """``weight_decay / 2 * sum of squares`` of the parameters ``decay_mask(params, on)`` picks."""
     mask = jax.tree.leaves(decay_mask(params, on))
     chosen = [p for p, m in zip(jax.tree.leaves(params), mask, strict=True) if m]
-    if not chosen or weight_decay == 0.0:
+    if not chosen or (isinstance(weight_decay, float) and weight_decay == 0.0):
         return jnp.zeros((), jnp.float32)
     return 0.5 * weight_decay * sum(jnp.sum(jnp.square(p.astype(jnp.float32))) for p in chosen)
 
 
-def make_optimizer(train_cfg: Any, schedule: optax.Schedule) -> optax.GradientTransformation:
-    """The optax chain for ``config.train`` (clip -> optimiser -> decoupled decay -> -lr)."""
+def make_optimizer(
+    train_cfg: Any, schedule: optax.Schedule, hp: Mapping[str, Any] | None = None
+) -> optax.GradientTransformation:
+    """The optax chain for ``config.train`` (clip -> optimiser -> decoupled decay -> -lr); with
+    ``hp`` (``hyperparams``, traced) the momentum and weight decay are its values."""
+    momentum = float(train_cfg.momentum) if hp is None else hp["momentum"]
+    decay = float(train_cfg.weight_decay) if hp is None else hp["weight_decay"]
     parts: list[optax.GradientTransformation] = []
     if float(train_cfg.grad_clip) > 0:
         parts.append(optax.clip_by_global_norm(float(train_cfg.grad_clip)))
     name = train_cfg.optimizer
     if name == "sgd":
         if float(train_cfg.momentum) > 0:
-            parts.append(
-                optax.trace(decay=float(train_cfg.momentum), nesterov=bool(train_cfg.nesterov))
-            )
+            parts.append(optax.trace(decay=momentum, nesterov=bool(train_cfg.nesterov)))
     elif name == "adamw":
         parts.append(optax.scale_by_adam(b1=float(train_cfg.adam_b1), b2=float(train_cfg.adam_b2)))
     elif name == "rmsprop":
@@ -135,10 +164,10 @@ def make_optimizer(train_cfg: Any, schedule: optax.Schedule) -> optax.GradientTr
     if train_cfg.weight_decay_mode == "decoupled" and float(train_cfg.weight_decay) > 0:
         on = str(train_cfg.weight_decay_on)
         mask = lambda params: decay_mask(params, on)  # noqa: E731
-        parts.append(optax.add_decayed_weights(float(train_cfg.weight_decay), mask=mask))
+        parts.append(optax.add_decayed_weights(decay, mask=mask))
     parts.append(optax.scale_by_learning_rate(schedule))
     if name == "rmsprop" and float(train_cfg.momentum) > 0:
-        parts.append(optax.trace(decay=float(train_cfg.momentum), nesterov=False))
+        parts.append(optax.trace(decay=momentum, nesterov=False))
     return optax.chain(*parts)
 
 
@@ -151,12 +180,15 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float) 
 
 
 def make_loss_fn(
-    train_cfg: Any,
+    train_cfg: Any, hp: Mapping[str, Any] | None = None
 ) -> Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]:
-    """``loss(params, logits, labels) -> (total loss, mean data loss)`` for ``config.train``."""
+    """``loss(params, logits, labels) -> (total loss, mean data loss)`` for ``config.train``;
+    with ``hp`` (``hyperparams``, traced) the L2 weight is its value."""
     smoothing = float(train_cfg.label_smoothing)
     l2 = float(train_cfg.weight_decay) if train_cfg.weight_decay_mode == "l2" else 0.0
     on = str(train_cfg.weight_decay_on)
+    if hp is not None and l2 > 0:
+        l2 = hp["weight_decay"]
 
     def loss(params: Any, logits: jax.Array, labels: jax.Array):
         data = jnp.mean(cross_entropy(logits, labels, smoothing))

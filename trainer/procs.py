@@ -17,3 +17,17 @@ def pid_state(pid: int) -> Literal["gone", "ours", "other user"]:
     except PermissionError:
         return "other user"
     return "ours"
+
+
+def process_age() -> float | None:
+    """Seconds since this process started (Linux ``/proc``: its start tick and the uptime), so
+    interpreter start-up and imports count; None where ``/proc`` is not there."""
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        start = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: starttime
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(uptime - start, 0.0)

@@ -22,6 +22,7 @@ from typing import Any
 import jax
 
 from trainer import distributed
+from trainer.procs import process_age
 
 
 class Diverged(RuntimeError):
@@ -60,8 +61,13 @@ class Progress:
         if self.block or step == self.first_step:
             jax.block_until_ready(metrics)
         if step == self.first_step:
-            took = time.time() - self.t_log
-            self.records.progress(f"first step (compiling included) {took:.1f} s")
+            took, age, cpu = time.time() - self.t_log, process_age(), time.process_time()
+            since = "" if age is None else f", {age:.1f} s after the trainer started"
+            self.records.progress(
+                f"first step (compiling included) {took:.1f} s{since} ({cpu:.1f} CPU s)"
+            )
+            if age is not None:  # the launcher prints it: compile once, not once per trial
+                self.records.update(first_step_s=round(age, 2), first_step_cpu_s=round(cpu, 2))
 
     def log(self, step: int, metrics: Any) -> None:
         """Write the train record of the steps since the last one (``Diverged`` if any was not

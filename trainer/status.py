@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from sweeps import base
-from trainer import events
+from trainer import events, files
 from trainer.files import Busy, FileLock, append_jsonl, atomic_write_json, read_json
 from trainer.files import path as as_path
 
@@ -55,6 +55,15 @@ def versions(packages: Sequence[str] = _VERSIONED, absent: str | None = None) ->
 
 class WorkdirError(Exception):
     """The workdir cannot be used: another trainer holds it, or it cannot be written (one line)."""
+
+
+def resolve_workdir(workdir: str | os.PathLike) -> Path:
+    """``workdir`` as an absolute local path or an epath ``gs://`` path; a bad gs:// one (no
+    bucket, no gcsfs) raises ``WorkdirError`` in one line, before any work."""
+    problem = files.remote_problem(workdir)
+    if problem:
+        raise WorkdirError(problem)
+    return as_path(workdir) if files.is_remote(workdir) else Path(workdir).absolute()
 
 
 _OS_CODE = re.compile(r"\[os_error_code='?(\d+)'?\]")  # how TensorStore passes errno on

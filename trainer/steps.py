@@ -8,6 +8,10 @@ the gradient all-reduce and BatchNorm sees the global batch.
 
 The train step's randomness (augmentation, dropout) is ``fold_in(state["rng"], state["step"])``,
 so the step of a restored state continues exactly as the uninterrupted run would.
+
+The peak learning rate, momentum and weight decay are inputs of the jitted step
+(``optim.hyperparams``), not constants in it: trials that differ only in them run one compiled
+program, which the persistent compilation cache hands from trial to trial.
 """
 
 from __future__ import annotations
@@ -70,13 +74,21 @@ def _all_finite(total: jax.Array, state: Any) -> jax.Array:
     )
 
 
-def make_train_step(model, config, tx, augment):
-    """``step(state, metrics, images_uint8, labels) -> (state, metrics)`` (to be jitted)."""
-    loss_fn = optim.make_loss_fn(config.train)
+def make_train_step(model, config, tx, augment, steps_per_epoch=None, total_steps=None):
+    """``step(state, metrics, images_uint8, labels, hp=None) -> (state, metrics)`` (to be
+    jitted). With ``hp`` (``optim.hyperparams``, as arrays) the schedule, optimiser and loss are
+    rebuilt on its traced values (``steps_per_epoch`` and ``total_steps`` shape the schedule);
+    without it ``tx`` and the config's constants are used."""
     ema = float(config.train.ema_decay)
     data_cfg = config.data
 
-    def step(state, metrics, images, labels):
+    def step(state, metrics, images, labels, hp=None):
+        if hp is None:
+            step_tx, loss_fn = tx, optim.make_loss_fn(config.train)
+        else:
+            sched = optim.make_schedule(config.train, steps_per_epoch, total_steps, hp["peak_lr"])
+            step_tx = optim.make_optimizer(config.train, sched, hp)
+            loss_fn = optim.make_loss_fn(config.train, hp)
         rng = jax.random.fold_in(state["rng"], state["step"])
         aug_rng, drop_rng = jax.random.split(rng)
         x = augment(aug_rng, images, data_cfg)
@@ -95,7 +107,7 @@ def make_train_step(model, config, tx, augment):
         grads, (total, data_loss, logits, updates) = jax.grad(objective, has_aux=True)(
             state["params"]
         )
-        upd, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        upd, opt_state = step_tx.update(grads, state["opt_state"], state["params"])
         params = jax.tree.map(lambda p, u: p + u, state["params"], upd)
         new = dict(
             state,
@@ -152,7 +164,8 @@ class Run:
     """A run's model, schedule, optimiser and jitted functions on ``mesh``.
 
     ``init(key)`` -> initial state; ``train_step(state, metrics, images, labels)`` -> (state,
-    metrics) (state and metrics donated off the CPU); ``eval_step(params, batch_stats, images,
+    metrics) (state and metrics donated off the CPU): ``jitted_step`` with ``hparams`` (the
+    traced hyperparameters) as its last input; ``eval_step(params, batch_stats, images,
     labels, mask)`` -> sums. States and metrics are replicated (``replicated``).
     """
 
@@ -166,6 +179,8 @@ class Run:
     init: Callable[[jax.Array], dict[str, Any]]
     train_step: Callable[..., tuple[dict[str, Any], dict[str, jax.Array]]]
     eval_step: Callable[..., dict[str, jax.Array]]
+    jitted_step: Any = None
+    hparams: Any = None
 
     @property
     def replicated(self) -> NamedSharding:
@@ -196,11 +211,16 @@ def build_run(
         out_shardings=replicated,
     )
     donate = (0, 1) if jax.default_backend() != "cpu" else ()
-    train_step = jax.jit(
-        make_train_step(model, config, tx, augment),
+    jitted_step = jax.jit(
+        make_train_step(model, config, tx, augment, steps_per_epoch, total_steps),
         out_shardings=(replicated, replicated),
         donate_argnums=donate,
     )
+    hp = jax.device_put(optim.hyperparams(config.train), replicated)
+
+    def train_step(state, metrics, images, labels):
+        return jitted_step(state, metrics, images, labels, hp)
+
     preprocess = functools.partial(eval_preprocess, data_cfg=config.data)
     eval_step = jax.jit(make_eval_step(model, preprocess), out_shardings=replicated)
     return Run(
@@ -214,4 +234,6 @@ def build_run(
         init=init,
         train_step=train_step,
         eval_step=eval_step,
+        jitted_step=jitted_step,
+        hparams=hp,
     )

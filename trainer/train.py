@@ -23,7 +23,6 @@ import contextlib
 import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -32,7 +31,15 @@ import ml_collections
 
 from sweeps import base
 from sweeps.command import command_from_config
-from trainer import checkpoint, distributed, files, pipeline, provenance, status, steps
+from trainer import (
+    checkpoint,
+    compile_cache,
+    distributed,
+    pipeline,
+    provenance,
+    status,
+    steps,
+)
 from trainer.data import load_split
 from trainer.progress import Diverged, Preemption, Progress, read_metrics
 
@@ -126,7 +133,9 @@ def restore_or_init(run: steps.Run, ckpt: checkpoint.Checkpointer, seed: int, re
     """The newest checkpoint that passes its integrity check (damaged ones are moved aside and
     listed in status.json's ``damaged_checkpoints``), or a fresh state from ``seed``."""
     key = jax.random.PRNGKey(seed)
-    latest, state, moved = ckpt.restore_latest_good(run.abstract_state(key), records.progress)
+    # The state's shapes only when there is something to restore (it traces the model once).
+    like = run.abstract_state(key) if ckpt.manager.all_steps() else None
+    latest, state, moved = ckpt.restore_latest_good(like, records.progress)
     if moved:
         when = status.now_iso()
         earlier = list(records.status.get("damaged_checkpoints") or [])
@@ -149,11 +158,9 @@ def train_and_evaluate(
     other errors mark the run ``failed`` in status.json and propagate."""
     # ------------------------------------------------------------------ set-up
     base.validate(config)
-    problem = files.remote_problem(workdir)  # a bad gs:// workdir: one line, before any work
-    if problem:
-        raise status.WorkdirError(problem)
-    workdir = files.path(workdir) if files.is_remote(workdir) else Path(workdir).absolute()
+    workdir = status.resolve_workdir(workdir)  # a bad gs:// workdir: one line, before any work
     status.check_config(workdir, config)
+    cache = compile_cache.enable(workdir)  # before anything compiles; shared by the sweep
     distributed.initialize(config.distributed)
     mesh = pipeline.make_mesh()
     trace = provenance.run_trace(config)  # train.log's first lines, then status.json's fields
@@ -166,7 +173,7 @@ def train_and_evaluate(
         with Preemption() as preemption, contextlib.ExitStack() as stack:
             records.write_config(config)
             records.update(state="running", examples=data.examples, **trace)
-            for note in data.notes:
+            for note in (*data.notes, f"compilation cache: {cache or 'off'}"):
                 records.progress(note)
             batch = config.train.batch_size
             train_input = pipeline.TrainInput(data.train, config.data, batch, config.seed, mesh)
