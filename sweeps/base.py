@@ -77,31 +77,7 @@ def schema() -> ml_collections.ConfigDict:
     c.data.prefetch = 2  # host batches prepared ahead in a background thread
 
     c.train = ml_collections.ConfigDict()
-    c.train.batch_size = 128  # global batch, over all processes
-    c.train.epochs = 2.0
-    c.train.optimizer = "sgd"  # sgd | adamw | rmsprop
-    c.train.base_lr = 0.1  # per 256 images: lr = base_lr * batch_size / 256
-    c.train.momentum = 0.9
-    c.train.nesterov = True
-    c.train.adam_b1 = 0.9
-    c.train.adam_b2 = 0.999
-    c.train.rmsprop_decay = 0.9
-    c.train.rmsprop_eps = 1e-3
-    c.train.schedule = "cosine"  # cosine | step | exponential | constant
-    c.train.warmup_epochs = 0.5
-    c.train.step_boundaries = (0.333, 0.667, 0.889)  # fractions of training, for 'step'
-    c.train.step_factor = 0.1
-    c.train.exp_decay_epochs = 2.4  # 'exponential': x exp_decay_factor every this many epochs
-    c.train.exp_decay_factor = 0.97
-    c.train.weight_decay = 1e-4
-    c.train.weight_decay_mode = "l2"  # l2 (in the loss) | decoupled (AdamW-style)
-    c.train.weight_decay_on = "kernels"  # kernels (ndim > 1) | non_norm (all but norm layers)
-    c.train.label_smoothing = 0.0
-    c.train.grad_clip = 0.0  # global-norm clip; 0 = off
-    c.train.ema_decay = 0.0  # parameter EMA; 0 = off
-    c.train.ema_warmup = False  # TF's num_updates: decay min(ema_decay, (1 + n) / (10 + n))
-    c.train.log_every_steps = 50
-    c.train.eval_every_steps = 0  # 0 = once per epoch (and always at the end)
+    _train_keys(c.train)  # the optimiser, schedule and regularisers
 
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 500
@@ -120,6 +96,34 @@ def schema() -> ml_collections.ConfigDict:
     c.distributed.num_processes = 0
     c.distributed.process_id = -1
     return c
+
+
+def _train_keys(t: ml_collections.ConfigDict) -> None:
+    t.batch_size = 128  # global batch, over all processes
+    t.epochs = 2.0
+    t.optimizer = "sgd"  # sgd | adamw | rmsprop
+    t.base_lr = 0.1  # per 256 images: lr = base_lr * batch_size / 256
+    t.momentum = 0.9
+    t.nesterov = True
+    t.adam_b1 = 0.9
+    t.adam_b2 = 0.999
+    t.rmsprop_decay = 0.9
+    t.rmsprop_eps = 1e-3
+    t.schedule = "cosine"  # cosine | step | exponential | constant
+    t.warmup_epochs = 0.5
+    t.step_boundaries = (0.333, 0.667, 0.889)  # fractions of training, for 'step'
+    t.step_factor = 0.1
+    t.exp_decay_epochs = 2.4  # 'exponential': x exp_decay_factor every this many epochs
+    t.exp_decay_factor = 0.97
+    t.weight_decay = 1e-4
+    t.weight_decay_mode = "l2"  # l2 (in the loss) | decoupled (AdamW-style)
+    t.weight_decay_on = "kernels"  # kernels (ndim > 1) | non_norm (all but norm layers)
+    t.label_smoothing = 0.0
+    t.grad_clip = 0.0  # global-norm clip; 0 = off
+    t.ema_decay = 0.0  # parameter EMA; 0 = off
+    t.ema_warmup = False  # TF's num_updates: decay min(ema_decay, (1 + n) / (10 + n))
+    t.log_every_steps = 50
+    t.eval_every_steps = 0  # 0 = once per epoch (and always at the end)
 
 
 def _perceptual_keys(p: ml_collections.ConfigDict) -> None:
