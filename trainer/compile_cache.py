@@ -31,6 +31,8 @@ from pathlib import Path
 
 import jax
 
+from trainer import files
+
 ENV = "PSWEEPS_JAX_CACHE"
 OFF = ("0", "off", "false", "no")
 DIRNAME = ".jax-cache"
@@ -46,7 +48,7 @@ def where(workdir: str | os.PathLike) -> Path | None:
         return None
     if value:
         return Path(value)
-    if "://" in str(workdir):
+    if files.is_remote(workdir):
         return Path(tempfile.gettempdir()) / "psweeps-jax-cache"
     return Path(workdir).absolute().parent / DIRNAME
 
@@ -56,15 +58,9 @@ def enable(workdir: str | os.PathLike) -> Path | None:
     path = where(workdir)
     if path is None:
         return None
-    try:
-        import filelock  # noqa: F401  (JAX's LRU cache locks with it)
-    except ImportError:
-        max_bytes = -1  # unbounded: JAX then writes without a lock (module doc)
-    else:
-        max_bytes = MAX_BYTES
     jax.config.update("jax_compilation_cache_dir", str(path))
     # Every program, however quick to compile: the sweep's trials share them all.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    jax.config.update("jax_compilation_cache_max_size", max_bytes)
+    jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)  # needs filelock
     return path
