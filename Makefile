@@ -35,8 +35,11 @@ $(TF_STAMP): $(STAMP)
 	$(PY) -m pip install -q -e '.[dev,tf,wandb]'
 	@touch $(TF_STAMP)
 
+# Two workers, each taking whole test files (--dist loadfile: a file's fixtures and its Slurm
+# cluster stay in one process); the trainers, data preparation and proxy builds the tests start
+# are safe side by side, as in a sweep.
 test: $(TF_STAMP)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n 2 --dist loadfile $(PYTEST_ARGS)
 
 test-fast: $(TF_STAMP)
 	$(PY) -m pytest -q -m "not slow and not slurm and not multiprocess" $(PYTEST_ARGS)
