@@ -42,14 +42,10 @@ from evaluator.distances import (
     PIXEL_FUNCTIONS,
     total_distance,
 )
+from evaluator.names import BENCHMARK_NAMES, DIR_BENCHMARKS, FULL_SIZE, MOS_BENCHMARKS  # noqa: F401
 from evaluator.proxy import VERSION as PROXY_VERSION
 from evaluator.proxy import load_proxy
 from trainer import files
-
-BENCHMARK_NAMES = ("proxy", "bapps", "nights", "tid2013", "kadid10k")
-DIR_BENCHMARKS = ("bapps", "nights", "tid2013", "kadid10k")  # perceptual.<name>_dir
-FULL_SIZE = ("nights", "tid2013", "kadid10k")  # read at a resolution (evaluator.imagesets)
-MOS_BENCHMARKS = ("tid2013", "kadid10k")  # mean opinion scores: rank correlations
 
 
 def has_train_split(name: str) -> bool:

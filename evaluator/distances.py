@@ -38,11 +38,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from evaluator.names import (  # noqa: F401  (their owner; imported from here too)
+    ALL_DISTANCES,
+    FEATURE_DISTANCES,
+    LEARNED_DISTANCES,
+    PIXEL_METRICS,
+)
+
 EPS = 1e-10
-FEATURE_DISTANCES = ("local", "meanpool", "style")
-LEARNED_DISTANCES = ("lin",)  # scored only where fitted (perceptual.calibrate)
-ALL_DISTANCES = FEATURE_DISTANCES + LEARNED_DISTANCES
-PIXEL_METRICS = ("l2", "ssim", "psnr")
 
 
 def _spatial(f: jax.Array) -> jax.Array:

@@ -24,6 +24,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+try:  # a dependency; a bare accelerator image may lack it (its wheel is per Python version)
+    import orjson
+except ImportError:  # pragma: no cover
+    orjson = None
+
 
 def is_remote(p: str | os.PathLike) -> bool:
     """Whether ``p`` is an object-store URL (``gs://...``) rather than a local path."""
@@ -116,10 +121,21 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_default) + "\n")
 
 
+def loads(data: bytes | str) -> Any:
+    """``json.loads``, through orjson where it can (4x quicker: a study's report reads 74,000
+    records); NaN and Infinity, which Python's json writes, only json itself reads."""
+    if orjson is not None:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(data)
+
+
 def read_json(path: str | os.PathLike, default: Any = None) -> Any:
     """The JSON at ``path``, or ``default`` when the file does not exist."""
     try:
-        return json.loads(_path(path).read_text())
+        return loads(_path(path).read_bytes())
     except FileNotFoundError:
         return default
 
@@ -140,12 +156,12 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """Every complete record of a JSON-lines file (a torn last line from a kill is skipped)."""
     out = []
     try:
-        text = _path(path).read_text()
+        data = _path(path).read_bytes()
     except FileNotFoundError:
         return out
-    for line in text.splitlines():
+    for line in data.splitlines():
         try:
-            out.append(json.loads(line))
+            out.append(loads(line))
         except json.JSONDecodeError:
             continue
     return out

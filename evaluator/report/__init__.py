@@ -20,9 +20,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from evaluator.benchmarks import BENCHMARK_NAMES, MOS_BENCHMARKS
-from evaluator.distances import ALL_DISTANCES
-from evaluator.report import analyse, collect, hypotheses, render, study, table1
+from evaluator.names import ALL_DISTANCES, BENCHMARK_NAMES, MOS_BENCHMARKS
+from evaluator.report import analyse, collect, hypotheses, parallel, render, study, table1
 from evaluator.report import benchmarks as bench_view
 from evaluator.report.collect import ReportError
 from evaluator.report.plots import write_plots
@@ -38,36 +37,58 @@ def write_report(
     benchmark: str | None = None,
     distance: str | None = None,
     plots: bool = True,
+    workers: int | None = None,
 ) -> Path:
     """Write results.csv, report.md and the plots into ``sweep_dir``; return report.md's path.
 
     With ``combine_all``, ``sweep_dir`` is the runs directory and every sweep under it is
-    combined. Raises ``ReportError`` (one line) for input it cannot use.
+    combined. ``workers``: processes for reading trials and drawing figures (default: the
+    cores; 1 for a gs:// sweep). Raises ``ReportError`` (one line) for input it cannot use.
     """
     sweep_dir = files.path(sweep_dir)
-    sweeps = collect.load_sweeps(sweep_dir, combine_all)
-    order = {t.key: i for i, t in enumerate(analyse.trial_order(sweeps))}
-    rows = sorted(collect.build_rows(sweeps), key=lambda r: (order[r["trial"]], r["step"]))
-    a = analyse.analyse(sweeps, rows, benchmark, distance)
+    n = parallel.workers() if workers is None else workers
+    n = 1 if files.is_remote(sweep_dir) else n  # a GCS client is not fork-safe
+    with parallel.collector_paused():
+        sweeps = collect.load_sweeps(sweep_dir, combine_all, n)
+        order = {t.key: i for i, t in enumerate(analyse.trial_order(sweeps))}
+        rows = sorted(collect.build_rows(sweeps), key=lambda r: (order[r["trial"]], r["step"]))
     swept = []
     for sw in sweeps:
         swept += [k for k in sw.swept if k not in swept]
-    collect.write_csv(sweep_dir / "results.csv", rows, collect.csv_columns(rows, swept))
-    made, failed = write_plots(a, sweep_dir) if plots else ([], [])
-    lead = study.render_axes(study.write_axis_reports(a, rows, sweep_dir, plots))
-    t1 = table1.table1(a)
-    lead = (table1.render(t1, a) if t1 else []) + lead
+    n = parallel.for_trials(n, sum(len(sw.trials) for sw in sweeps))
+
+    def write_csv() -> None:
+        collect.write_csv(sweep_dir / "results.csv", rows, collect.csv_columns(rows, swept))
+
+    a = analyse.analyse(sweeps, rows, benchmark, distance)
+    # ---- figures: queued here, then drawn by workers while this process writes results.csv
+    # (in a worker, writing it would copy every row's memory page) and Table 1
+    figs = parallel.Figures(n) if plots else None
+    made = write_plots(a, sweep_dir, figs) if figs else []
+    axes = study.queue_axis_reports(a, rows, sweep_dir, figs)
     hyp = hypotheses.analyse(a)
-    hyp_plots, hyp_failed = hypotheses.write_plots(hyp, a, sweep_dir) if plots else ({}, [])
+    hyp_plots = hypotheses.write_plots(hyp, a, sweep_dir, figs) if figs else {}
     views = bench_view.analyse(a)  # one column and plot per human benchmark
-    bench_plots, bench_failed = bench_view.write_plots(views, a, sweep_dir) if plots else ({}, [])
+    bench_plots = bench_view.write_plots(views, a, sweep_dir, figs) if figs else {}
+    if figs:
+        t1 = figs.draw(meanwhile=lambda: (write_csv(), table1.table1(a))[1])
+        made = figs.kept(sweep_dir, made)
+        hyp_plots = {k: v for k, v in hyp_plots.items() if figs.drawn(sweep_dir / v[0])}
+        bench_plots = {k: v for k, v in bench_plots.items() if figs.drawn(sweep_dir / v[0])}
+    else:
+        write_csv()
+        t1 = table1.table1(a)
+
+    # ---- report.md: the axes' own reports, then the combined one
+    lead = study.render_axes(study.write_axis_reports(axes, figs))
+    lead = (table1.render(t1, a) if t1 else []) + lead
     if combine_all:
         title = f"Report: all sweeps under {sweep_dir} ({', '.join(s.name for s in sweeps)})"
     else:
         title = f"Report: sweep {sweeps[0].name}"
     path = sweep_dir / "report.md"
     section = hypotheses.render(hyp, hyp_plots) + bench_view.render(views, a, bench_plots)
-    failed += hyp_failed + bench_failed
+    failed = figs.failed(sweep_dir) if figs else []
     atomic_write_text(path, render.render(a, title, made, failed, section, lead))
     return path
 
@@ -89,6 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--distance", help="distance function to report (default: local)")
     p.add_argument("--no-plots", action="store_true", help="write results.csv and report.md only")
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="processes for reading trials and drawing figures (default: the cores, at most "
+        f"{parallel.MAX_WORKERS}; sweeps under {parallel.MIN_TRIALS} trials use one); each "
+        "worker adds up to ~300 MB at the study's scale",
+    )
     args = p.parse_args(argv)
     for flag, value, allowed in (
         ("--benchmark", args.benchmark, [b for b in BENCHMARK_NAMES if b not in MOS_BENCHMARKS]),
@@ -100,13 +128,23 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
+    if args.workers is not None and args.workers < 1:
+        print(
+            f"error: --workers {args.workers} is not allowed; expected 1 or more", file=sys.stderr
+        )
+        return 2
     problem = files.remote_problem(args.path)  # a bad gs:// path: one line, before any work
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     try:
         path = write_report(
-            args.path, args.all, args.benchmark, args.distance, plots=not args.no_plots
+            args.path,
+            args.all,
+            args.benchmark,
+            args.distance,
+            plots=not args.no_plots,
+            workers=args.workers,
         )
     except ReportError as e:
         print(f"error: {e}", file=sys.stderr)

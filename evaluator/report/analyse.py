@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from evaluator.distances import PIXEL_METRICS
+from evaluator.names import PIXEL_METRICS
 from evaluator.report.axes import AxisPlan, plan
 from evaluator.report.collect import (
     DONE,
@@ -75,6 +75,7 @@ class Analysis:
     per_sweep: list[tuple[str, Correlation]] = field(default_factory=list)
     per_distance: list[tuple[str, Correlation]] = field(default_factory=list)  # other distances
     untrained: dict[str, str] = field(default_factory=dict)  # trial key -> why it did not learn
+    columns: set[str] = field(default_factory=set)  # every column of every row (not only rows')
 
     @property
     def ps_col(self) -> str | None:
@@ -310,7 +311,7 @@ def analyse(
     untrained = {t.key: why for t in trials if (why := did_not_learn(t, finals.get(t.key)))}
     learned = [r for r in rows if r["trial"] not in untrained] if untrained else rows
     a = Analysis(sweeps, learned, bench, dist, benches, dists, [], trials, plans, finals, [], "")
-    a.untrained = untrained
+    a.untrained, a.columns = untrained, names
     a.taps = taps_present(names, bench, dist) if bench and dist else []
     a.missing = [
         f"`{k}`: did not learn: {why}; left out of the correlations, the frontier and the rankings"

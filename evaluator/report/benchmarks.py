@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evaluator.benchmarks import BENCHMARK_NAMES, MOS_BENCHMARKS
+from evaluator.names import BENCHMARK_NAMES, MOS_BENCHMARKS
 from evaluator.report.analyse import Analysis
+from evaluator.report.parallel import Figures
 from evaluator.report.stats import Correlation, spearman
 
 LABELS = {"proxy": "proxy", "bapps": "BAPPS", "nights": "NIGHTS", "tid2013": "TID2013",
@@ -52,7 +53,7 @@ def _final_rows(a: Analysis) -> list[dict[str, Any]]:
 def analyse(a: Analysis) -> list[View]:
     """One view per benchmark with a headline column for the report's distance."""
     dist = a.dist or "local"
-    keys = {k for r in a.rows for k in r}
+    keys = a.columns
     views = []
     for bench in BENCHMARK_NAMES:
         column, what = headline(bench, dist)
@@ -142,19 +143,16 @@ def _draw(path: Path, v: View, caption: str) -> None:
 
 
 def write_plots(
-    views: list[View], a: Analysis, out_dir: Path
-) -> tuple[dict[str, tuple[str, str]], list[str]]:
-    """``bench_<name>.png`` per benchmark with points but the one the report follows (its plot is
-    ``top1_vs_ps.png``): ``({bench: (file, caption)}, failures)``."""
-    done, failed = {}, []
+    views: list[View], a: Analysis, out_dir: Path, figs: Figures
+) -> dict[str, tuple[str, str]]:
+    """Queue ``bench_<name>.png`` on ``figs`` per benchmark with points but the one the report
+    follows (its plot is ``top1_vs_ps.png``): ``{bench: (file, caption)}``."""
+    done = {}
     for v in views:
         if not v.points or v.bench == a.bench:
             continue
         name = f"bench_{v.bench}.png"
         caption = f"{LABELS[v.bench]} {v.what} vs top-1, final checkpoints ({a.dist or 'local'})"
-        try:
-            _draw(out_dir / name, v, caption)
-            done[v.bench] = (name, caption)
-        except Exception as e:  # a plot that cannot be drawn must not cost the report
-            failed.append(f"{name}: {type(e).__name__}: {e}")
-    return done, failed
+        figs.add(out_dir / name, _draw, v, caption)
+        done[v.bench] = (name, caption)
+    return done

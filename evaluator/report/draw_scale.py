@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 # draw sets matplotlib's Agg backend before pyplot loads: import pyplot through it
 from evaluator.report.draw import PS_LABEL, _fmt_value, _save, _wrap, plt
@@ -22,6 +22,7 @@ MAX_VALUE_LEGEND = 10  # more swept values than this: a colour bar instead of a 
 MAX_GROUPS = 9  # top1_vs_ps colours this many architectures (the most trials), the rest grey
 MAX_FRONTIER_NAMES = 8  # names on at most about this many frontier points
 FACET_W, FACET_H = 3.4, 2.7  # inches per panel
+MAX_FACET_COLS = 6  # more facets than this: several blocks of rows (14 in a row were unreadable)
 
 
 def value_colours(values: list[Any]) -> dict[str, Any]:
@@ -56,6 +57,8 @@ def _value_key(values: list[Any], fig: Any, axes: Any, label: str) -> None:
 def _grid(n_facets: int, n_rows: int) -> tuple[Any, Any]:
     fig, axes = plt.subplots(n_rows, n_facets, figsize=(FACET_W * n_facets + 1.5,
                              FACET_H * n_rows + 0.9), squeeze=False)  # fmt: skip
+    for ax in axes.flat:  # at most 5 y ticks a small panel: enough to read, and tick labels
+        ax.yaxis.set_major_locator(MaxNLocator(4))  # are most of a figure's drawing time
     return fig, axes
 
 
@@ -83,7 +86,14 @@ def facet_lines(
 
     ``facets``: ``[{"label", "lines": [{"value", "seeds", "ps": [(x, mean, std)], ...}]}]``.
     """
-    fig, axes = _grid(len(facets), len(panels))
+    cols = min(len(facets), MAX_FACET_COLS)  # more facets: blocks of rows, one under another
+    blocks = math.ceil(len(facets) / cols)
+    fig, grid = _grid(cols, len(panels) * blocks)
+    for j in range(len(facets), cols * blocks):  # the last block's empty places
+        for i in range(len(panels)):
+            fig.delaxes(grid[(blocks - 1) * len(panels) + i][j % cols])
+    axes = [[grid[(j // cols) * len(panels) + i][j % cols] for j in range(len(facets))]
+            for i in range(len(panels))]  # fmt: skip
     values = [ln["value"] for f in facets for ln in f["lines"]]
     xs = [p[0] for f in facets for ln in f["lines"] for p in ln.get(panels[0][0], [])]
     log_x = not xticks and bool(xs) and min(xs) > 0 and max(xs) / min(xs) >= LOG_SPAN
@@ -105,13 +115,13 @@ def facet_lines(
             if i == 0:
                 seeds = max((ln.get("seeds", 1) for ln in f["lines"]), default=1)
                 ax.set_title(f["label"] + (f" ({seeds} seeds)" if seeds > 1 else ""), fontsize=9)
-            if j == 0:
+            if j % cols == 0:
                 ax.set_ylabel(ylabel, fontsize=8)
             if i == len(panels) - 1:
                 ax.set_xlabel(xlabel, fontsize=8)
-    fig.suptitle(_wrap(title, 40 * len(facets) + 40), fontsize=10)
-    fig.tight_layout()
-    _value_key(values, fig, axes, value_label)
+    fig.suptitle(_wrap(title, 40 * cols + 40), fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))  # room for the title
+    _value_key(values, fig, [ax for row in axes for ax in row], value_label)
     _save(fig, path)
 
 

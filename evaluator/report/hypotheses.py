@@ -10,12 +10,12 @@ the ``dynamic_range`` block of one scored result; ``draw_hypotheses`` draws the 
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from evaluator.report.analyse import Analysis
+from evaluator.report.parallel import Figures
 from evaluator.report.stats import Correlation, format_p, spearman
 
 
@@ -238,11 +238,11 @@ def render(h: Hypotheses | None, plots: dict[str, tuple[str, str]]) -> list[str]
 
 
 def write_plots(
-    h: Hypotheses | None, a: Analysis, out_dir: Path
-) -> tuple[dict[str, tuple[str, str]], list[str]]:
-    """Draw the section's PNGs: ``({key: (file, caption)}, failures)``."""
+    h: Hypotheses | None, a: Analysis, out_dir: Path, figs: Figures
+) -> dict[str, tuple[str, str]]:
+    """Queue the section's PNGs on ``figs``: ``{key: (file, caption)}``."""
     if h is None:
-        return {}, []
+        return {}
     from evaluator.report import draw_hypotheses as dh
 
     tag = f"{h.bench}, {h.dist} distance" + (", not BAPPS" if h.bench == "proxy" else "")
@@ -260,12 +260,8 @@ def write_plots(
         cap = f"Perceptual Score per distance function, final checkpoints ({h.bench})"
         args = (a.analysed, a.distances, h.bench, cap)
         jobs.append(("distances", "hyp_distances.png", cap, dh.distance_bars, args))
-    done, failed = {}, []
+    done = {}
     for key, name, caption, fn, args in jobs:
-        try:
-            fn(out_dir / name, *args)
-            done[key] = (name, caption)
-        except Exception as e:  # a plot that cannot be drawn must not cost the report
-            failed.append(f"{name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-            print(f"report: {failed[-1]}", file=sys.stderr)
-    return done, failed
+        figs.add(out_dir / name, fn, *args)
+        done[key] = (name, caption)
+    return done

@@ -9,7 +9,6 @@ only here, when plotting, so ``--no-plots`` never loads matplotlib.
 from __future__ import annotations
 
 import re
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from evaluator.report.analyse import REFERENCE_NAMES, Analysis
 from evaluator.report.axes import row_arch
 from evaluator.report.collect import Sweep, TrialResults
+from evaluator.report.parallel import Figures
 from evaluator.report.stats import aggregate_over_seeds, natural_key, x_scale
 
 FIXED_PLOTS = ("top1_vs_ps", "ps_vs_epoch", "per_tap")
@@ -123,26 +123,21 @@ def _many(a: Analysis) -> bool:
 
 
 def write_plots(
-    a: Analysis, out_dir: Path, kinds: tuple[str, ...] = KINDS
-) -> tuple[list[tuple[str, str]], list[str]]:
-    """Write the plots of ``kinds`` the data allows; return ``[(file name, caption)]`` and the
-    failures. A sweep with ``axes`` (the study) gets its axis and training plots in its
-    per-axis reports (``study.py``), not here."""
+    a: Analysis, out_dir: Path, figs: Figures, kinds: tuple[str, ...] = KINDS
+) -> list[tuple[str, str]]:
+    """Queue the plots of ``kinds`` the data allows on ``figs``; return their
+    ``[(file name, caption)]``. A sweep with ``axes`` (the study) gets its axis and training
+    plots in its per-axis reports (``study.py``), not here."""
     from evaluator.report import draw, draw_scale  # matplotlib only when plotting
 
     done: list[tuple[str, str]] = []
-    failed: list[str] = []
 
-    def draw_one(name: str, caption: str, fn: Any, *args: Any) -> None:
-        try:
-            fn(out_dir / name, *args)
-            done.append((name, caption))
-        except Exception as e:  # a plot that cannot be drawn must not cost the report
-            failed.append(f"{name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-            print(f"report: {failed[-1]}", file=sys.stderr)
+    def draw_one(name: str, caption: str, fn: Any, *args: Any, cost: float = 1.0) -> None:
+        figs.add(out_dir / name, fn, *args, cost=cost)
+        done.append((name, caption))
 
     if not a.ps_col:
-        return done, failed
+        return done
     tag = f"{a.bench}, {a.dist} distance"
     if a.bench == "proxy":
         tag = f"embedded proxy, not BAPPS; {a.dist} distance"
@@ -162,9 +157,9 @@ def write_plots(
             fn = draw_scale.study_axis if len(series) > 1 else draw.axis_plot
             series.sort(key=lambda s: natural_key(s["label"]))
             draw_one(f"{stems[sw.name]}.png", caption, fn, label, series, scale, caption,
-                     top1_label)  # fmt: skip
+                     top1_label, cost=2.0)  # fmt: skip
     if per_axis:
-        return done, failed
+        return done
     caption = f"Perceptual Score and top-1 during training ({tag})"
     if "ps_vs_epoch" in kinds and _many(a):
 
@@ -173,7 +168,7 @@ def write_plots(
             panels = [("ps", PS_LABEL_SHORT), ("top1", "top-1 (%)")]
             draw_scale.facet_lines(path, facets, panels, caption, "training epoch", value_label)
 
-        draw_one("ps_vs_epoch.png", caption, faceted)
+        draw_one("ps_vs_epoch.png", caption, faceted, cost=3.0)  # the costliest: first
     elif "ps_vs_epoch" in kinds:
         series = _epoch_series(a)
         if series:
@@ -190,7 +185,7 @@ def write_plots(
             draw_one("per_tap.png", caption, taps)
         else:
             draw_one("per_tap.png", caption, draw.per_tap, a.taps, _tap_series(a), caption)
-    return done, failed
+    return done
 
 
 def _lines(a: Analysis) -> tuple[list[tuple[str, list[tuple[Any, list[TrialResults]]]]], str]:

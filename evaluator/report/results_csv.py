@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from evaluator.distances import PIXEL_METRICS
+from evaluator.names import PIXEL_METRICS
 from evaluator.report.columns import PROBE_PREFIXES
 from evaluator.report.stats import natural_key
 from trainer.files import atomic_write

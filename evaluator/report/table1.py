@@ -152,7 +152,13 @@ def _grid_point(t: TrialResults) -> str:
     return _text({k: v for k, v in sorted(t.overrides.items()) if k != "seed"})
 
 
-def _row(a: Analysis, arch: str, trials: list[TrialResults], axes: dict[str, set[str]]) -> Row:
+def _row(
+    a: Analysis,
+    arch: str,
+    trials: list[TrialResults],
+    axes: dict[str, set[str]],
+    by_trial: dict[str, list[dict]],
+) -> Row:
     learned = [t for t in trials if t.key not in a.untrained]
     d = defaults(learned)
     default = [t for t in learned if all(_text(t.value(k)) == _text(v) for k, v in d.items())]
@@ -161,9 +167,6 @@ def _row(a: Analysis, arch: str, trials: list[TrialResults], axes: dict[str, set
         return Row(arch, Cell(None, note="no default-recipe trial scored"))
     ps0 = sum(a.ps(r) for _, r in finals) / len(finals)
     row = Row(arch, Cell(ps0, finals[0][0].key, finals[0][1]["step"], len(finals)))
-    by_trial: dict[str, list[dict]] = {}
-    for r in a.rows:
-        by_trial.setdefault(r["trial"], []).append(r)
     for col, (key, how) in COLUMNS.items():
         if key not in axes:
             row.cells[col] = Cell(None, note=NOT_RUN)
@@ -209,12 +212,16 @@ def table1(a: Analysis) -> list[Row] | None:
         if t.exists:
             by_arch.setdefault(arch_of(t), []).append(t)
     axes = _axes_by_key(a)
+    by_trial: dict[str, list[dict]] = {}  # each trial's scored rows
+    for r in a.rows:
+        by_trial.setdefault(r["trial"], []).append(r)
     rows = []
     for arch in FIVE:  # --all may mix embedded and paper runs: one data set per row
         trials = by_arch.get(arch, [])
-        row = _row(a, arch, [], axes)
+        row = _row(a, arch, [], axes, by_trial)
         for data, _ in Counter(str(t.value("data.name")) for t in trials).most_common():
-            row = _row(a, arch, [t for t in trials if str(t.value("data.name")) == data], axes)
+            mine = [t for t in trials if str(t.value("data.name")) == data]
+            row = _row(a, arch, mine, axes, by_trial)
             if row.default.value is not None:
                 break
         rows.append(row)
