@@ -55,6 +55,7 @@ EMBEDDED_EFFICIENTNET = {
     "model.bn_momentum": 0.9,
     "train.batch_size": 64,
     "train.base_lr": 1.2,
+    "train.epochs": 3.0,
     "checkpoint.every_steps": 187,
     "checkpoint.keep_every_steps": 187,
 }

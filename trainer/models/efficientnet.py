@@ -26,7 +26,9 @@ import math
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+from jax import lax
 
 from sweeps.base import ConfigError
 from trainer.models.common import classifier_head
@@ -110,6 +112,44 @@ def round_repeats(repeats: int, depth: float) -> int:
     return int(math.ceil(depth * repeats))
 
 
+def _same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TF/XLA 'SAME' padding of one spatial dimension: the odd pixel goes after."""
+    total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+class DepthwiseConv(nn.Module):
+    """``nn.Conv(C, (k, k), strides, padding="SAME", feature_group_count=C, use_bias=False)``
+    with the same parameter (``kernel``, shape (k, k, 1, C)). On the CPU it is k*k shifted
+    multiply-adds: XLA:CPU's grouped convolution is 2-45x slower forward and backward at
+    EfficientNet's shapes (docs/performance.md); elsewhere the convolution itself."""
+
+    kernel_size: int
+    strides: int = 1
+    kernel_init: Any = _DEPTHWISE_INIT
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Any) -> Any:
+        k, s, c = self.kernel_size, self.strides, x.shape[-1]
+        kernel = self.param("kernel", self.kernel_init, (k, k, 1, c), jnp.float32)
+        x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
+        if jax.default_backend() != "cpu":
+            return lax.conv_general_dilated(
+                x, kernel, (s, s), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                feature_group_count=c,
+            )  # fmt: skip
+        (h0, h1), (w0, w1) = _same_pads(x.shape[1], k, s), _same_pads(x.shape[2], k, s)
+        x = jnp.pad(x, ((0, 0), (h0, h1), (w0, w1), (0, 0)))
+        ho, wo = (x.shape[1] - k) // s + 1, (x.shape[2] - k) // s + 1
+        out = None
+        for i in range(k):
+            for j in range(k):
+                tap = x[:, i : i + s * (ho - 1) + 1 : s, j : j + s * (wo - 1) + 1 : s, :]
+                out = tap * kernel[i, j, 0] if out is None else out + tap * kernel[i, j, 0]
+        return out
+
+
 def _conv_bn(
     x: Any,
     prefix: str,
@@ -124,15 +164,19 @@ def _conv_bn(
 ) -> Any:
     """The conv ``{prefix}_conv`` (no bias) and its BatchNorm ``{prefix}_bn``. Call it inside a
     compact ``__call__``: the layers become that module's submodules."""
-    x = nn.Conv(
-        features,
-        (kernel, kernel),
-        use_bias=False,
-        kernel_init=kernel_init,
-        dtype=dtype,
-        name=f"{prefix}_conv",
-        **conv_kwargs,
-    )(x)
+    if conv_kwargs.pop("depthwise", False):
+        x = DepthwiseConv(kernel, conv_kwargs.get("strides", (1, 1))[0], kernel_init, dtype,
+                          name=f"{prefix}_conv")(x)  # fmt: skip
+    else:
+        x = nn.Conv(
+            features,
+            (kernel, kernel),
+            use_bias=False,
+            kernel_init=kernel_init,
+            dtype=dtype,
+            name=f"{prefix}_conv",
+            **conv_kwargs,
+        )(x)
     return nn.BatchNorm(
         use_running_average=not train,
         momentum=momentum,
@@ -169,8 +213,7 @@ class MBConv(nn.Module):
             momentum=m,
             kernel_init=_DEPTHWISE_INIT,
             strides=(self.strides, self.strides),
-            padding="SAME",
-            feature_group_count=channels,
+            depthwise=True,
         )
         x = nn.swish(x)
 
