@@ -109,3 +109,25 @@ def test_stochastic_depth_only_in_training():
         variables, images, train=True, mutable=["batch_stats"], rngs={"dropout": jax.random.key(1)}
     )[0]
     np.testing.assert_array_equal(c, d)
+
+
+@pytest.mark.parametrize(
+    "size,channels,kernel,stride", [(16, 8, 3, 1), (15, 24, 5, 2), (8, 16, 3, 2), (2, 32, 5, 1)]
+)
+def test_cpu_depthwise_conv_is_the_grouped_convolution(size, channels, kernel, stride):
+    """The CPU's shifted multiply-adds give the grouped convolution's output ('SAME' padding,
+    the odd pixel after) from the same parameter tree."""
+    import flax.linen as nn
+
+    from trainer.models.efficientnet import DepthwiseConv
+
+    x = jax.random.normal(jax.random.PRNGKey(1), (3, size, size, channels))
+    ours = DepthwiseConv(kernel, stride)
+    ref = nn.Conv(channels, (kernel, kernel), (stride, stride), padding="SAME",
+                  feature_group_count=channels, use_bias=False)  # fmt: skip
+    params = ours.init(jax.random.PRNGKey(0), x)
+    ref_params = ref.init(jax.random.PRNGKey(0), x)
+    assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, ref_params)
+    got, want = ours.apply(params, x), ref.apply(params, x)
+    assert got.shape == want.shape
+    assert float(jnp.max(jnp.abs(got - want))) < 1e-5
