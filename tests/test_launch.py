@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from fault_support import ctrl_c_able
 
 from launch import procs
 from launch import trials as tr
@@ -291,8 +292,9 @@ def test_interrupt_stops_children_and_rerun_carries_on(tmp_path, fake_python):
     (hold.workdir / "hold").touch()
     args = [str(path), "--runs-dir", str(runs), "--python", fake_python, "--no-eval"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "launch", *args], cwd=REPO, stdout=subprocess.PIPE, text=True
-    )
+        [sys.executable, "-m", "launch", *args], cwd=REPO, stdout=subprocess.PIPE, text=True,
+        preexec_fn=ctrl_c_able,
+    )  # fmt: skip
     deadline = time.time() + 60
     while hold.status().get("state") != "running" and time.time() < deadline:
         time.sleep(0.05)

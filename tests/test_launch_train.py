@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from fault_support import ctrl_c_able
 
 from launch import procs
 from launch import trials as tr
@@ -56,8 +57,9 @@ def test_failure_isolation_interrupt_and_resume_with_the_real_trainer(tmp_path):
     )
 
     proc = subprocess.Popen(
-        args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+        args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=ctrl_c_able,
+    )  # fmt: skip
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         st = cut.status()

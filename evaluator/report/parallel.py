@@ -43,20 +43,16 @@ def for_trials(n: int, trials: int) -> int:
 
 
 @contextlib.contextmanager
-def _forked(n: int, tasks: list[Any]) -> Iterator[tuple[ProcessPoolExecutor, int]]:
-    """A pool of ``n`` forked workers that see ``tasks`` (submit ``_run_task`` with an index
-    offset by the second value: several pools may be alive at once)."""
-    offset = len(_TASKS)
-    _TASKS.extend(tasks)
+def _forked(n: int, tasks: list[Any]) -> Iterator[ProcessPoolExecutor]:
+    """A pool of ``n`` forked workers that see ``tasks`` (submit ``_run_task`` with an index)."""
+    _TASKS[:] = tasks
     gc.freeze()  # the children would otherwise copy every page the collector touches
     try:
         with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork")) as pool:
-            yield pool, offset
+            yield pool
     finally:
         gc.unfreeze()
-        _TASKS[offset : offset + len(tasks)] = [None] * len(tasks)  # the workers have copies
-        if not any(_TASKS):
-            _TASKS.clear()
+        _TASKS.clear()  # the workers had their copies
 
 
 def _run_task(i: int) -> Any:
@@ -82,7 +78,7 @@ def map_trials(fn: Callable[..., Any], args: list[tuple], n: int) -> list[Any]:
     (``fn`` and its results are pickled: a module-level function and plain data)."""
     if for_trials(n, len(args)) <= 1:
         return [fn(*a) for a in args]
-    with _forked(n, []) as (pool, _):
+    with _forked(n, []) as pool:
         chunk = max(1, len(args) // (4 * n))
         return list(pool.map(fn, *zip(*args, strict=True), chunksize=chunk))
 
@@ -125,8 +121,8 @@ class Figures:
             results = [_draw(path, fn, args) for path, fn, args, _ in jobs]
         else:
             tasks = [(_draw, (path, fn, args)) for path, fn, args, _ in jobs]
-            with _forked(n, tasks) as (pool, offset):
-                futures = [pool.submit(_run_task, offset + i) for i in range(len(jobs))]
+            with _forked(n, tasks) as pool:
+                futures = [pool.submit(_run_task, i) for i in range(len(jobs))]
                 try:
                     out = meanwhile() if meanwhile else None
                 except BaseException:  # results.csv could not be written: draw no more
