@@ -18,8 +18,9 @@ Every score block of these benchmarks records which (``"resolution"``, docs/file
 
 from __future__ import annotations
 
+import csv
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,19 @@ from evaluator.bapps import BenchmarkError
 RESOLUTIONS = ("resize", "native")
 # Models whose features are defined at any input size (the ViT's position embeddings are not).
 FULLY_CONVOLUTIONAL = ("resnet", "efficientnet")
+
+
+def csv_rows(path: Path, required: Sequence[str], layout: str) -> Iterator[tuple[str, dict]]:
+    """Each row of the CSV file ``path`` as ``("<path> line N", row)``, after a one-line error
+    when its header lacks a ``required`` column (``layout``: what the file should hold, such
+    as "NIGHTS's data.csv has id, right_vote, ...")."""
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in required if c not in (reader.fieldnames or [])]
+        if missing:
+            raise BenchmarkError(f"{path} lacks column(s) {', '.join(missing)}; {layout}")
+        for n, row in enumerate(reader, start=2):
+            yield f"{path} line {n}", row
 
 
 def read_image(path: Path, size: int | None) -> np.ndarray:

@@ -25,7 +25,6 @@ any scoring starts. Images are read at ``size`` (``evaluator.imagesets``).
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import re
@@ -34,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from evaluator.bapps import MOS, Benchmark, BenchmarkError
-from evaluator.imagesets import case_index, find, read_images, resolution_record
+from evaluator.imagesets import case_index, csv_rows, find, read_images, resolution_record
 
 TID2013_TYPES = (
     "gaussian_noise",
@@ -194,26 +193,18 @@ def load_kadid10k(root: str | os.PathLike, size: int | None = 64) -> Benchmark:
         raise BenchmarkError(f"missing file {listing}; KADID-10k's root holds dmos.csv, images/")
     images = case_index(root / "images")
     entries, seen = [], set()
-    with listing.open(newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in KADID_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise BenchmarkError(
-                f"{listing} lacks column(s) {', '.join(missing)}; KADID-10k's dmos.csv has "
-                "dist_img, ref_img, dmos, var"
-            )
-        for n, row in enumerate(reader, start=2):
-            where = f"{listing} line {n}"
-            m = KADID_NAME.match(row["dist_img"] or "")
-            if not m:
-                raise BenchmarkError(f"{where}: dist_img {row['dist_img']!r} is not IXX_YY_ZZ.png")
-            if row["dist_img"].lower() in seen:
-                raise BenchmarkError(f"{where}: {row['dist_img']} is listed twice")
-            seen.add(row["dist_img"].lower())
-            kind = _type_name(KADID_TYPES, int(m.group(2)), where)
-            dist = find(images, row["dist_img"], root / "images", listing)
-            ref = find(images, row["ref_img"] or "", root / "images", listing)
-            entries.append((dist, ref, _score(row["dmos"], where), kind))
+    layout = "KADID-10k's dmos.csv has dist_img, ref_img, dmos, var"
+    for where, row in csv_rows(listing, KADID_COLUMNS, layout):
+        m = KADID_NAME.match(row["dist_img"] or "")
+        if not m:
+            raise BenchmarkError(f"{where}: dist_img {row['dist_img']!r} is not IXX_YY_ZZ.png")
+        if row["dist_img"].lower() in seen:
+            raise BenchmarkError(f"{where}: {row['dist_img']} is listed twice")
+        seen.add(row["dist_img"].lower())
+        kind = _type_name(KADID_TYPES, int(m.group(2)), where)
+        dist = find(images, row["dist_img"], root / "images", listing)
+        ref = find(images, row["ref_img"] or "", root / "images", listing)
+        entries.append((dist, ref, _score(row["dmos"], where), kind))
     if not entries:
         raise BenchmarkError(f"{listing} lists no images")
     _check_count(len(entries), root / "images", KADID_NAME, listing)

@@ -21,7 +21,6 @@ Images are read at ``size`` (``evaluator.imagesets``). Anything malformed is a
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 from pathlib import Path
@@ -29,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from evaluator.bapps import Benchmark, BenchmarkError, TwoAFC
-from evaluator.imagesets import read_images, resolution_record
+from evaluator.imagesets import csv_rows, read_images, resolution_record
 
 CSV_NAME = "data.csv"
 COLUMNS = ("id", "right_vote", "votes", "ref_path", "left_path", "right_path", "split")
@@ -54,22 +53,13 @@ def read_rows(root: Path, split: str) -> list[dict]:
     path = root / CSV_NAME
     if not path.is_file():
         raise BenchmarkError(f"missing file {path}; NIGHTS's root holds data.csv, ref/, distort/")
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise BenchmarkError(
-                f"{path} lacks column(s) {', '.join(missing)}; NIGHTS's data.csv has "
-                + ", ".join(COLUMNS)
-            )
-        rows = []
-        for line, row in enumerate(reader, start=2):
-            where = f"{path} line {line}"
-            p = _number(row, "right_vote", where)
-            if not 0.0 <= p <= 1.0:
-                raise BenchmarkError(f"{where}: right_vote={p} must be a fraction in [0, 1]")
-            if row["split"] == split and _number(row, "votes", where) >= MIN_VOTES:
-                rows.append({**row, "p": p, "where": where})
+    rows = []
+    for where, row in csv_rows(path, COLUMNS, "NIGHTS's data.csv has " + ", ".join(COLUMNS)):
+        p = _number(row, "right_vote", where)
+        if not 0.0 <= p <= 1.0:
+            raise BenchmarkError(f"{where}: right_vote={p} must be a fraction in [0, 1]")
+        if row["split"] == split and _number(row, "votes", where) >= MIN_VOTES:
+            rows.append({**row, "p": p, "where": where})
     if not rows:
         raise BenchmarkError(
             f"{path} has no {split!r} triplet with votes >= {MIN_VOTES}; splits: train, val, test"

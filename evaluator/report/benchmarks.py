@@ -12,7 +12,6 @@ scores (SROCC, sign flipped so that 1 = people's order) for TID2013 and KADID-10
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,12 +118,7 @@ def _table(head: list[str], body: list[list[str]]) -> list[str]:
 
 
 def _draw(path: Path, v: View, caption: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from trainer.files import atomic_write
+    from evaluator.report.draw import _save, plt  # matplotlib only when plotting
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     xs, ys = [r["top1"] for r in v.points], [r[v.column] for r in v.points]
@@ -136,10 +130,7 @@ def _draw(path: Path, v: View, caption: str) -> None:
     rho = v.vs_top1.rho if v.vs_top1 else None
     ax.set_title(caption + ("" if rho is None else f"\nSpearman ρ = {rho:+.2f}"), fontsize=9)
     ax.grid(alpha=0.3)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    atomic_write(path, lambda f: f.write(buf.getvalue()))
+    _save(fig, path, dpi=110)
 
 
 def write_plots(

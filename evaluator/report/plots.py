@@ -214,53 +214,56 @@ def _mean_std(by_x: dict[float, list[float]]) -> list[tuple[float, float, float]
     return out
 
 
+def _facet_lines(a: Analysis, line: Any) -> tuple[list[dict[str, Any]], str]:
+    """``[{"label", "lines": [line(value, trials), ...]}]`` per facet of ``_lines`` (a line
+    that ``line`` returns as None, and a facet left without lines, are dropped)."""
+    facets, label = _lines(a)
+    out = []
+    for flabel, lines in facets:
+        drawn = [ln for value, trials in lines if (ln := line(value, trials))]
+        if drawn:
+            out.append({"label": flabel, "lines": drawn})
+    return out, label
+
+
 def epoch_facets(a: Analysis) -> tuple[list[dict[str, Any]], str]:
     """ps_vs_epoch at scale: per facet, one line per swept value, PS and top-1 along training
     averaged over the value's seeds at each epoch."""
     rows = _rows_by_trial(a)
-    facets, label = _lines(a)
-    out = []
-    for flabel, lines in facets:
-        f = {"label": flabel, "lines": []}
-        for value, trials in lines:
-            ps: dict[float, list[float]] = {}
-            top1: dict[float, list[float]] = {}
-            for t in trials:
-                for r in rows.get(t.key, []):
-                    if r.get("epoch") is not None and a.ps(r) is not None:
-                        ps.setdefault(round(r["epoch"], 3), []).append(a.ps(r))
-                for e in t.evals.values():
-                    if e.get("eval_top1") is not None and e.get("epoch") is not None:
-                        top1.setdefault(round(e["epoch"], 3), []).append(100.0 * e["eval_top1"])
-            if ps:
-                f["lines"].append({"value": value, "seeds": len(trials), "ps": _mean_std(ps),
-                                   "top1": _mean_std(top1)})  # fmt: skip
-        if f["lines"]:
-            out.append(f)
-    return out, label
+
+    def line(value: Any, trials: list[TrialResults]) -> dict[str, Any] | None:
+        ps: dict[float, list[float]] = {}
+        top1: dict[float, list[float]] = {}
+        for t in trials:
+            for r in rows.get(t.key, []):
+                if r.get("epoch") is not None and a.ps(r) is not None:
+                    ps.setdefault(round(r["epoch"], 3), []).append(a.ps(r))
+            for e in t.evals.values():
+                if e.get("eval_top1") is not None and e.get("epoch") is not None:
+                    top1.setdefault(round(e["epoch"], 3), []).append(100.0 * e["eval_top1"])
+        if not ps:
+            return None
+        return {"value": value, "seeds": len(trials), "ps": _mean_std(ps), "top1": _mean_std(top1)}
+
+    return _facet_lines(a, line)
 
 
 def tap_facets(a: Analysis) -> tuple[list[dict[str, Any]], str]:
     """per_tap at scale: per facet, one line per swept value, each tap's PS (final
     checkpoints) averaged over the value's seeds."""
     finals = {r["trial"]: r for r in a.analysed}
-    facets, label = _lines(a)
-    out = []
-    for flabel, lines in facets:
-        f = {"label": flabel, "lines": []}
-        for value, trials in lines:
-            by_tap: dict[float, list[float]] = {}
-            for t in trials:
-                r = finals.get(t.key)
-                for i, tap in enumerate(a.taps):
-                    v = r.get(f"tap_{a.bench}_{a.dist}_{tap}") if r else None
-                    if v is not None:
-                        by_tap.setdefault(float(i), []).append(v)
-            if by_tap:
-                f["lines"].append({"value": value, "seeds": len(trials), "ps": _mean_std(by_tap)})
-        if f["lines"]:
-            out.append(f)
-    return out, label
+
+    def line(value: Any, trials: list[TrialResults]) -> dict[str, Any] | None:
+        by_tap: dict[float, list[float]] = {}
+        for t in trials:
+            r = finals.get(t.key)
+            for i, tap in enumerate(a.taps):
+                v = r.get(f"tap_{a.bench}_{a.dist}_{tap}") if r else None
+                if v is not None:
+                    by_tap.setdefault(float(i), []).append(v)
+        return {"value": value, "seeds": len(trials), "ps": _mean_std(by_tap)} if by_tap else None
+
+    return _facet_lines(a, line)
 
 
 def _rows_by_trial(a: Analysis) -> dict[str, list[dict[str, Any]]]:

@@ -160,13 +160,15 @@ def _conv_bn(
     *,
     momentum: float = BN_MOMENTUM,
     kernel_init: Any = _CONV_INIT,
+    depthwise: bool = False,
     **conv_kwargs: Any,
 ) -> Any:
-    """The conv ``{prefix}_conv`` (no bias) and its BatchNorm ``{prefix}_bn``. Call it inside a
-    compact ``__call__``: the layers become that module's submodules."""
-    if conv_kwargs.pop("depthwise", False):
-        x = DepthwiseConv(kernel, conv_kwargs.get("strides", (1, 1))[0], kernel_init, dtype,
-                          name=f"{prefix}_conv")(x)  # fmt: skip
+    """The conv ``{prefix}_conv`` (no bias; ``depthwise``: a ``DepthwiseConv``, 'SAME' padded)
+    and its BatchNorm ``{prefix}_bn``. Call it inside a compact ``__call__``: the layers become
+    that module's submodules."""
+    if depthwise:
+        stride = conv_kwargs.get("strides", (1, 1))[0]
+        x = DepthwiseConv(kernel, stride, kernel_init, dtype, name=f"{prefix}_conv")(x)
     else:
         x = nn.Conv(
             features,
