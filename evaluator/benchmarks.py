@@ -40,6 +40,7 @@ from evaluator.distances import (
     FEATURE_DISTANCES,
     LEARNED_DISTANCES,
     PIXEL_FUNCTIONS,
+    pixel_triplets,
     total_distance,
 )
 from evaluator.names import BENCHMARK_NAMES, DIR_BENCHMARKS, FULL_SIZE, MOS_BENCHMARKS  # noqa: F401
@@ -149,15 +150,32 @@ def score_distance_fn(
     return _block(twoafc, jnd)
 
 
-def score_pixel(bench: Benchmark, metric: str) -> dict[str, Any]:
-    """A pixel reference metric (``l2`` or ``ssim``, LPIPS's Lab versions) on ``bench``."""
-    if metric not in PIXEL_FUNCTIONS:
-        raise ValueError(f"metric {metric!r} is unknown; allowed: {', '.join(PIXEL_FUNCTIONS)}")
-    fn = PIXEL_FUNCTIONS[metric]
+def score_pixels(bench: Benchmark, metrics: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``{metric: score block}`` for pixel reference metrics (``l2`` and ``ssim``: LPIPS's Lab
+    versions; ``psnr``) on ``bench``; each triplet's images go to Lab once for all of them."""
+    unknown = [m for m in metrics if m not in PIXEL_FUNCTIONS]
+    if unknown:
+        raise ValueError(f"metric {unknown[0]!r} is unknown; allowed: {', '.join(PIXEL_FUNCTIONS)}")
     if bench.mos is not None:
-        d = np.concatenate([fn(r, i) for r, i in mos_mod.pairs(bench.mos)])
-        return mos_mod.correlations(d, bench.mos.score, bench.mos.types)
-    return score_distance_fn(bench, lambda r, a, b: (fn(r, a), fn(r, b)), lambda a, b: fn(a, b))
+        out = {}
+        for m in metrics:
+            d = np.concatenate([PIXEL_FUNCTIONS[m](r, i) for r, i in mos_mod.pairs(bench.mos)])
+            out[m] = mos_mod.correlations(d, bench.mos.score, bench.mos.types)
+        return out
+    twoafc: dict[str, dict[str, float]] = {m: {} for m in metrics}
+    for c, t in bench.twoafc.items():
+        for m, (d0, d1) in pixel_triplets(metrics, t.ref, t.p0, t.p1).items():
+            twoafc[m][c] = scoring.score_2afc(d0, d1, t.judge)
+    jnd: dict[str, dict[str, float]] = {m: {} for m in metrics}
+    for c, j in bench.jnd.items():
+        for m in metrics:
+            jnd[m][c] = scoring.score_jnd(PIXEL_FUNCTIONS[m](j.p0, j.p1), j.same)
+    return {m: _block(twoafc[m], jnd[m]) for m in metrics}
+
+
+def score_pixel(bench: Benchmark, metric: str) -> dict[str, Any]:
+    """One pixel reference metric's score block on ``bench`` (``score_pixels``)."""
+    return score_pixels(bench, [metric])[metric]
 
 
 def _distance_block(bench: Benchmark, trip, pair, kind: str, taps: Sequence[str]) -> dict:

@@ -32,7 +32,7 @@ one of LPIPS's rows, the classic baseline of TID2013 and KADID-10k.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -196,30 +196,37 @@ def lab_l2(la: np.ndarray, lb: np.ndarray) -> np.ndarray:
     return 0.5 * np.mean((la - lb) ** 2, axis=(1, 2, 3))
 
 
-def _l2(a, b):
-    return lab_l2(lpips_lab(a), lpips_lab(b))
-
-
-def _ssim(a, b):
+def lab_dssim(la: np.ndarray, lb: np.ndarray) -> np.ndarray:
+    """``(1 - SSIM) / 2`` between Lab batches (N, H, W, 3) from ``lpips_lab``: (N,) float64
+    (scikit-image's SSIM one pair at a time: a batched rewrite was no quicker, it is memory-bound)."""
     from skimage.metrics import structural_similarity
 
-    la = lpips_lab(a).astype(np.float64)
-    lb = lpips_lab(b).astype(np.float64)
+    la, lb = la.astype(np.float64), lb.astype(np.float64)
     out = np.empty(len(la), dtype=np.float64)
-    for i in range(len(la)):  # scikit-image's SSIM takes one image pair at a time
+    for i in range(len(la)):
         s = structural_similarity(la[i], lb[i], data_range=100.0, channel_axis=-1)
         out[i] = (1.0 - s) / 2.0
     return out
 
 
+LAB_METRICS = {"l2": lab_l2, "ssim": lab_dssim}  # the pixel metrics computed on Lab images
+
+
+def _lab_pair(metric: str):
+    def one(a, b):
+        return LAB_METRICS[metric](lpips_lab(a), lpips_lab(b))
+
+    return one
+
+
 def pixel_l2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """LPIPS's Lab L2 between uint8 RGB image batches (N, H, W, 3): (N,) float64."""
-    return _chunked(_l2, a, b)
+    return _chunked(_lab_pair("l2"), a, b)
 
 
 def pixel_ssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """LPIPS's Lab DSSIM ``(1 - SSIM) / 2`` between uint8 RGB batches (N, H, W, 3): (N,)."""
-    return _chunked(_ssim, a, b)
+    return _chunked(_lab_pair("ssim"), a, b)
 
 
 def pixel_psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -234,3 +241,31 @@ def pixel_psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 PIXEL_FUNCTIONS = {"l2": pixel_l2, "ssim": pixel_ssim, "psnr": pixel_psnr}
+
+
+def pixel_triplets(
+    metrics: Sequence[str], ref: np.ndarray, p0: np.ndarray, p1: np.ndarray
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{metric: (d(ref, p0), d(ref, p1))}`` for pixel metrics on uint8 triplet batches; every
+    image goes to Lab once for all the Lab metrics (a third of the conversions of pairwise calls)."""
+    unknown = [m for m in metrics if m not in PIXEL_FUNCTIONS]
+    if unknown:
+        raise ValueError(f"metric {unknown[0]!r} is unknown; allowed: {', '.join(PIXEL_FUNCTIONS)}")
+    if not len(ref) == len(p0) == len(p1):
+        raise ValueError(f"pixel metrics need equal batches; got {len(ref)}, {len(p0)}, {len(p1)}")
+    parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {m: [] for m in metrics}
+    for i in range(0, len(ref), _CHUNK):
+        r, a, b = (x[i : i + _CHUNK] for x in (ref, p0, p1))
+        labs = [lpips_lab(x) for x in (r, a, b)] if set(metrics) & set(LAB_METRICS) else None
+        for m in metrics:
+            if m in LAB_METRICS:
+                parts[m].append(
+                    (LAB_METRICS[m](labs[0], labs[1]), LAB_METRICS[m](labs[0], labs[2]))
+                )
+            else:
+                parts[m].append((PIXEL_FUNCTIONS[m](r, a), PIXEL_FUNCTIONS[m](r, b)))
+    out = {}
+    for m, p in parts.items():
+        d0, d1 = zip(*p, strict=True) if p else ((), ())
+        out[m] = tuple(np.concatenate(d) if d else np.zeros(0, np.float64) for d in (d0, d1))
+    return out

@@ -28,8 +28,10 @@ preempted trials are waited for: a queue may start or requeue them hours later."
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,7 +91,7 @@ class Evaluator:
     def __init__(self, opts: JobOptions):
         self.opts = opts
         self._benches: dict[tuple[str, ...], Benchmark] = {}
-        self._refs: dict[tuple[str, str], dict[str, Any]] = {}
+        self._refs: dict[tuple[str, str, int | None], Future] = {}
         self.analyses = Analyses(opts.log)  # probes, dynamic range, frequency, calibration
         # Steps this job tried whose result stayed incomplete (an error record again, or new
         # benchmarks that could not be scored): not tried again until the job restarts, so a
@@ -156,10 +158,27 @@ class Evaluator:
         return self._benches[full]
 
     def reference(self, key: tuple[str, str, int | None]) -> dict[str, Any]:
+        """The pixel metrics' score blocks on benchmark ``key``, computed once per job."""
         if key not in self._refs:
-            b = self.benchmark(key)
-            self._refs[key] = {m: bm.score_pixel(b, m) for m in PIXEL_METRICS}
-        return self._refs[key]
+            self.start_reference(key)
+        return self._refs[key].result()
+
+    def start_reference(self, key: tuple[str, str, int | None]) -> None:
+        """Compute ``reference(key)`` in a thread of its own: numpy and scikit-image work beside
+        the first checkpoint's restore and compile, which leave a core idle. A daemon thread, so
+        an interrupted job does not wait for it."""
+        if key in self._refs:
+            return
+        bench, done = self.benchmark(key), Future()
+
+        def work() -> None:
+            try:
+                done.set_result(bm.score_pixels(bench, PIXEL_METRICS))
+            except BaseException as e:  # handed to whoever asks for the result
+                done.set_exception(e)
+
+        self._refs[key] = done
+        threading.Thread(target=work, name=f"reference-{key[0]}", daemon=True).start()
 
     # -- one step -----------------------------------------------------------------------------
 
@@ -327,7 +346,7 @@ class Evaluator:
             cfg = read_trial_config(trial)
             calibrate = Settings.from_config(cfg.get("perceptual")).calibrate
             for key in self.trial_benchmarks(cfg):
-                self.benchmark(key)
+                self.start_reference(key)  # loads the benchmark; its pixel references in a thread
                 if calibrate and bm.has_train_split(key[0]):  # missing: stops the job here
                     self.benchmark(key, "train")
         counts = Counts()

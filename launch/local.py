@@ -17,9 +17,11 @@
   the last line of its log (also when the trainer died before it could write one).
 * Ctrl-C (or SIGTERM): the running trials get SIGTERM (the trainer saves and marks itself
   ``preempted``), after ``STOP_GRACE_S`` SIGKILL; then the table, exit 130. Rerunning resumes.
-* At the end: the status table, then (unless ``--no-eval``) ``python -m evaluator`` and
-  ``python -m evaluator.report`` on the sweep directory (``launch.results``). The exit code is 1
-  if any trial failed (or the evaluator or report did), else 0.
+* Unless ``--no-eval``: ``python -m evaluator`` on the sweep directory, started with
+  ``--watch`` before the first trainer on a machine without GPUs (it scores checkpoints while
+  later trials train), after training with GPUs; at the end the status table, the evaluator's
+  result and ``python -m evaluator.report`` (``launch.results``). The exit code is 1 if any
+  trial failed (or the evaluator or report did), else 0.
 """
 
 from __future__ import annotations
@@ -147,6 +149,7 @@ class LocalRunner:
         self.running: list[Running] = []
         self.failed: list[str] = []
         self.stopping = False
+        self.evaluator: subprocess.Popen | None = None  # the --watch evaluator beside the trainers
 
     # -- one trial
 
@@ -243,6 +246,7 @@ class LocalRunner:
         queue = todo(self.trials)
         done = len(self.trials) - len(queue)
         print(f"launch: {len(self.trials)} trials, {done} done, {len(queue)} to run", flush=True)
+        started = time.time()
         if queue:
             many = len(queue) > 1
             k = self.options.trials_per_device if many else 1
@@ -251,6 +255,7 @@ class LocalRunner:
             slots = make_slots(self.options.jobs if many else 1, k)
             old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
             try:
+                self.watch_beside(queue, sweep_dir)
                 self.loop(queue, slots)
             except KeyboardInterrupt:
                 self.stop()
@@ -264,9 +269,23 @@ class LocalRunner:
             1 if self.failed or any(t.status().get("state") == "failed" for t in self.trials) else 0
         )
         if not self.options.no_eval:
-            if results.evaluate_and_report(sweep_dir, self.options.python) != 0:
+            if results.evaluate_and_report(
+                sweep_dir, self.options.python, self.evaluator, started
+            ) != 0:  # fmt: skip
                 rc = 1
         return rc
+
+    def watch_beside(self, queue: list[Trial], sweep_dir: Path) -> None:
+        """Without GPUs, start the evaluator (``--watch``) before the first trainer, so it scores
+        checkpoints while later ones train (``launch.results``). The queued trials say
+        ``pending`` first: one that failed before would otherwise look ended to it until its
+        trainer starts again, and it could stop early."""
+        if self.options.no_eval or detect_gpus():
+            return
+        for t in queue:
+            if t.status().get("state") != "pending":
+                t.write_status(state="pending")
+        self.evaluator = results.start_watching(sweep_dir, self.options.python)
 
     def loop(self, queue: list[Trial], slots: list[Slot]) -> None:
         free = list(slots)
@@ -288,18 +307,22 @@ class LocalRunner:
         self.stopping = True
         signal.signal(signal.SIGINT, _raise_interrupt)
         print(f"\nlaunch: stopping {len(self.running)} running trial(s) (SIGTERM)", flush=True)
-        for r in self.running:
-            _signal_group(r.proc, signal.SIGTERM)
+        procs = [r.proc for r in self.running] + ([self.evaluator] if self.evaluator else [])
+        for p in procs:  # the evaluator's results are written atomically: it just stops
+            _signal_group(p, signal.SIGTERM)
         deadline = time.time() + STOP_GRACE_S
         try:
-            while any(r.proc.poll() is None for r in self.running) and time.time() < deadline:
+            while any(p.poll() is None for p in procs) and time.time() < deadline:
                 time.sleep(0.2)
         except KeyboardInterrupt:
             print("launch: second interrupt; killing", flush=True)
+        for p in procs:
+            if p.poll() is None:
+                _signal_group(p, signal.SIGKILL)
         for r in self.running:
-            if r.proc.poll() is None:
-                _signal_group(r.proc, signal.SIGKILL)
             self.finish(r, r.proc.wait())
+        if self.evaluator is not None:
+            self.evaluator.wait()
         self.running = []
 
 

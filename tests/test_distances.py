@@ -125,6 +125,20 @@ def test_pixel_l2_and_ssim_are_lpips_lab_versions():
     assert np.all(D.pixel_l2(a, a) == 0) and np.allclose(D.pixel_ssim(a, a), 0)
 
 
+def test_pixel_triplets_equal_the_pairwise_metrics(monkeypatch):
+    # each image converted to Lab once for l2 and ssim together, over several chunks
+    monkeypatch.setattr(D, "_CHUNK", 3)
+    rng = np.random.default_rng(3)
+    ref, p0, p1 = (rng.integers(0, 256, size=(7, 16, 16, 3), dtype=np.uint8) for _ in range(3))
+    got = D.pixel_triplets(["l2", "ssim", "psnr"], ref, p0, p1)
+    for m, fn in D.PIXEL_FUNCTIONS.items():
+        np.testing.assert_array_equal(got[m][0], fn(ref, p0))
+        np.testing.assert_array_equal(got[m][1], fn(ref, p1))
+    assert D.pixel_triplets(["ssim"], ref[:0], p0[:0], p1[:0])["ssim"][0].shape == (0,)
+    with pytest.raises(ValueError, match="'lpips' is unknown; allowed: l2, ssim, psnr"):
+        D.pixel_triplets(["lpips"], ref, p0, p1)
+
+
 def test_lpips_lab_is_rgb2lab_of_the_round_trip_bit_for_bit():
     from skimage import color
 

@@ -37,6 +37,22 @@ args = sys.argv[1:]
 if args[:2] == ["-m", "evaluator"]:  # stands in for the evaluator job too
     runs = args[2].split("=", 1)[1]
     json.dump(args, open(os.path.join(runs, "evaluator_args.json"), "w"))
+    def states():
+        out = {}
+        for name in sorted(os.listdir(runs)):
+            path = os.path.join(runs, name, "status.json")
+            if os.path.exists(path):
+                out[name] = json.load(open(path)).get("state")
+        return out
+    seen = {"pid": os.getpid(), "at_start": states()}
+    json.dump(seen, open(os.path.join(runs, "evaluator_seen.json"), "w"))
+    # --watch: like the real one, ends once every trial has ended
+    while "--watch" in args and set(states().values()) - {"done", "failed", "diverged"}:
+        time.sleep(0.05)
+    fail_starts = os.path.join(runs, "source_dir-fail", "starts.txt")
+    n = len(open(fail_starts).read().split()) if os.path.exists(fail_starts) else 0
+    seen.update(at_end=states(), fail_starts_at_end=n)
+    json.dump(seen, open(os.path.join(runs, "evaluator_seen.json"), "w"))
     print("evaluator: scoring failed: no checkpoints readable")
     sys.exit(int(os.environ.get("FAKE_EVAL_RC", "0")))
 if args[:2] == ["-m", "evaluator.report"]:  # ... and for the report
@@ -313,6 +329,31 @@ def test_interrupt_stops_children_and_rerun_carries_on(tmp_path, fake_python):
     assert [starts(t.workdir) for t in trials.values()] == [1, 2, 1]  # done trial not retrained
 
 
+def test_interrupt_stops_the_evaluator_watching_beside_the_trainers(tmp_path, fake_python):
+    path = sweep_file(tmp_path, ["hold"])
+    runs = tmp_path / "runs"
+    (hold,) = tr.load_trials(str(path), runs_dir=runs)
+    hold.workdir.mkdir(parents=True)
+    (hold.workdir / "hold").touch()
+    seen = runs / "fake" / "evaluator_seen.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "launch", str(path), "--runs-dir", str(runs), "--python", fake_python],
+        cwd=REPO, stdout=subprocess.PIPE, text=True, preexec_fn=ctrl_c_able,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+    )  # fmt: skip
+    deadline = time.time() + 60
+    while (hold.status().get("state") != "running" or not seen.exists()) and time.time() < deadline:
+        time.sleep(0.05)
+    assert hold.status().get("state") == "running" and seen.exists()
+    evaluator_pid = json.loads(seen.read_text())["pid"]
+    assert procs.pid_alive(evaluator_pid)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert hold.status()["state"] == "preempted"
+    assert not procs.pid_alive(evaluator_pid)
+
+
 def test_parallel_jobs_get_a_gpu_each(tmp_path, fake_python):
     path = sweep_file(tmp_path, ["ok1", "ok2"])
     args = [str(path), "--runs-dir", str(tmp_path / "runs"), "--python", fake_python]
@@ -361,10 +402,11 @@ def test_status_flag_prints_the_table(tmp_path, fake_python, capsys):
 
 @pytest.mark.parametrize("eval_rc", [0, 1])
 def test_evaluator_and_report_run_after_training(tmp_path, fake_python, eval_rc):
+    """With GPUs (the trainers hold their memory) the evaluator runs once training is over."""
     path = sweep_file(tmp_path, ["ok1"])
     runs = tmp_path / "runs"
     args = [str(path), "--runs-dir", str(runs), "--python", fake_python]
-    r = run_launcher(args, env={"FAKE_EVAL_RC": str(eval_rc)})
+    r = run_launcher(args, env={"FAKE_EVAL_RC": str(eval_rc), "CUDA_VISIBLE_DEVICES": "0"})
     assert r.returncode == eval_rc, r.stdout + r.stderr
     sweep_dir = runs / "fake"
     assert json.loads((sweep_dir / "evaluator_args.json").read_text()) == [
@@ -372,6 +414,8 @@ def test_evaluator_and_report_run_after_training(tmp_path, fake_python, eval_rc)
         "evaluator",
         f"--runs={sweep_dir}",
     ]
+    seen = json.loads((sweep_dir / "evaluator_seen.json").read_text())
+    assert seen["at_start"] == {"source_dir-ok1": "done"}
     assert "no checkpoints readable" in (sweep_dir / "evaluator.log").read_text()
     if eval_rc:
         assert "[evaluator] FAILED (exit 1): evaluator: scoring failed" in r.stdout
@@ -380,6 +424,37 @@ def test_evaluator_and_report_run_after_training(tmp_path, fake_python, eval_rc)
     assert "| `ok1` | 71.0 |" in tail and "more" not in tail
     assert f"report: {sweep_dir / 'report.md'}" in tail
     assert f"plot: {sweep_dir / 'top1_vs_ps.png'}" in tail
+
+
+@pytest.mark.parametrize("eval_rc", [0, 1])
+def test_without_gpus_the_evaluator_watches_beside_the_trainers(tmp_path, fake_python, eval_rc):
+    """Without GPUs it starts (--watch) before the first trainer and the launcher waits for it
+    before the report. A queued trial that failed before says pending first: otherwise the
+    evaluator, seeing every trial ended, would stop before that trial ran again."""
+    path = sweep_file(tmp_path, ["ok1", "fail"])
+    runs = tmp_path / "runs"
+    sweep_dir = runs / "fake"
+    args = [str(path), "--runs-dir", str(runs), "--python", fake_python]
+    env = {"FAKE_EVAL_RC": str(eval_rc), "CUDA_VISIBLE_DEVICES": ""}
+    assert run_launcher([*args, "--no-eval"], env=env).returncode == 1  # "fail" fails
+    r = run_launcher(args, env=env)  # ... and runs again
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert json.loads((sweep_dir / "evaluator_args.json").read_text()) == [
+        "-m", "evaluator", f"--runs={sweep_dir}", "--watch", "--poll-seconds=2",
+    ]  # fmt: skip
+    seen = json.loads((sweep_dir / "evaluator_seen.json").read_text())
+    assert seen["at_start"]["source_dir-ok1"] == "done"
+    assert seen["at_end"] == {"source_dir-ok1": "done", "source_dir-fail": "failed"}
+    assert seen["fail_starts_at_end"] == 2  # it ended after the second run, not before it
+    out = r.stdout
+    assert out.index("as they are saved, beside the trainers") < out.index("[source_dir-fail]")
+    ended = (
+        "[evaluator] FAILED (exit 1): evaluator: scoring failed"
+        if eval_rc
+        else "[evaluator] done in"
+    )
+    assert out.index("1 done, 1 failed") < out.index(ended) < out.index("wrote report.md")
+    assert not procs.pid_alive(seen["pid"])
 
 
 def test_missing_evaluator_is_reported_and_skipped(tmp_path, monkeypatch, capsys):
