@@ -29,9 +29,9 @@ recipes are tuned for 90-350 epochs of ImageNet and stay the study's):
   cores (51 s of it the first step's compile).
 
 The ViT's and EfficientNet's batch of 64 doubles their updates for the same images. Measured
-from a clean clone (``make venv``, then ``make sweep SWEEP=archs``; 2 idle cores, 2026-12-01):
-5 min 30 s: ResNet-18 40 s, ViT 30 s, EfficientNet 120 s, the evaluator 129 s (the proxy's
-build and pixel references 30 s, then 10-34 s a checkpoint), the report 8 s.
+from a clean clone (``make venv``, then ``make sweep SWEEP=archs``; 2 idle cores, 2026-12-02):
+3 min 28 s: ResNet-18 38 s, ViT 24 s, EfficientNet 120 s, the evaluator scoring beside them
+(launch/local.py) and ending 6 s after the last, the report 7 s; top-1 86.4 / 80.8 / 79.8%.
 
 Arg: ``embedded`` (default) or ``paper``, optionally ``,seeds=N``.
 """
