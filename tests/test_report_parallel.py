@@ -59,6 +59,22 @@ def test_two_workers_write_what_one_writes(tmp_path):
             assert a[name] == b[name], name  # the same figure, drawn by a worker
 
 
+def test_results_csv_formatted_in_chunks_on_workers_is_the_same_file(tmp_path, monkeypatch):
+    from evaluator.report import collect, results_csv
+
+    d = tmp_path / "width"
+    _sweep(d)
+    sweeps = collect.load_sweeps(d, False)
+    rows = collect.build_rows(sweeps)
+    columns = collect.csv_columns(rows, sweeps[0].swept)
+    collect.write_csv(tmp_path / "one.csv", rows, columns, workers=1)
+    monkeypatch.setattr(results_csv, "CHUNK_ROWS", 10)  # 15 chunks, a fresh process each
+    collect.write_csv(tmp_path / "two.csv", rows, columns, workers=2)
+    one = (tmp_path / "one.csv").read_bytes()
+    assert one == (tmp_path / "two.csv").read_bytes()
+    assert one.count(b"\n") == len(rows) + 1 == 145
+
+
 def test_a_figure_failing_in_a_worker_is_named_and_the_rest_written(tmp_path, monkeypatch):
     d = tmp_path / "width"
     _sweep(d)
@@ -74,9 +90,29 @@ def test_a_figure_failing_in_a_worker_is_named_and_the_rest_written(tmp_path, mo
     assert (d / "results.csv").is_file()
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_training_lines_that_cannot_be_averaged_cost_their_figure_alone(
+    tmp_path, monkeypatch, workers
+):
+    # ps_vs_epoch's lines are averaged before the workers fork; a failure there is the figure's
+    from evaluator.report import plots
+
+    d = tmp_path / "width"
+    _sweep(d)
+
+    def broken(a):
+        raise KeyError("epoch")
+
+    monkeypatch.setattr(plots, "epoch_facets", broken)
+    text = report.write_report(d, workers=workers).read_text()
+    assert "ps_vs_epoch.png: KeyError: 'epoch'" in text
+    assert not (d / "ps_vs_epoch.png").exists()
+    assert "](width.png)" in text and (d / "width.png").is_file()
+
+
 def test_results_csv_that_cannot_be_written_is_an_error_with_workers(tmp_path):
     d = tmp_path / "width"
     _sweep(d)
     (d / "results.csv").mkdir()  # a directory where the file goes: the write fails
-    with pytest.raises(OSError):  # written here while the workers draw
+    with pytest.raises(OSError):  # written before the figures are drawn
         report.write_report(d, workers=2)

@@ -57,12 +57,10 @@ def write_report(
         swept += [k for k in sw.swept if k not in swept]
     n = parallel.for_trials(n, sum(len(sw.trials) for sw in sweeps))
 
-    def write_csv() -> None:
-        collect.write_csv(sweep_dir / "results.csv", rows, collect.csv_columns(rows, swept))
-
     a = analyse.analyse(sweeps, rows, benchmark, distance)
-    # ---- figures: queued here, then drawn by workers while this process writes results.csv
-    # (in a worker, writing it would copy every row's memory page) and Table 1
+    # ---- figures: queued here, drawn by workers once results.csv and Table 1 are done. Both
+    # read every row, so they come first: this process touching the rows while workers run
+    # would copy the memory pages holding them (docs/performance.md: 1.14 GB in all, not 0.96)
     figs = parallel.Figures(n) if plots else None
     made = write_plots(a, sweep_dir, figs) if figs else []
     axes = study.queue_axis_reports(a, rows, sweep_dir, figs)
@@ -70,14 +68,13 @@ def write_report(
     hyp_plots = hypotheses.write_plots(hyp, a, sweep_dir, figs) if figs else {}
     views = bench_view.analyse(a)  # one column and plot per human benchmark
     bench_plots = bench_view.write_plots(views, a, sweep_dir, figs) if figs else {}
+    collect.write_csv(sweep_dir / "results.csv", rows, collect.csv_columns(rows, swept), n)
+    t1 = table1.table1(a)
     if figs:
-        t1 = figs.draw(meanwhile=lambda: (write_csv(), table1.table1(a))[1])
+        figs.draw()
         made = figs.kept(sweep_dir, made)
         hyp_plots = {k: v for k, v in hyp_plots.items() if figs.drawn(sweep_dir / v[0])}
         bench_plots = {k: v for k, v in bench_plots.items() if figs.drawn(sweep_dir / v[0])}
-    else:
-        write_csv()
-        t1 = table1.table1(a)
 
     # ---- report.md: the axes' own reports, then the combined one
     lead = study.render_axes(study.write_axis_reports(axes, figs))

@@ -1,5 +1,5 @@
 """The report's independent work on several processes: the trials' files, read side by side,
-and the figures, drawn side by side while this process writes results.csv.
+and the figures, drawn side by side once this process has written results.csv.
 
 At the study's scale these take most of a report's time (docs/performance.md). Forked
 processes (not spawned ones): a worker inherits the rows and the analysis instead of pickling
@@ -83,6 +83,26 @@ def map_trials(fn: Callable[..., Any], args: list[tuple], n: int) -> list[Any]:
         return list(pool.map(fn, *zip(*args, strict=True), chunksize=chunk))
 
 
+def map_fresh(fn: Callable[..., Any], args: list[tuple], n: int) -> list[Any]:
+    """``[fn(*a) for a in args]``; with ``n`` > 1, each call in a forked process of its own
+    that exits afterwards, so the memory pages a call touches are copied for that call only
+    (a long-lived worker would keep a copy of every page it read); ``args`` are inherited, not
+    pickled, and the results come back pickled."""
+    if n <= 1 or len(args) <= 1:
+        return [fn(*a) for a in args]
+    tasks = [(fn, a) for a in args]
+    _TASKS[:] = tasks
+    gc.freeze()
+    try:
+        with multiprocessing.get_context("fork").Pool(
+            min(n, len(args)), maxtasksperchild=1
+        ) as pool:
+            return pool.map(_run_task, range(len(tasks)), chunksize=1)
+    finally:
+        gc.unfreeze()
+        _TASKS.clear()
+
+
 def _failure(path: Path, e: BaseException) -> str:
     first = str(e).splitlines()[0] if str(e) else ""
     return f"{path.name}: {type(e).__name__}: {first}"
@@ -111,29 +131,22 @@ class Figures:
         costliest (``cost``: a guess, such as the panels) are drawn first."""
         self.queued.append((path, fn, args, cost))
 
-    def draw(self, meanwhile: Callable[[], Any] | None = None) -> Any:
-        """Draw every queued figure; return ``meanwhile()``, run here while workers draw."""
+    def draw(self) -> None:
+        """Draw every queued figure, on the workers when there are several."""
         jobs = sorted(self.queued, key=lambda j: -j[3])
         self.queued = []
         n = min(self.n_workers, len(jobs))
         if n <= 1:
-            out = meanwhile() if meanwhile else None
             results = [_draw(path, fn, args) for path, fn, args, _ in jobs]
         else:
             tasks = [(_draw, (path, fn, args)) for path, fn, args, _ in jobs]
             with _forked(n, tasks) as pool:
                 futures = [pool.submit(_run_task, i) for i in range(len(jobs))]
-                try:
-                    out = meanwhile() if meanwhile else None
-                except BaseException:  # results.csv could not be written: draw no more
-                    pool.shutdown(cancel_futures=True)
-                    raise
                 results = [self._result(f, j[0]) for f, j in zip(futures, jobs, strict=True)]
         for (path, *_), line in zip(jobs, results, strict=True):
             if line:
                 self.failures[path] = line
                 print(f"report: {line}", file=sys.stderr)
-        return out
 
     @staticmethod
     def _result(future: Future, path: Path) -> str | None:

@@ -162,9 +162,17 @@ def write_plots(
         return done
     caption = f"Perceptual Score and top-1 during training ({tag})"
     if "ps_vs_epoch" in kinds and _many(a):
+        # Averaged here, before the figure workers fork: a worker reading every row would copy
+        # the memory pages holding them (180 MB more at the study's scale, docs/performance.md).
+        try:
+            lines: Any = epoch_facets(a)
+        except Exception as e:  # raised by the figure instead: it costs this plot alone
+            lines = e
 
-        def faceted(path: Path) -> None:  # built inside draw_one: a failure costs one plot
-            facets, value_label = epoch_facets(a)
+        def faceted(path: Path) -> None:
+            if isinstance(lines, Exception):
+                raise lines
+            facets, value_label = lines
             panels = [("ps", PS_LABEL_SHORT), ("top1", "top-1 (%)")]
             draw_scale.facet_lines(path, facets, panels, caption, "training epoch", value_label)
 
