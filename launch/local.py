@@ -48,6 +48,7 @@ PROGRESS_EVERY_S = 20.0
 STOP_GRACE_S = 60.0
 EXIT_INTERRUPTED = 130
 EXIT_BUSY = 2
+INTERRUPTED = "launch: interrupted; rerun the same command to carry on"
 
 
 def detect_gpus() -> list[str]:
@@ -243,6 +244,13 @@ class LocalRunner:
             return self._run(sweep_dir)
 
     def _run(self, sweep_dir: Path) -> int:
+        old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+        try:
+            return self._train_and_evaluate(sweep_dir)
+        finally:
+            signal.signal(signal.SIGTERM, old_term)
+
+    def _train_and_evaluate(self, sweep_dir: Path) -> int:
         queue = todo(self.trials)
         done = len(self.trials) - len(queue)
         print(f"launch: {len(self.trials)} trials, {done} done, {len(queue)} to run", flush=True)
@@ -253,26 +261,27 @@ class LocalRunner:
             if k > 1:
                 print(f"launch: {k} trials per device (--trials-per-device)", flush=True)
             slots = make_slots(self.options.jobs if many else 1, k)
-            old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
             try:
                 self.watch_beside(queue, sweep_dir)
                 self.loop(queue, slots)
             except KeyboardInterrupt:
                 self.stop()
                 print("\n" + status_table(self.trials), flush=True)
-                print("launch: interrupted; rerun the same command to carry on", flush=True)
+                print(INTERRUPTED, flush=True)
                 return EXIT_INTERRUPTED
-            finally:
-                signal.signal(signal.SIGTERM, old_term)
         print(status_table(self.trials), flush=True)
         rc = (
             1 if self.failed or any(t.status().get("state") == "failed" for t in self.trials) else 0
         )
         if not self.options.no_eval:
-            if results.evaluate_and_report(
-                sweep_dir, self.options.python, self.evaluator, started
-            ) != 0:  # fmt: skip
-                rc = 1
+            try:
+                if results.evaluate_and_report(
+                    sweep_dir, self.options.python, self.evaluator, started
+                ) != 0:  # fmt: skip
+                    rc = 1
+            except KeyboardInterrupt:  # the evaluator was stopped (launch.results.finish)
+                print(f"\n{INTERRUPTED}", flush=True)
+                return EXIT_INTERRUPTED
         return rc
 
     def watch_beside(self, queue: list[Trial], sweep_dir: Path) -> None:

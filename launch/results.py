@@ -34,6 +34,7 @@ def available(module: str) -> bool:
         return False
 
 
+STOP_GRACE_S = 20.0  # an interrupted evaluator's time to stop before it is killed
 WATCH_POLL_S = 2.0  # the evaluator beside the trainers: how often it looks for new checkpoints
 
 
@@ -76,7 +77,16 @@ def finish(proc: subprocess.Popen | None, sweep_dir: Path, started: float) -> in
     """Wait for an evaluator ``_start`` began and say how it ended; its exit code (0 if none)."""
     if proc is None:
         return 0
-    rc = proc.wait()
+    try:
+        rc = proc.wait()
+    except BaseException:  # Ctrl-C: an evaluator in a session of its own would outlive us
+        proc.terminate()  # its results are written atomically: it just stops
+        try:
+            proc.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise
     log = Path(sweep_dir) / "evaluator.log"
     took = f"{time.time() - started:.0f}s"
     if rc == 0:

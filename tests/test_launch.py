@@ -49,6 +49,8 @@ if args[:2] == ["-m", "evaluator"]:  # stands in for the evaluator job too
     # --watch: like the real one, ends once every trial has ended
     while "--watch" in args and set(states().values()) - {"done", "failed", "diverged"}:
         time.sleep(0.05)
+    while os.path.exists(os.path.join(runs, "eval_hold")):  # a long last checkpoint
+        time.sleep(0.05)
     fail_starts = os.path.join(runs, "source_dir-fail", "starts.txt")
     n = len(open(fail_starts).read().split()) if os.path.exists(fail_starts) else 0
     seen.update(at_end=states(), fail_starts_at_end=n)
@@ -327,6 +329,33 @@ def test_interrupt_stops_children_and_rerun_carries_on(tmp_path, fake_python):
     assert r.returncode == 0, r.stdout
     assert all(t.status()["state"] == "done" for t in trials.values())
     assert [starts(t.workdir) for t in trials.values()] == [1, 2, 1]  # done trial not retrained
+
+
+def test_interrupt_after_training_stops_the_evaluator_it_waits_for(tmp_path, fake_python):
+    path = sweep_file(tmp_path, ["ok1"])
+    runs = tmp_path / "runs"
+    (trial,) = tr.load_trials(str(path), runs_dir=runs)
+    (runs / "fake").mkdir(parents=True)
+    (runs / "fake" / "eval_hold").touch()  # the evaluator is still scoring when training ends
+    seen = runs / "fake" / "evaluator_seen.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "launch", str(path), "--runs-dir", str(runs), "--python", fake_python],
+        cwd=REPO, stdout=subprocess.PIPE, text=True, preexec_fn=ctrl_c_able,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+    )  # fmt: skip
+    deadline = time.time() + 60
+    while (trial.status().get("state") != "done" or not seen.exists()) and time.time() < deadline:
+        time.sleep(0.05)
+    assert trial.status().get("state") == "done"
+    time.sleep(1.5)  # the launcher has seen the trial end and waits for the evaluator
+    evaluator_pid = json.loads(seen.read_text())["pid"]
+    assert procs.pid_alive(evaluator_pid) and proc.poll() is None
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert "1 trials: 1 done" in out and out.rstrip().endswith("rerun the same command to carry on")
+    assert not procs.pid_alive(evaluator_pid)
+    assert "wrote report.md" not in out
 
 
 def test_interrupt_stops_the_evaluator_watching_beside_the_trainers(tmp_path, fake_python):
