@@ -331,12 +331,9 @@ def test_interrupt_stops_children_and_rerun_carries_on(tmp_path, fake_python):
     assert [starts(t.workdir) for t in trials.values()] == [1, 2, 1]  # done trial not retrained
 
 
-def test_interrupt_after_training_stops_the_evaluator_it_waits_for(tmp_path, fake_python):
-    path = sweep_file(tmp_path, ["ok1"])
-    runs = tmp_path / "runs"
-    (trial,) = tr.load_trials(str(path), runs_dir=runs)
-    (runs / "fake").mkdir(parents=True)
-    (runs / "fake" / "eval_hold").touch()  # the evaluator is still scoring when training ends
+def _launch_watching(path: Path, runs: Path, fake_python: str, ready) -> tuple:
+    """The launcher on a machine without GPUs, started as a terminal would; returns it and its
+    evaluator's pid once ``ready()`` holds and the evaluator has started."""
     seen = runs / "fake" / "evaluator_seen.json"
     proc = subprocess.Popen(
         [sys.executable, "-m", "launch", str(path), "--runs-dir", str(runs), "--python", fake_python],
@@ -344,11 +341,22 @@ def test_interrupt_after_training_stops_the_evaluator_it_waits_for(tmp_path, fak
         env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
     )  # fmt: skip
     deadline = time.time() + 60
-    while (trial.status().get("state") != "done" or not seen.exists()) and time.time() < deadline:
+    while not (ready() and seen.exists()) and time.time() < deadline:
         time.sleep(0.05)
-    assert trial.status().get("state") == "done"
+    assert ready() and seen.exists()
+    return proc, json.loads(seen.read_text())["pid"]
+
+
+def test_interrupt_after_training_stops_the_evaluator_it_waits_for(tmp_path, fake_python):
+    path = sweep_file(tmp_path, ["ok1"])
+    runs = tmp_path / "runs"
+    (trial,) = tr.load_trials(str(path), runs_dir=runs)
+    (runs / "fake").mkdir(parents=True)
+    (runs / "fake" / "eval_hold").touch()  # the evaluator is still scoring when training ends
+    proc, evaluator_pid = _launch_watching(
+        path, runs, fake_python, lambda: trial.status().get("state") == "done"
+    )
     time.sleep(1.5)  # the launcher has seen the trial end and waits for the evaluator
-    evaluator_pid = json.loads(seen.read_text())["pid"]
     assert procs.pid_alive(evaluator_pid) and proc.poll() is None
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
@@ -358,23 +366,21 @@ def test_interrupt_after_training_stops_the_evaluator_it_waits_for(tmp_path, fak
     assert "wrote report.md" not in out
 
 
-def test_interrupt_stops_the_evaluator_watching_beside_the_trainers(tmp_path, fake_python):
+def _held_trial(tmp_path: Path) -> tuple[Path, Path, tr.Trial]:
+    """A one-trial sweep whose trainer waits (until SIGTERM or its hold file goes)."""
     path = sweep_file(tmp_path, ["hold"])
     runs = tmp_path / "runs"
-    (hold,) = tr.load_trials(str(path), runs_dir=runs)
-    hold.workdir.mkdir(parents=True)
-    (hold.workdir / "hold").touch()
-    seen = runs / "fake" / "evaluator_seen.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "launch", str(path), "--runs-dir", str(runs), "--python", fake_python],
-        cwd=REPO, stdout=subprocess.PIPE, text=True, preexec_fn=ctrl_c_able,
-        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
-    )  # fmt: skip
-    deadline = time.time() + 60
-    while (hold.status().get("state") != "running" or not seen.exists()) and time.time() < deadline:
-        time.sleep(0.05)
-    assert hold.status().get("state") == "running" and seen.exists()
-    evaluator_pid = json.loads(seen.read_text())["pid"]
+    (t,) = tr.load_trials(str(path), runs_dir=runs)
+    t.workdir.mkdir(parents=True)
+    (t.workdir / "hold").touch()
+    return path, runs, t
+
+
+def test_interrupt_stops_the_evaluator_watching_beside_the_trainers(tmp_path, fake_python):
+    path, runs, hold = _held_trial(tmp_path)
+    proc, evaluator_pid = _launch_watching(
+        path, runs, fake_python, lambda: hold.status().get("state") == "running"
+    )
     assert procs.pid_alive(evaluator_pid)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
@@ -497,11 +503,7 @@ def test_missing_evaluator_is_reported_and_skipped(tmp_path, monkeypatch, capsys
 
 
 def test_a_second_launcher_on_the_same_sweep_is_refused(tmp_path, fake_python):
-    path = sweep_file(tmp_path, ["hold"])
-    runs = tmp_path / "runs"
-    (t,) = tr.load_trials(str(path), runs_dir=runs)
-    t.workdir.mkdir(parents=True)
-    (t.workdir / "hold").touch()
+    path, runs, t = _held_trial(tmp_path)
     args = [str(path), "--runs-dir", str(runs), "--python", fake_python, "--no-eval"]
     first = subprocess.Popen(
         [sys.executable, "-m", "launch", *args], cwd=REPO, stdout=subprocess.PIPE, text=True
