@@ -114,6 +114,8 @@ def _draw(path: Path, fn: Callable[..., Any], args: tuple) -> str | None:
         return None
     except Exception as e:  # a figure that cannot be drawn must not cost the report
         return _failure(path, e)
+    finally:
+        gc.collect()  # a closed figure is a web of cycles: free it before the next one
 
 
 class Figures:
