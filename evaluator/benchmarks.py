@@ -40,6 +40,7 @@ from evaluator.distances import (
     FEATURE_DISTANCES,
     LEARNED_DISTANCES,
     PIXEL_FUNCTIONS,
+    check_pixel_metrics,
     pixel_triplets,
     total_distance,
 )
@@ -153,9 +154,7 @@ def score_distance_fn(
 def score_pixels(bench: Benchmark, metrics: Sequence[str]) -> dict[str, dict[str, Any]]:
     """``{metric: score block}`` for pixel reference metrics (``l2`` and ``ssim``: LPIPS's Lab
     versions; ``psnr``) on ``bench``; each triplet's images go to Lab once for all of them."""
-    unknown = [m for m in metrics if m not in PIXEL_FUNCTIONS]
-    if unknown:
-        raise ValueError(f"metric {unknown[0]!r} is unknown; allowed: {', '.join(PIXEL_FUNCTIONS)}")
+    check_pixel_metrics(metrics)
     if bench.mos is not None:
         out = {}
         for m in metrics:

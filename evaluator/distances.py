@@ -243,14 +243,19 @@ def pixel_psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 PIXEL_FUNCTIONS = {"l2": pixel_l2, "ssim": pixel_ssim, "psnr": pixel_psnr}
 
 
+def check_pixel_metrics(metrics: Sequence[str]) -> None:
+    """A ValueError naming the first metric that is not a pixel metric, and the allowed ones."""
+    unknown = [m for m in metrics if m not in PIXEL_FUNCTIONS]
+    if unknown:
+        raise ValueError(f"metric {unknown[0]!r} is unknown; allowed: {', '.join(PIXEL_FUNCTIONS)}")
+
+
 def pixel_triplets(
     metrics: Sequence[str], ref: np.ndarray, p0: np.ndarray, p1: np.ndarray
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``{metric: (d(ref, p0), d(ref, p1))}`` for pixel metrics on uint8 triplet batches; every
     image goes to Lab once for all the Lab metrics (a third of the conversions of pairwise calls)."""
-    unknown = [m for m in metrics if m not in PIXEL_FUNCTIONS]
-    if unknown:
-        raise ValueError(f"metric {unknown[0]!r} is unknown; allowed: {', '.join(PIXEL_FUNCTIONS)}")
+    check_pixel_metrics(metrics)
     if not len(ref) == len(p0) == len(p1):
         raise ValueError(f"pixel metrics need equal batches; got {len(ref)}, {len(p0)}, {len(p1)}")
     parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {m: [] for m in metrics}

@@ -43,16 +43,23 @@ def for_trials(n: int, trials: int) -> int:
 
 
 @contextlib.contextmanager
-def _forked(n: int, tasks: list[Any]) -> Iterator[ProcessPoolExecutor]:
-    """A pool of ``n`` forked workers that see ``tasks`` (submit ``_run_task`` with an index)."""
+def _inherited(tasks: list[Any]) -> Iterator[None]:
+    """``tasks`` where processes forked inside see them (``_run_task`` with an index)."""
     _TASKS[:] = tasks
     gc.freeze()  # the children would otherwise copy every page the collector touches
     try:
-        with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork")) as pool:
-            yield pool
+        yield
     finally:
         gc.unfreeze()
         _TASKS.clear()  # the workers had their copies
+
+
+@contextlib.contextmanager
+def _forked(n: int, tasks: list[Any]) -> Iterator[ProcessPoolExecutor]:
+    """A pool of ``n`` forked workers that see ``tasks`` (submit ``_run_task`` with an index)."""
+    with _inherited(tasks):
+        with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork")) as pool:
+            yield pool
 
 
 def _run_task(i: int) -> Any:
@@ -90,17 +97,10 @@ def map_fresh(fn: Callable[..., Any], args: list[tuple], n: int) -> list[Any]:
     pickled, and the results come back pickled."""
     if n <= 1 or len(args) <= 1:
         return [fn(*a) for a in args]
-    tasks = [(fn, a) for a in args]
-    _TASKS[:] = tasks
-    gc.freeze()
-    try:
-        with multiprocessing.get_context("fork").Pool(
-            min(n, len(args)), maxtasksperchild=1
-        ) as pool:
-            return pool.map(_run_task, range(len(tasks)), chunksize=1)
-    finally:
-        gc.unfreeze()
-        _TASKS.clear()
+    fork = multiprocessing.get_context("fork")
+    with _inherited([(fn, a) for a in args]):
+        with fork.Pool(min(n, len(args)), maxtasksperchild=1) as pool:
+            return pool.map(_run_task, range(len(args)), chunksize=1)
 
 
 def _failure(path: Path, e: BaseException) -> str:
