@@ -26,6 +26,15 @@ from pathlib import Path
 import numpy as np
 
 BAPPS_2AFC_VAL = ("traditional", "cnn", "superres", "deblur", "color", "frameinterp")
+# Zhang et al. 2018 (Fig. 4, Table 5) report the val categories in two groups.
+BAPPS_2AFC_GROUPS = (
+    ("distortions", ("traditional", "cnn"), "traditional and CNN-based distortions"),
+    (
+        "real algorithms",
+        ("superres", "deblur", "color", "frameinterp"),
+        "super-resolution, video deblurring, colourisation, frame interpolation",
+    ),
+)
 BAPPS_2AFC_TRAIN = ("traditional", "cnn", "mix")  # LPIPS train.py's --datasets default
 BAPPS_2AFC = {"val": BAPPS_2AFC_VAL, "train": BAPPS_2AFC_TRAIN}
 BAPPS_JND_VAL = ("traditional", "cnn")

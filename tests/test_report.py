@@ -388,3 +388,87 @@ def test_taps_in_network_order():
 
     row = {f"tap_proxy_local_{t}": 60.0 for t in ("stage10", "stage2", "stem", "block1")}
     assert taps_present([row], "proxy", "local") == ["stem", "block1", "stage2", "stage10"]
+
+
+# ----------------------------------------------------------------------------- per category
+
+
+def _section(text, title):
+    return text.split(f"## {title}")[1].split("\n## ")[0]
+
+
+def _final_rows(d):
+    with open(d / "results.csv") as f:
+        return {r["trial"]: r for r in csv.DictReader(f) if r["final"] == "True"}
+
+
+def test_per_category_table_matches_results_csv_and_counts_networks_above_l2_and_ssim(tmp_path):
+    # synth: L2 58, SSIM 59; category offsets -1.5 0.5 | 1.5 -0.5 1.0 -1.0 around a PS, so a
+    # network of PS p has distortions mean p - 0.5 and real-algorithms mean p + 0.25
+    d = _sweep(tmp_path, "cats", [(0.5, 55.0), (0.6, 58.5), (0.7, 66.0)], bench="bapps")
+    text = report.write_report(d, plots=False).read_text()
+    sec = _section(text, "Per category")
+    head = next(x for x in sec.splitlines() if x.startswith("| method"))
+    cats = ["traditional", "cnn", "superres", "deblur", "color", "frameinterp"]
+    assert head == (
+        "| method | top-1 (%) | " + " | ".join(cats)
+        + " | *distortions mean* | *real algorithms mean* | PS |"
+    )  # fmt: skip
+    finals = _final_rows(d)
+    for trial, r in finals.items():
+        line = next(x for x in sec.splitlines() if x.startswith(f"| `{trial}` |"))
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[2:8] == [f"{float(r[f'2afc_bapps_local_{c}']):.1f}" for c in cats]
+        dist = (float(r["2afc_bapps_local_traditional"]) + float(r["2afc_bapps_local_cnn"])) / 2
+        assert cells[8] == f"*{dist:.1f}*" and cells[10] == f"**{float(r['ps_bapps_local']):.1f}**"
+    l2 = next(x for x in sec.splitlines() if x.startswith("| L2 (pixels) |"))
+    assert "| 56.5 | 58.5 | 59.5 | 57.5 | 59.0 | 57.0 | *57.5* |" in l2 and l2.endswith(
+        "**58.0** |"
+    )
+    assert "| mean of 3 networks |" in sec
+    above = {x.split("|")[1].strip(): x for x in sec.splitlines() if x.startswith("| ")}
+    t0, t1, t2 = sorted(finals)
+    assert (
+        f"| 58.0 | 2 of 3: `{t2}` (66.0), `{t1}` (58.5) | 59.0 | 1 of 3: `{t2}` (66.0) |"
+        in (above["PS (every category)"])
+    )
+    # distortions: L2 57.5 (t1's 58.0 is above it), SSIM 58.5 (t1's 58.0 is not)
+    assert (
+        f"| 57.5 | 2 of 3: `{t2}` (65.5), `{t1}` (58.0) | 58.5 | 1 of 3"
+        in above["distortions mean"]
+    )
+
+
+def test_groups_only_when_every_category_of_the_group_was_scored(tmp_path):
+    from evaluator.proxy import CATEGORIES
+    from evaluator.report.analyse import _categories
+
+    names = {f"2afc_proxy_local_{c}" for c in CATEGORIES} | {"2afc_proxy_l2_blur", "ps_proxy_local"}
+    cats, groups = _categories(names, "proxy", "local")
+    assert [g for g, _, _ in groups] == ["severity", "equal-MSE"]
+    assert cats[:6] == list(groups[0][1]) and all(c.startswith("eqmse_") for c in cats[6:])
+    assert sorted(cats) == sorted(CATEGORIES)
+    names.discard("2afc_proxy_local_eqmse_shift")
+    assert [g for g, _, _ in _categories(names, "proxy", "local")[1]] == ["severity"]
+    # synth's four proxy categories make no group: the table has no group column
+    d = _sweep(tmp_path, "p", [(0.5, 60.0), (0.6, 61.0), (0.7, 62.0)])
+    sec = _section(report.write_report(d, plots=False).read_text(), "Per category")
+    assert "mean*" not in sec and "| blur | color | jpeg | noise | PS |" in sec
+    assert "PS (every category)" in sec and "severity mean" not in sec
+
+
+def test_a_large_sweep_shows_best_median_and_worst_by_ps(tmp_path, monkeypatch):
+    from evaluator.report import render
+
+    monkeypatch.setattr(render, "MAX_CATEGORY_ROWS", 2)
+    d = _sweep(tmp_path, "big", [(0.5, 61.0), (0.6, 64.0), (0.7, 62.0)], bench="bapps")
+    sec = _section(report.write_report(d, plots=False).read_text(), "Per category")
+    t = sorted(_final_rows(d))
+    for trial, why, ps in (
+        (t[1], "best", "64.0"),
+        (t[2], "median", "62.0"),
+        (t[0], "worst", "61.0"),
+    ):
+        line = next(x for x in sec.splitlines() if x.startswith(f"| `{trial}` ({why} PS) |"))
+        assert line.endswith(f"**{ps}** |")
+    assert "| mean of 3 networks |" in sec and "3 networks: the best, median and worst" in sec

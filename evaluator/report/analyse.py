@@ -8,7 +8,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from evaluator.bapps import BAPPS_2AFC_GROUPS
 from evaluator.names import PIXEL_METRICS
+from evaluator.proxy_distortions import SEVERITY_CATEGORIES
+from evaluator.proxy_eqmse import EQMSE_CATEGORIES
 from evaluator.report.axes import AxisPlan, plan
 from evaluator.report.collect import (
     DONE,
@@ -16,6 +19,7 @@ from evaluator.report.collect import (
     Sweep,
     TrialResults,
     benchmarks_present,
+    categories_present,
     column_names,
     distances_present,
     taps_present,
@@ -44,6 +48,19 @@ PROXY_WARNING = (
     "the numbers are not comparable to the paper's"
 )
 REFERENCE_NAMES = {"l2": "L2 (pixels)", "ssim": "SSIM"}
+# The 2AFC categories a report also averages by group: (group, its categories, what it is).
+CATEGORY_GROUPS = {
+    "proxy": (
+        ("severity", SEVERITY_CATEGORIES, "two severities of one distortion"),
+        (
+            "equal-MSE",
+            EQMSE_CATEGORIES,
+            "a benign change against a visible distortion at equal pixel L2, where L2 is at "
+            "chance by construction (docs/proxy.md)",
+        ),
+    ),
+    "bapps": BAPPS_2AFC_GROUPS,
+}
 # A finished trial whose final top-1 is below chance (100 / data.num_classes) plus this many
 # points "did not learn" (e.g. EfficientNet with long-run BatchNorm momentum in a short run):
 # it is flagged and kept out of the statistics, not ranked beside trained networks.
@@ -76,6 +93,12 @@ class Analysis:
     per_distance: list[tuple[str, Correlation]] = field(default_factory=list)  # other distances
     untrained: dict[str, str] = field(default_factory=dict)  # trial key -> why it did not learn
     columns: set[str] = field(default_factory=set)  # every column of every row (not only rows')
+    categories: list[str] = field(default_factory=list)  # 2AFC categories of (bench, dist)
+    groups: list[tuple[str, list[str], str]] = field(default_factory=list)  # present ones
+
+    def category_scores(self, row: dict[str, Any]) -> dict[str, float | None]:
+        """A row's 2AFC score per category, for the report's distance."""
+        return {c: row.get(f"2afc_{self.bench}_{self.dist}_{c}") for c in self.categories}
 
     @property
     def ps_col(self) -> str | None:
@@ -196,16 +219,44 @@ def _best(rows: list[dict], cols: list[str]) -> dict[str, Any] | None:
     return best
 
 
-def _references(rows: list[dict], bench: str) -> dict[str, dict[str, float | None]]:
-    """Pixel L2 / SSIM on the benchmark: the same for every checkpoint, so the first found."""
+def _references(rows: list[dict], bench: str, cats: list[str]) -> dict[str, dict[str, Any]]:
+    """Pixel L2 / SSIM on the benchmark: the same for every checkpoint, so the first found.
+    ``2afc``: the reference's score per category."""
     out = {}
     for ref in PIXEL_METRICS:
         for r in rows:
             ps = r.get(f"ps_{bench}_{ref}")
             if ps is not None:
-                out[ref] = {"ps": ps, "jnd": r.get(f"jnd_{bench}_{ref}")}
+                out[ref] = {
+                    "ps": ps,
+                    "jnd": r.get(f"jnd_{bench}_{ref}"),
+                    "2afc": {c: r.get(f"2afc_{bench}_{ref}_{c}") for c in cats},
+                }
                 break
     return out
+
+
+def group_mean(scores: dict[str, float | None], cats: list[str]) -> float | None:
+    """The unweighted mean of ``cats``' scores (as PS is of every category); None unless all
+    are there."""
+    return mean_or_none([scores.get(c) for c in cats])
+
+
+def mean_or_none(vals: list[float | None]) -> float | None:
+    return None if not vals or None in vals else sum(vals) / len(vals)
+
+
+def _categories(names: set[str], bench: str, dist: str) -> tuple[list[str], list[tuple]]:
+    """The 2AFC categories in the benchmark's group order (ungrouped ones last), and the groups
+    whose every category was scored."""
+    found = categories_present(names, bench, dist)
+    groups = [
+        (g, list(cats), what)
+        for g, cats, what in CATEGORY_GROUPS.get(bench, ())
+        if all(c in found for c in cats)
+    ]
+    grouped = [c for _, cats, _ in groups for c in cats]
+    return grouped + [c for c in found if c not in grouped], groups
 
 
 def did_not_learn(t: TrialResults, row: dict[str, Any] | None) -> str | None:
@@ -313,6 +364,8 @@ def analyse(
     a = Analysis(sweeps, learned, bench, dist, benches, dists, [], trials, plans, finals, [], "")
     a.untrained, a.columns = untrained, names
     a.taps = taps_present(names, bench, dist) if bench and dist else []
+    if bench and dist:
+        a.categories, a.groups = _categories(names, bench, dist)
     a.missing = [
         f"`{k}`: did not learn: {why}; left out of the correlations, the frontier and the rankings"
         for k, why in untrained.items()
@@ -324,7 +377,7 @@ def analyse(
     _correlate(a)
     a.best = _best(a.rows, [a.ps_col])
     a.best_tap = _best(a.rows, [f"tap_{bench}_{dist}_{tap}" for tap in a.taps])
-    a.references = _references(rows, bench)
+    a.references = _references(rows, bench, a.categories)
     return a
 
 

@@ -362,6 +362,13 @@ def distances_present(rows: list[dict[str, Any]] | set[str], bench: str) -> list
     return [d for d in FEATURE_DISTANCES if d in found] + sorted(found - set(FEATURE_DISTANCES))
 
 
+def categories_present(rows: list[dict[str, Any]] | set[str], bench: str, dist: str) -> list[str]:
+    """The benchmark's 2AFC categories scored with ``dist`` (column-safe names), natural order."""
+    prefix = f"2afc_{bench}_{dist}_"
+    found = {k[len(prefix) :] for k in column_names(rows) if k.startswith(prefix)}
+    return sorted(found, key=natural_key)
+
+
 EARLY_TAPS = ("input", "stem", "embed", "embedding", "patch_embed")  # before numbered taps
 
 

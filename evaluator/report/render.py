@@ -13,6 +13,8 @@ from evaluator.report.analyse import (
     PUBLISHED_SOURCE,
     REFERENCE_NAMES,
     Analysis,
+    group_mean,
+    mean_or_none,
 )
 from evaluator.report.stats import EXACT_MAX_N, Correlation, format_p, sort_key
 
@@ -230,6 +232,88 @@ def _references_section(a: Analysis) -> list[str]:
     return out
 
 
+MAX_CATEGORY_ROWS = 40  # networks listed one by one in the per-category table; above: a summary
+MAX_NAMED = 6  # networks named in a cell of "above the pixel references"
+ABOVE_REFERENCES = ("l2", "ssim")  # do the networks beat pixel L2 / SSIM? (the study's question)
+
+
+def _scores_line(name: str, top1: Any, scores: dict, a: Analysis, ps: Any) -> list[str]:
+    line = [name, _f(top1)] + [_f(scores.get(c)) for c in a.categories]
+    line += [f"*{_f(group_mean(scores, cats))}*" for _, cats, _ in a.groups]
+    return line + [f"**{_f(ps)}**"]
+
+
+def _above(nets: list[tuple[str, float | None]], ref: float | None) -> str:
+    if ref is None:
+        return "–"
+    scored = [(n, v) for n, v in nets if v is not None]
+    up = sorted(((n, v) for n, v in scored if v > ref), key=lambda p: -p[1])
+    text = f"{len(up)} of {len(scored)}"
+    if up and len(up) <= MAX_NAMED:
+        text += ": " + ", ".join(f"`{n}` ({v:.1f})" for n, v in up)
+    elif up:
+        text += f"; best `{up[0][0]}` ({up[0][1]:.1f})"
+    return text
+
+
+def _categories_section(a: Analysis) -> list[str]:
+    """Each 2AFC category: the pixel references, the networks (final checkpoints) and the groups'
+    means, then how many networks score above each reference, overall and per group."""
+    if not a.categories or not a.analysed:
+        return []
+    nets = [(r["trial"], r.get("top1"), a.category_scores(r), a.ps(r)) for r in a.analysed]
+    out = ["", "## Per category", ""]
+    out.append(
+        f"2AFC agreement (%) per category, distance `{a.dist}`; the pixel references on the same "
+        f"triplets. Networks: {a.analysed_note}. PS is the mean of every category"
+        + "".join(
+            f"; *{g} mean* the mean of {', '.join(cats)}: {what}" for g, cats, what in a.groups
+        )
+        + "."
+    )
+    out.append("")
+    body = [
+        _scores_line(REFERENCE_NAMES.get(k, k), None, v.get("2afc") or {}, a, v["ps"])
+        for k, v in a.references.items()
+    ]
+    shown = [(f"`{n}`", *rest) for n, *rest in nets]
+    if len(nets) > MAX_CATEGORY_ROWS:  # a study: the best, median and worst by PS, and the mean
+        by_ps = sorted((n for n in nets if n[3] is not None), key=lambda n: -n[3])
+        picks = [(by_ps[0], "best"), (by_ps[len(by_ps) // 2], "median"), (by_ps[-1], "worst")]
+        shown = [(f"`{n[0]}` ({why} PS)", *n[1:]) for n, why in picks] if by_ps else []
+    body += [_scores_line(name, t, sc, a, ps) for name, t, sc, ps in shown]
+    if len(nets) > 1:
+        mean = {c: mean_or_none([sc.get(c) for _, _, sc, _ in nets]) for c in a.categories}
+        ps_mean = mean_or_none([ps for *_, ps in nets])
+        body.append(_scores_line(f"mean of {len(nets)} networks", None, mean, a, ps_mean))
+    head = ["method", "top-1 (%)", *a.categories, *(f"*{g} mean*" for g, _, _ in a.groups), "PS"]
+    out += _table(head, body)
+    if len(nets) > MAX_CATEGORY_ROWS:
+        out += [
+            "",
+            f"{len(nets)} networks: the best, median and worst by PS shown; every one in "
+            f"results.csv (`2afc_{a.bench}_{a.dist}_<category>`).",
+        ]
+    refs = [(k, a.references[k]) for k in ABOVE_REFERENCES if k in a.references]
+    if not refs:
+        return out
+    scores = [("PS (every category)", lambda sc, ps: ps)] + [
+        (f"{g} mean", lambda sc, ps, cats=cats: group_mean(sc, cats)) for g, cats, _ in a.groups
+    ]
+    out += ["", "Networks (final checkpoints) scoring above each pixel reference:", ""]
+    rows = []
+    for label, fn in scores:
+        line = [label]
+        for _, v in refs:
+            ref = fn(v.get("2afc") or {}, v["ps"])
+            line += [_f(ref), _above([(n, fn(sc, ps)) for n, _, sc, ps in nets], ref)]
+        rows.append(line)
+    head = ["score"]
+    for k, _ in refs:
+        head += [REFERENCE_NAMES[k], "networks above it"]
+    return out + _table(head, rows)
+
+
 def _missing_section(a: Analysis) -> list[str]:
     out = ["", "## Missing", ""]
     if a.missing:
@@ -283,6 +367,7 @@ def render(
     out += _correlation_section(a)
     out += _frontier_section(a)
     out += _references_section(a)
+    out += _categories_section(a)
     out += hypotheses or []
     out += _missing_section(a)
     if a.notes:
