@@ -86,6 +86,9 @@ def schema() -> ml_collections.ConfigDict:
     c.checkpoint.every_steps = 100  # resume checkpoints
     c.checkpoint.max_to_keep = 2  # latest ones kept for resume
     c.checkpoint.keep_every_steps = 0  # also keep every k-th step for the evaluator; 0 = none
+    # > 0: save and keep every this many epochs instead (both step counts then come from the
+    # run's steps per epoch, which depends on the data found: trainer/checkpoint.py intervals)
+    c.checkpoint.every_epochs = 0.0
     c.checkpoint.async_save = True
     c.perceptual = ml_collections.ConfigDict()
     _perceptual_keys(c.perceptual)  # the evaluator's section
@@ -289,6 +292,7 @@ _CHECKS: dict[str, ck.Check] = {
     "checkpoint.every_steps": ck.INT_POS,
     "checkpoint.max_to_keep": ck.INT_POS,
     "checkpoint.keep_every_steps": ck.INT_NONNEG,
+    "checkpoint.every_epochs": ck.in_range(0.0, 10000.0, hi_open=False),
     "perceptual.benchmarks": ck.comma_list(ck.benchmarks),
     "perceptual.resolution": ck.one_of(ck.resolutions),
     "perceptual.image_size": ck.is_(

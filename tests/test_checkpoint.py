@@ -66,6 +66,27 @@ def test_keeps_latest_every_kth_and_final(tmp_path):
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["10", "11", "4", "8"]
 
 
+def test_every_epochs_follows_the_runs_epoch_and_replaces_the_step_counts(tmp_path):
+    c = _cfg(every_steps=5, keep_every_steps=7, every_epochs=1.0)
+    assert checkpoint.intervals(c, 93) == (93, 93)  # 12,000 images / 128: the shipped subset
+    assert checkpoint.intervals(c, 156) == (156, 156)  # 20,000 of Debian's full set
+    assert checkpoint.intervals(_cfg(every_epochs=0.5), 10) == (5, 5)
+    assert checkpoint.intervals(_cfg(every_epochs=0.01), 10) == (1, 1)
+    assert checkpoint.intervals(_cfg(every_epochs=0.0), 10) == (2, 4)  # the step counts
+    assert checkpoint.intervals(_cfg(), None) == (2, 4)  # old configs have no every_epochs
+    with pytest.raises(ValueError, match="every_epochs"):
+        checkpoint.intervals(c)
+    # an epoch of 4 steps, 10 steps: saved and kept at 4 and 8, and the final step
+    ck = checkpoint.Checkpointer(tmp_path, _cfg(every_epochs=1.0), 10, steps_per_epoch=4)
+    saved = [s for s in range(1, 11) if ck.should_save(s)]
+    assert saved == [4, 8, 10]
+    for s in saved:
+        ck.save(s, _state(float(s)))
+    ck.wait()
+    ck.close()
+    assert checkpoint.list_steps(tmp_path / "checkpoints") == [4, 8, 10]
+
+
 def test_restore_round_trip_and_evaluator_reader(tmp_path):
     c = _cfg(async_save=False)
     ck = checkpoint.Checkpointer(tmp_path, c, total_steps=3)

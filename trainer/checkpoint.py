@@ -51,10 +51,29 @@ def checkpoint_dir(workdir: str | os.PathLike) -> Path:
     return _abs(workdir) / CHECKPOINT_DIR
 
 
-def save_steps(step: int, ckpt_cfg: Any, total_steps: int) -> bool:
-    """Whether the trainer saves after ``step``: every ``every_steps``, every
-    ``keep_every_steps`` (so the kept ones exist) and the final step."""
-    every, keep = int(ckpt_cfg.every_steps), int(ckpt_cfg.keep_every_steps)
+def intervals(ckpt_cfg: Any, steps_per_epoch: int | None = None) -> tuple[int, int]:
+    """``(every, keep)``: save every ``every`` steps and keep every ``keep``-th (0: none) for the
+    evaluator. ``checkpoint.every_epochs`` > 0 sets both to that many epochs of this run (at
+    least one step): a sweep asks for "a checkpoint per epoch" without knowing how many examples
+    the data on the machine holds; otherwise ``every_steps`` and ``keep_every_steps``."""
+    epochs = float(ckpt_cfg.get("every_epochs", 0.0) or 0.0)
+    if epochs > 0:
+        if not steps_per_epoch:
+            raise ValueError("checkpoint.every_epochs > 0 needs the run's steps per epoch")
+        n = max(1, round(epochs * steps_per_epoch))
+        return n, n
+    return int(ckpt_cfg.every_steps), int(ckpt_cfg.keep_every_steps)
+
+
+def save_steps(
+    step: int, ckpt_cfg: Any, total_steps: int, steps_per_epoch: int | None = None
+) -> bool:
+    """Whether the trainer saves after ``step``: every ``every`` steps, every ``keep``-th (so
+    the kept ones exist; ``intervals`` gives the two) and the final step."""
+    return _saves(step, *intervals(ckpt_cfg, steps_per_epoch), total_steps)
+
+
+def _saves(step: int, every: int, keep: int, total_steps: int) -> bool:
     return step == total_steps or step % every == 0 or (keep > 0 and step % keep == 0)
 
 
@@ -65,10 +84,18 @@ class Checkpointer:
     then waits for each save): its post-finalization callback is where the integrity record is
     written, before the step commits."""
 
-    def __init__(self, workdir: str | os.PathLike, ckpt_cfg: Any, total_steps: int):
+    def __init__(
+        self,
+        workdir: str | os.PathLike,
+        ckpt_cfg: Any,
+        total_steps: int,
+        steps_per_epoch: int | None = None,
+    ):
+        self.every, self.keep = intervals(ckpt_cfg, steps_per_epoch)
+        self.total_steps = int(total_steps)
         policies: list[pp.PreservationPolicy] = [pp.LatestN(int(ckpt_cfg.max_to_keep))]
-        if int(ckpt_cfg.keep_every_steps) > 0:
-            policies.append(pp.EveryNSteps(int(ckpt_cfg.keep_every_steps)))
+        if self.keep > 0:
+            policies.append(pp.EveryNSteps(self.keep))
         policies.append(pp.CustomSteps([int(total_steps)]))
         options = ocp.CheckpointManagerOptions(
             preservation_policy=pp.AnyPreservationPolicy(policies),
@@ -85,6 +112,10 @@ class Checkpointer:
             self.directory, item_handlers=ocp.StandardCheckpointHandler(), options=options
         )
         self.last_saved = self.manager.latest_step()
+
+    def should_save(self, step: int) -> bool:
+        """``save_steps`` with this run's intervals."""
+        return _saves(step, self.every, self.keep, self.total_steps)
 
     def __enter__(self) -> Checkpointer:
         return self

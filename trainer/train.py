@@ -181,7 +181,7 @@ def train_and_evaluate(
             spe = train_input.steps_per_epoch
             run = steps.build_run(config, mesh, spe, total_steps(config, spe))
             records.update(total_steps=run.total_steps)
-            ckpt = checkpoint.Checkpointer(workdir, config.checkpoint, run.total_steps)
+            ckpt = checkpoint.Checkpointer(workdir, config.checkpoint, run.total_steps, spe)
             stack.enter_context(ckpt)
             # -------------------------------------------------------------- restore
             state = restore_or_init(run, ckpt, config.seed, records)
@@ -208,7 +208,7 @@ def train_and_evaluate(
                     break
                 if step % eval_every == 0 and not last:
                     evaluate(run, state, data.eval, step, records)
-                if checkpoint.save_steps(step, config.checkpoint, run.total_steps) and not last:
+                if ckpt.should_save(step) and not last:
                     read_metrics(metrics, step)
                     ckpt.save(step, state)
             # -------------------------------------------------------------- finish
