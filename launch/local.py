@@ -151,6 +151,8 @@ class LocalRunner:
         self.failed: list[str] = []
         self.stopping = False
         self.evaluator: subprocess.Popen | None = None  # the --watch evaluator beside the trainers
+        self.evaluator_dir: Path | None = None  # its sweep directory (evaluator.log)
+        self.evaluator_said = False  # its early end was reported
 
     # -- one trial
 
@@ -289,12 +291,22 @@ class LocalRunner:
         checkpoints while later ones train (``launch.results``). The queued trials say
         ``pending`` first: one that failed before would otherwise look ended to it until its
         trainer starts again, and it could stop early."""
-        if self.options.no_eval or detect_gpus():
-            return
+        if self.options.no_eval or detect_gpus() or not results.available(results.EVALUATOR):
+            return  # not installed: said once, after training (results.evaluate)
         for t in queue:
             if t.status().get("state") != "pending":
                 t.write_status(state="pending")
         self.evaluator = results.start_watching(sweep_dir, self.options.python)
+        self.evaluator_dir = sweep_dir
+
+    def check_evaluator(self) -> None:
+        """Say at once when the evaluator beside the trainers ended with an error (a bad
+        --bapps-dir, a crash), not only when training is over; training goes on."""
+        p = self.evaluator
+        if p is None or self.evaluator_said or p.poll() in (None, 0):
+            return
+        self.evaluator_said = True
+        print(results.ended_early(p.returncode, self.evaluator_dir), flush=True)
 
     def loop(self, queue: list[Trial], slots: list[Slot]) -> None:
         free = list(slots)
@@ -310,6 +322,7 @@ class LocalRunner:
                 self.running.remove(r)
                 free.append(r.slot)
                 self.finish(r, rc)
+            self.check_evaluator()
 
     def stop(self) -> None:
         """SIGTERM every running trial's process group, wait, then SIGKILL what is left."""

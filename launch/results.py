@@ -34,6 +34,7 @@ def available(module: str) -> bool:
         return False
 
 
+EVALUATOR = "evaluator.__main__"  # the module ``python -m evaluator`` runs
 STOP_GRACE_S = 20.0  # an interrupted evaluator's time to stop before it is killed
 WATCH_POLL_S = 2.0  # the evaluator beside the trainers: how often it looks for new checkpoints
 
@@ -46,7 +47,7 @@ def _evaluator_cmd(sweep_dir: Path, python: str, watch: bool) -> list[str]:
 def _start(sweep_dir: Path, python: str, watch: bool) -> subprocess.Popen | None:
     """Start the evaluator, its output appended to ``<sweep_dir>/evaluator.log``; None (and a
     line saying so) when it is not installed."""
-    if not available("evaluator.__main__"):
+    if not available(EVALUATOR):
         print("launch: the evaluator (python -m evaluator) is not available; scoring skipped")
         return None
     log = sweep_dir / "evaluator.log"
@@ -96,6 +97,16 @@ def finish(proc: subprocess.Popen | None, sweep_dir: Path, started: float) -> in
     else:
         print(f"[evaluator] FAILED (exit {rc}): {last_line(log)}; log {log}", flush=True)
     return rc
+
+
+def ended_early(rc: int, sweep_dir: Path) -> str:
+    """The line for an evaluator watching beside the trainers that ended with ``rc`` != 0
+    while they still run (``finish`` reports it again once training is over)."""
+    log = Path(sweep_dir) / "evaluator.log"
+    return (
+        f"[evaluator] FAILED beside the trainers (exit {rc}): {last_line(log)}; training goes "
+        f"on; log {log}"
+    )
 
 
 def evaluate(sweep_dir: Path, python: str) -> int:

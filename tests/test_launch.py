@@ -46,6 +46,9 @@ if args[:2] == ["-m", "evaluator"]:  # stands in for the evaluator job too
         return out
     seen = {"pid": os.getpid(), "at_start": states()}
     json.dump(seen, open(os.path.join(runs, "evaluator_seen.json"), "w"))
+    if os.environ.get("FAKE_EVAL_EARLY"):  # fails at once, as with a bad --bapps-dir
+        print("evaluator: --bapps-dir /nowhere: no such folder")
+        sys.exit(int(os.environ.get("FAKE_EVAL_RC", "2")))
     # --watch: like the real one, ends once every trial has ended
     while "--watch" in args and set(states().values()) - {"done", "failed", "diverged"}:
         time.sleep(0.05)
@@ -490,6 +493,50 @@ def test_without_gpus_the_evaluator_watches_beside_the_trainers(tmp_path, fake_p
     )
     assert out.index("1 done, 1 failed") < out.index(ended) < out.index("wrote report.md")
     assert not procs.pid_alive(seen["pid"])
+
+
+def test_an_evaluator_failing_beside_the_trainers_is_reported_while_they_train(
+    tmp_path, fake_python
+):
+    path, runs, hold = _held_trial(tmp_path)
+    out_file = tmp_path / "launcher.out"
+    with open(out_file, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "launch", str(path), "--runs-dir", str(runs),
+             "--python", fake_python],
+            cwd=REPO, stdout=out, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "FAKE_EVAL_EARLY": "1"},
+        )  # fmt: skip
+    try:
+        said = "[evaluator] FAILED beside the trainers (exit 2): evaluator: --bapps-dir /nowhere"
+        deadline = time.time() + 60
+        while said not in out_file.read_text() and time.time() < deadline:
+            time.sleep(0.05)
+        assert said in out_file.read_text()
+        assert hold.status()["state"] == "running" and proc.poll() is None  # still training
+    finally:
+        (hold.workdir / "hold").unlink()
+    assert proc.wait(timeout=60) == 1
+    text = out_file.read_text()
+    assert text.count(said) == 1 and "training goes on" in text
+    assert text.index(said) < text.index("[source_dir-hold] done")
+    assert "[evaluator] FAILED (exit 2)" in text  # and once more where the launcher waits for it
+    assert "wrote report.md" in text
+
+
+def test_without_an_evaluator_scoring_is_said_to_be_skipped_once(
+    tmp_path, fake_python, monkeypatch, capsys
+):
+    from launch import results
+
+    monkeypatch.setattr(results, "available", lambda module: module != results.EVALUATOR)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # the path that would watch beside
+    path = sweep_file(tmp_path, ["ok1"])
+    args = [str(path), "--runs-dir", str(tmp_path / "runs"), "--python", fake_python]
+    assert launch_main(args) == 0
+    out = capsys.readouterr().out
+    assert out.count("scoring skipped") == 1
+    assert "[source_dir-ok1] done" in out
 
 
 def test_missing_evaluator_is_reported_and_skipped(tmp_path, monkeypatch, capsys):
