@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from launch import packing, results
-from launch.procs import last_line
+from launch.procs import last_line, stop_all
 from launch.table import status_table
 from launch.trials import LaunchOptions, Trial, todo
 
@@ -329,22 +329,10 @@ class LocalRunner:
         self.stopping = True
         signal.signal(signal.SIGINT, _raise_interrupt)
         print(f"\nlaunch: stopping {len(self.running)} running trial(s) (SIGTERM)", flush=True)
-        procs = [r.proc for r in self.running] + ([self.evaluator] if self.evaluator else [])
-        for p in procs:  # the evaluator's results are written atomically: it just stops
-            _signal_group(p, signal.SIGTERM)
-        deadline = time.time() + STOP_GRACE_S
-        try:
-            while any(p.poll() is None for p in procs) and time.time() < deadline:
-                time.sleep(0.2)
-        except KeyboardInterrupt:
-            print("launch: second interrupt; killing", flush=True)
-        for p in procs:
-            if p.poll() is None:
-                _signal_group(p, signal.SIGKILL)
+        stop_all([r.proc for r in self.running] + ([self.evaluator] if self.evaluator else []),
+                 STOP_GRACE_S)  # fmt: skip
         for r in self.running:
             self.finish(r, r.proc.wait())
-        if self.evaluator is not None:
-            self.evaluator.wait()
         self.running = []
 
 
@@ -380,13 +368,6 @@ class SweepLock:
             if self.held:
                 fcntl.flock(self._f, fcntl.LOCK_UN)
             self._f.close()
-
-
-def _signal_group(proc: subprocess.Popen, sig: int) -> None:
-    try:
-        os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

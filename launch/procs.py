@@ -1,11 +1,14 @@
-"""This host's trainer processes: whether a recorded pid is still a live trainer, and the last
-line of a log (the one-line reason a process died)."""
+"""This host's trainer processes: whether a recorded pid is still a live trainer, the last
+line of a log (the one-line reason a process died), and stopping child processes."""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
-from collections.abc import Mapping
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,3 +46,34 @@ def last_line(path: str | os.PathLike, limit: int = 300) -> str:
         return ""
     lines = [ln for ln in lines if ln]
     return lines[-1][:limit] if lines else ""
+
+
+def signal_tree(proc: subprocess.Popen, sig: int) -> None:
+    """``sig`` to ``proc``'s process group when it leads one (started in a session of its own,
+    as trainers are: their data workers go too), else to ``proc`` alone."""
+    try:
+        if os.getpgid(proc.pid) == proc.pid:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def stop_all(procs: Sequence[subprocess.Popen], grace_s: float) -> None:
+    """SIGTERM each (``signal_tree``), wait up to ``grace_s`` for all to exit (a second Ctrl-C
+    cuts the wait short), SIGKILL what is left and reap it. Trainers save and say
+    ``preempted`` on SIGTERM; the evaluator writes atomically, so it just stops."""
+    for p in procs:
+        signal_tree(p, signal.SIGTERM)
+    deadline = time.time() + grace_s
+    try:
+        while any(p.poll() is None for p in procs) and time.time() < deadline:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        print("launch: second interrupt; killing", flush=True)
+    for p in procs:
+        if p.poll() is None:
+            signal_tree(p, signal.SIGKILL)
+    for p in procs:
+        p.wait()

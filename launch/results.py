@@ -21,7 +21,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from launch.procs import last_line
+from launch.procs import last_line, stop_all
 
 EXIT_ERROR_RECORDS = 3  # python -m evaluator: some steps could not be scored (evaluator.__main__)
 
@@ -81,12 +81,7 @@ def finish(proc: subprocess.Popen | None, sweep_dir: Path, started: float) -> in
     try:
         rc = proc.wait()
     except BaseException:  # Ctrl-C: an evaluator in a session of its own would outlive us
-        proc.terminate()  # its results are written atomically: it just stops
-        try:
-            proc.wait(timeout=STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_all([proc], STOP_GRACE_S)
         raise
     log = Path(sweep_dir) / "evaluator.log"
     took = f"{time.time() - started:.0f}s"
