@@ -39,8 +39,8 @@ from evaluator.bapps import IMAGE_SIZE, Benchmark, BenchmarkError, load_bapps
 from evaluator.distances import (
     FEATURE_DISTANCES,
     LEARNED_DISTANCES,
-    PIXEL_FUNCTIONS,
     check_pixel_metrics,
+    pixel_pairs,
     pixel_triplets,
     total_distance,
 )
@@ -156,19 +156,21 @@ def score_pixels(bench: Benchmark, metrics: Sequence[str]) -> dict[str, dict[str
     versions; ``psnr``) on ``bench``; each triplet's images go to Lab once for all of them."""
     check_pixel_metrics(metrics)
     if bench.mos is not None:
-        out = {}
-        for m in metrics:
-            d = np.concatenate([PIXEL_FUNCTIONS[m](r, i) for r, i in mos_mod.pairs(bench.mos)])
-            out[m] = mos_mod.correlations(d, bench.mos.score, bench.mos.types)
-        return out
+        parts = [pixel_pairs(metrics, r, i) for r, i in mos_mod.pairs(bench.mos)]
+        return {
+            m: mos_mod.correlations(
+                np.concatenate([p[m] for p in parts]), bench.mos.score, bench.mos.types
+            )
+            for m in metrics
+        }
     twoafc: dict[str, dict[str, float]] = {m: {} for m in metrics}
     for c, t in bench.twoafc.items():
         for m, (d0, d1) in pixel_triplets(metrics, t.ref, t.p0, t.p1).items():
             twoafc[m][c] = scoring.score_2afc(d0, d1, t.judge)
     jnd: dict[str, dict[str, float]] = {m: {} for m in metrics}
     for c, j in bench.jnd.items():
-        for m in metrics:
-            jnd[m][c] = scoring.score_jnd(PIXEL_FUNCTIONS[m](j.p0, j.p1), j.same)
+        for m, d in pixel_pairs(metrics, j.p0, j.p1).items():
+            jnd[m][c] = scoring.score_jnd(d, j.same)
     return {m: _block(twoafc[m], jnd[m]) for m in metrics}
 
 

@@ -182,13 +182,6 @@ def lpips_lab(images: np.ndarray) -> np.ndarray:
 _CHUNK = 512  # images converted to Lab at a time (float64 Lab of all of BAPPS would be ~10 GB)
 
 
-def _chunked(fn, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    if len(a) != len(b):
-        raise ValueError(f"pixel metrics need equal batches; got {len(a)} and {len(b)} images")
-    parts = [fn(a[i : i + _CHUNK], b[i : i + _CHUNK]) for i in range(0, len(a), _CHUNK)]
-    return np.concatenate(parts) if parts else np.zeros(0, np.float64)
-
-
 def lab_l2(la: np.ndarray, lb: np.ndarray) -> np.ndarray:
     """``l2`` between Lab batches (N, H, W, 3) from ``lpips_lab``: (N,) float64."""
     la = la.astype(np.float64) / 100.0
@@ -209,38 +202,15 @@ def lab_dssim(la: np.ndarray, lb: np.ndarray) -> np.ndarray:
     return out
 
 
+def rgb_neg_psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Minus the PSNR (dB, peak 255) between uint8 RGB batches: (N,) float64."""
+    diff = a.astype(np.float64) - b.astype(np.float64)
+    mse = np.maximum(np.mean(diff * diff, axis=(1, 2, 3)), 1e-10)
+    return -10.0 * np.log10(255.0**2 / mse)
+
+
 LAB_METRICS = {"l2": lab_l2, "ssim": lab_dssim}  # the pixel metrics computed on Lab images
-
-
-def _lab_pair(metric: str):
-    def one(a, b):
-        return LAB_METRICS[metric](lpips_lab(a), lpips_lab(b))
-
-    return one
-
-
-def pixel_l2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """LPIPS's Lab L2 between uint8 RGB image batches (N, H, W, 3): (N,) float64."""
-    return _chunked(_lab_pair("l2"), a, b)
-
-
-def pixel_ssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """LPIPS's Lab DSSIM ``(1 - SSIM) / 2`` between uint8 RGB batches (N, H, W, 3): (N,)."""
-    return _chunked(_lab_pair("ssim"), a, b)
-
-
-def pixel_psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Minus the RGB PSNR (dB, peak 255) between uint8 batches (N, H, W, 3): (N,) float64."""
-
-    def one(x, y):
-        diff = x.astype(np.float64) - y.astype(np.float64)
-        mse = np.maximum(np.mean(diff * diff, axis=(1, 2, 3)), 1e-10)
-        return -10.0 * np.log10(255.0**2 / mse)
-
-    return _chunked(one, a, b)
-
-
-PIXEL_FUNCTIONS = {"l2": pixel_l2, "ssim": pixel_ssim, "psnr": pixel_psnr}
+RGB_METRICS = {"psnr": rgb_neg_psnr}  # ... and on the uint8 RGB values
 
 
 def check_pixel_metrics(metrics: Sequence[str]) -> None:
@@ -250,27 +220,54 @@ def check_pixel_metrics(metrics: Sequence[str]) -> None:
         raise ValueError(f"metric {unknown[0]!r} is unknown; allowed: {', '.join(PIXEL_FUNCTIONS)}")
 
 
+def pixel_distances(
+    metrics: Sequence[str], ref: np.ndarray, others: Sequence[np.ndarray]
+) -> dict[str, list[np.ndarray]]:
+    """``{metric: [d(ref, o) for o in others]}`` for pixel metrics on uint8 RGB batches
+    (N, H, W, 3), each (N,) float64; ``_CHUNK`` images at a time, every image converted to Lab
+    once for all the Lab metrics (a triplet: a third of the conversions of pairwise calls)."""
+    check_pixel_metrics(metrics)
+    if any(len(o) != len(ref) for o in others):
+        sizes = ", ".join(str(len(x)) for x in (ref, *others))
+        raise ValueError(f"pixel metrics need equal batches; got {sizes} images")
+    lab = bool(set(metrics) & set(LAB_METRICS))
+    parts: dict[str, list[list[np.ndarray]]] = {m: [[] for _ in others] for m in metrics}
+    for i in range(0, len(ref), _CHUNK):
+        r, os_ = ref[i : i + _CHUNK], [o[i : i + _CHUNK] for o in others]
+        lr, lo = (lpips_lab(r), [lpips_lab(o) for o in os_]) if lab else (None, [])
+        for m in metrics:
+            for k, o in enumerate(os_):
+                d = LAB_METRICS[m](lr, lo[k]) if m in LAB_METRICS else RGB_METRICS[m](r, o)
+                parts[m][k].append(d)
+    empty = np.zeros(0, np.float64)
+    return {m: [np.concatenate(p) if p else empty for p in ps] for m, ps in parts.items()}
+
+
+def pixel_pairs(metrics: Sequence[str], a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
+    """``{metric: d(a, b)}`` (``pixel_distances``)."""
+    return {m: d for m, (d,) in pixel_distances(metrics, a, [b]).items()}
+
+
 def pixel_triplets(
     metrics: Sequence[str], ref: np.ndarray, p0: np.ndarray, p1: np.ndarray
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``{metric: (d(ref, p0), d(ref, p1))}`` for pixel metrics on uint8 triplet batches; every
-    image goes to Lab once for all the Lab metrics (a third of the conversions of pairwise calls)."""
-    check_pixel_metrics(metrics)
-    if not len(ref) == len(p0) == len(p1):
-        raise ValueError(f"pixel metrics need equal batches; got {len(ref)}, {len(p0)}, {len(p1)}")
-    parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {m: [] for m in metrics}
-    for i in range(0, len(ref), _CHUNK):
-        r, a, b = (x[i : i + _CHUNK] for x in (ref, p0, p1))
-        labs = [lpips_lab(x) for x in (r, a, b)] if set(metrics) & set(LAB_METRICS) else None
-        for m in metrics:
-            if m in LAB_METRICS:
-                parts[m].append(
-                    (LAB_METRICS[m](labs[0], labs[1]), LAB_METRICS[m](labs[0], labs[2]))
-                )
-            else:
-                parts[m].append((PIXEL_FUNCTIONS[m](r, a), PIXEL_FUNCTIONS[m](r, b)))
-    out = {}
-    for m, p in parts.items():
-        d0, d1 = zip(*p, strict=True) if p else ((), ())
-        out[m] = tuple(np.concatenate(d) if d else np.zeros(0, np.float64) for d in (d0, d1))
-    return out
+    """``{metric: (d(ref, p0), d(ref, p1))}`` (``pixel_distances``)."""
+    return {m: (d0, d1) for m, (d0, d1) in pixel_distances(metrics, ref, [p0, p1]).items()}
+
+
+def pixel_l2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """LPIPS's Lab L2 between uint8 RGB image batches (N, H, W, 3): (N,) float64."""
+    return pixel_pairs(("l2",), a, b)["l2"]
+
+
+def pixel_ssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """LPIPS's Lab DSSIM ``(1 - SSIM) / 2`` between uint8 RGB batches (N, H, W, 3): (N,)."""
+    return pixel_pairs(("ssim",), a, b)["ssim"]
+
+
+def pixel_psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Minus the RGB PSNR (dB, peak 255) between uint8 batches (N, H, W, 3): (N,) float64."""
+    return pixel_pairs(("psnr",), a, b)["psnr"]
+
+
+PIXEL_FUNCTIONS = {"l2": pixel_l2, "ssim": pixel_ssim, "psnr": pixel_psnr}
