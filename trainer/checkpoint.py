@@ -65,15 +65,9 @@ def intervals(ckpt_cfg: Any, steps_per_epoch: int | None = None) -> tuple[int, i
     return int(ckpt_cfg.every_steps), int(ckpt_cfg.keep_every_steps)
 
 
-def save_steps(
-    step: int, ckpt_cfg: Any, total_steps: int, steps_per_epoch: int | None = None
-) -> bool:
+def save_steps(step: int, every: int, keep: int, total_steps: int) -> bool:
     """Whether the trainer saves after ``step``: every ``every`` steps, every ``keep``-th (so
     the kept ones exist; ``intervals`` gives the two) and the final step."""
-    return _saves(step, *intervals(ckpt_cfg, steps_per_epoch), total_steps)
-
-
-def _saves(step: int, every: int, keep: int, total_steps: int) -> bool:
     return step == total_steps or step % every == 0 or (keep > 0 and step % keep == 0)
 
 
@@ -115,7 +109,7 @@ class Checkpointer:
 
     def should_save(self, step: int) -> bool:
         """``save_steps`` with this run's intervals."""
-        return _saves(step, self.every, self.keep, self.total_steps)
+        return save_steps(step, self.every, self.keep, self.total_steps)
 
     def __enter__(self) -> Checkpointer:
         return self
