@@ -324,6 +324,31 @@ def test_ctrl_c_saves_like_sigterm_and_a_second_trainer_is_refused(
     assert 5 <= status["step"] < 400
 
 
+def test_tracebacks_through_orbax_are_dropped_from_the_logs_and_others_kept():
+    # asyncio's "exception was never retrieved" for an orbax save task came after the trainer's
+    # one line on a full disk under load; asyncio's other errors and orbax's plain messages stay
+    import logging
+    import sys
+
+    from trainer.__main__ import _drop_orbax_tracebacks
+
+    def exc_info(filename):
+        try:
+            exec(compile("raise ValueError('No space left [os_error_code=28]')", filename, "exec"))
+        except ValueError:
+            return sys.exc_info()
+
+    def record(pathname, info, name="asyncio"):
+        return logging.LogRecord(name, logging.ERROR, pathname, 1, "msg", (), info)
+
+    asyncio_path = "/usr/lib/python3.11/asyncio/base_events.py"
+    orbax_file = "/venv/site-packages/orbax/checkpoint/serialization.py"
+    assert not _drop_orbax_tracebacks(record(asyncio_path, exc_info(orbax_file)))
+    assert not _drop_orbax_tracebacks(record(orbax_file, exc_info("x.py"), "absl"))
+    assert _drop_orbax_tracebacks(record(asyncio_path, exc_info("/app/mine.py")))
+    assert _drop_orbax_tracebacks(record(orbax_file, None, "absl"))
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not is_root(), reason="mounting a small tmpfs needs root")
 def test_full_disk_during_a_save_ends_in_one_clear_line(tmp_path, cache_dir):

@@ -109,16 +109,26 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _drop_orbax_tracebacks(record: logging.LogRecord) -> bool:
-    return not (record.exc_info and "orbax" in record.pathname)
+    """False (drop) for a record carrying a traceback that orbax logged or that runs through
+    orbax's code (asyncio's "exception was never retrieved" for one of its save tasks)."""
+    if not record.exc_info:
+        return True
+    if "orbax" in record.pathname:
+        return False
+    tb = record.exc_info[2]
+    return not any("orbax" in f.filename for f in traceback.extract_tb(tb)) if tb else True
 
 
 def _quiet_orbax_tracebacks() -> None:
     """orbax logs every failure of a background save with its traceback, once per thread
     involved, and then raises the same error in the train loop, which reports it in one line:
-    drop those log records (keep orbax's other messages). TensorStore's write callbacks that
-    land after orbax closed its event loop report a "RuntimeError: Event loop is closed" each
-    through ``sys.unraisablehook`` (a full disk gave up to 75 of them): drop those too."""
-    logging.getLogger("absl").addFilter(_drop_orbax_tracebacks)
+    drop those log records (keep orbax's other messages), and asyncio's for the save tasks whose
+    failure nobody awaited (logged at exit, after the one line: seen on a full disk under load).
+    TensorStore's write callbacks that land after orbax closed its event loop report a
+    "RuntimeError: Event loop is closed" each through ``sys.unraisablehook`` (a full disk gave
+    up to 75 of them): drop those too."""
+    for name in ("absl", "asyncio"):
+        logging.getLogger(name).addFilter(_drop_orbax_tracebacks)
     hook = sys.unraisablehook
 
     def quiet(u: Any) -> None:
